@@ -1,0 +1,7 @@
+"""livecommerce: a real-time server for live-stream shopping."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""Request middleware: identify the caller, and answer every failure as RFC 9457 problem JSON.
+
+Nothing reaches a client as an HTML error page or a traceback: `ClientError`s become their problem, aiohttp's
+own HTTP errors (unknown route, wrong method, oversized body) are translated, and anything unexpected is
+logged with a reference the caller can quote and answered as a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from livecommerce.auth import ANONYMOUS
+from livecommerce.errors import (
+    ClientError,
+    MalformedRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from livecommerce.state import PRINCIPAL, SIGNER
+
+__all__ = ["authenticate", "problem_response", "problems"]
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "application/problem+json"
+
+
+def problem_response(error: ClientError, request: web.Request) -> web.Response:
+    headers = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="livecommerce"'
+    if isinstance(error, MethodNotAllowed) and error.errors:
+        headers["Allow"] = ", ".join(str(e["message"]) for e in error.errors)
+    return web.Response(
+        body=orjson.dumps(error.to_problem(request.path)),
+        status=error.status,
+        content_type=PROBLEM_TYPE,
+        headers=headers,
+    )
+
+
+def _translate(exc: web.HTTPException, request: web.Request) -> ClientError | None:
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound(f"there is nothing at {request.path}; see /openapi.json for the routes")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        return MethodNotAllowed(f"{request.method} is not allowed here; use {', '.join(allowed)}")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge(f"the request body is too large: {exc.text}")
+    if isinstance(exc, web.HTTPBadRequest):
+        return MalformedRequest(f"the request could not be read: {exc.reason}")
+    return None
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ClientError as error:
+        return problem_response(error, request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        translated = _translate(exc, request)
+        if translated is None:
+            raise
+        response = problem_response(translated, request)
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
+    except Exception:
+        reference = secrets.token_hex(6)
+        log.exception("unhandled error in %s %s (reference %s)", request.method, request.path, reference)
+        body = {
+            "type": "https://livecommerce.dev/problems/internal",
+            "title": "Internal server error",
+            "status": 500,
+            "detail": f"an unexpected error occurred; nothing was changed. Report reference {reference}",
+            "code": "internal",
+            "instance": request.path,
+        }
+        return web.Response(body=orjson.dumps(body), status=500, content_type=PROBLEM_TYPE)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the bearer token, if any, to a principal. A bad token is refused even on public routes."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        request[PRINCIPAL] = ANONYMOUS
+        return await handler(request)
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("use the header 'Authorization: Bearer <token>'")
+    request[PRINCIPAL] = request.app[SIGNER].verify(token.strip())
+    return await handler(request)

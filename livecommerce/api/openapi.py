@@ -1,0 +1,144 @@
+"""The OpenAPI 3.1 document at `/openapi.json`, built from the same declarations that build the routes.
+
+Because routes, validation and this document come from one `Endpoint` list, the document cannot describe an
+API other than the one that runs; tests check real responses against it and fuzz every route from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from livecommerce import __version__
+from livecommerce.api.routing import Endpoint
+from livecommerce.api.schemas import MAX_ID, Health, Problem, Readiness
+
+__all__ = ["build_openapi"]
+
+_REF = "#/components/schemas/{model}"
+_PROBLEM_TYPE = "application/problem+json"
+_STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    204: "Deleted; no content",
+    400: "The request could not be read (malformed JSON, empty body)",
+    401: "Sign-in required, or the bearer token is invalid or expired",
+    403: "Signed in, but this role may not do this",
+    404: "No such resource (or not visible to the caller)",
+    409: "Conflicts with the current state (a duplicate, a finished room, a product that has sold)",
+    413: "The body is larger than the configured limit",
+    415: "The body is not JSON",
+    422: "A field or parameter is not valid; `errors` lists each",
+    503: "A dependency is unavailable",
+}
+
+
+def _schemas(endpoints: list[Endpoint]) -> tuple[dict[Any, Any], dict[str, Any]]:
+    models: list[tuple[type[BaseModel], Any]] = [(Problem, "serialization"), (Health, "serialization"),
+                                                  (Readiness, "serialization")]  # fmt: skip
+    for endpoint in endpoints:
+        if endpoint.body is not None:
+            models.append((endpoint.body, "validation"))
+        if endpoint.response is not None:
+            models.append((endpoint.response, "serialization"))
+    refs, top = models_json_schema(models, ref_template=_REF)
+    return refs, top.get("$defs", {})
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=_REF)
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
+    return {
+        str(status): {
+            "description": _STATUS_TEXT.get(status, "Error"),
+            "content": {_PROBLEM_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
+        }
+        for status in sorted(set(statuses))
+    }
+
+
+def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "operationId": endpoint.operation_id,
+        "summary": endpoint.summary,
+        "description": f"Who may call: {endpoint.access}.",
+        "tags": [endpoint.tag],
+        "x-access": endpoint.access,
+        "security": [{}, {"bearer": []}] if endpoint.access.startswith("anyone") else [{"bearer": []}],
+    }
+    parameters = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        }
+        for name in endpoint.path_params
+    ]
+    if endpoint.query is not None:
+        parameters += _query_parameters(endpoint.query)
+    if parameters:
+        operation["parameters"] = parameters
+    if endpoint.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(endpoint.body, "validation")]}},
+        }
+    success: dict[str, Any] = {"description": _STATUS_TEXT.get(endpoint.status, "Success")}
+    if endpoint.response is not None:
+        success["content"] = {"application/json": {"schema": refs[(endpoint.response, "serialization")]}}
+    # Any route refuses an invalid bearer token with 401, whatever its access.
+    operation["responses"] = {str(endpoint.status): success, **_problem_responses((*endpoint.errors, 401))}
+    return operation
+
+
+def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
+    def get(summary: str, model: type[BaseModel], statuses: tuple[int, ...]) -> dict[str, Any]:
+        responses = {
+            str(status): {
+                "description": _STATUS_TEXT[status],
+                "content": {"application/json": {"schema": refs[(model, "serialization")]}},
+            }
+            for status in statuses
+        }
+        return {"get": {"operationId": summary.split()[0].lower(), "summary": summary, "tags": ["health"],
+                        "security": [{}], "responses": responses}}  # fmt: skip
+
+    return {
+        "/health": get("Liveness: the process is up", Health, (200,)),
+        "/ready": get("Readiness: Redis and the database answer", Readiness, (200, 503)),
+    }
+
+
+def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
+    refs, definitions = _schemas(endpoints)
+    paths: dict[str, Any] = _health_paths(refs)
+    for endpoint in endpoints:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "livecommerce",
+            "version": __version__,
+            "description": "REST API of livecommerce. Errors are RFC 9457 problem details "
+            "(application/problem+json) with a stable `code` and a `detail` that says what to fix.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": definitions,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }

@@ -1,0 +1,206 @@
+"""The `/api/v1` REST routes: thin mappings from wire models to the domain modules.
+
+Rules (who may do what, which states allow what) live in `catalog`, `rooms` and `users`; this module only
+translates. Each route's `access` text is published in the OpenAPI document and checked by the
+authorisation-matrix test.
+"""
+
+from __future__ import annotations
+
+from livecommerce import catalog, rooms, users
+from livecommerce.api import schemas as s
+from livecommerce.api.routing import Call, Router
+from livecommerce.errors import NotFound
+from livecommerce.models import Brand, Product, Room, User
+
+__all__ = ["ROUTER"]
+
+ROUTER = Router(prefix="/api/v1")
+route = ROUTER.route
+
+_AUTH = (401,)
+_WRITE = (400, 401, 403, 413, 415, 422)
+
+
+def _user(user: User) -> s.UserOut:
+    return s.UserOut.model_validate(user, from_attributes=True)
+
+
+def _brand(brand: Brand) -> s.BrandOut:
+    return s.BrandOut.model_validate(brand, from_attributes=True)
+
+
+def _product(product: Product) -> s.ProductOut:
+    return s.ProductOut.model_validate(product, from_attributes=True)
+
+
+def _room(room: Room) -> s.RoomOut:
+    return s.RoomOut(
+        id=room.id,
+        title=room.title,
+        host=s.PersonOut(id=room.host.id, display_name=room.host.display_name),
+        brands=[s.BrandRef(id=brand.id, name=brand.name) for brand in room.brands],
+        visibility=room.visibility,
+        status=room.status,
+        scheduled_start=room.scheduled_start,
+        started_at=room.started_at,
+        ended_at=room.ended_at,
+        created_at=room.created_at,
+    )
+
+
+# --- auth and users -------------------------------------------------------------------------------------------
+
+
+@route("POST", "/auth/demo-login", summary="Sign in as a demo user (demo mode only)", access="anyone, in demo mode",
+       tag="auth", body=s.DemoLogin, response=s.TokenOut, errors=(400, 404, 413, 415, 422))  # fmt: skip
+async def demo_login(call: Call, body: s.DemoLogin) -> s.TokenOut:
+    if not call.settings.demo:
+        raise NotFound("the demo login exists only when the server runs with --demo")
+    user = await users.user_by_email(call.session, body.email)
+    if user is None:
+        raise NotFound(f"no demo user with email {body.email}; the server printed the demo users at start-up")
+    token = call.token_for(user.id, user.role, user.brand_id)
+    return s.TokenOut(token=token, expires_in=call.settings.token_ttl, user=_user(user))
+
+
+@route("GET", "/me", summary="The signed-in user", access="signed-in users", tag="users", response=s.UserOut,
+       errors=_AUTH)  # fmt: skip
+async def get_me(call: Call) -> s.UserOut:
+    return _user(await users.current_user(call.session, call.who))
+
+
+@route("POST", "/users", summary="Create a user", access="admins", tag="users", body=s.UserCreate,
+       response=s.UserOut, status=201, errors=(*_WRITE, 409))  # fmt: skip
+async def create_user(call: Call, body: s.UserCreate) -> s.UserOut:
+    user = await users.create_user(
+        call.session, call.who, email=body.email, display_name=body.display_name, role=body.role,
+        brand_id=body.brand_id,
+    )  # fmt: skip
+    return _user(user)
+
+
+@route("POST", "/users/{user_id}/token", summary="Issue a bearer token for a user", access="admins",
+       tag="users", response=s.TokenOut, status=201, errors=(401, 403, 404))  # fmt: skip
+async def issue_token(call: Call, user_id: int) -> s.TokenOut:
+    user = await users.user_for_token(call.session, call.who, user_id)
+    token = call.token_for(user.id, user.role, user.brand_id)
+    return s.TokenOut(token=token, expires_in=call.settings.token_ttl, user=_user(user))
+
+
+# --- brands ---------------------------------------------------------------------------------------------------
+
+
+@route("GET", "/brands", summary="List brands", access="anyone", tag="brands", query=s.PageQuery,
+       response=s.BrandPage, errors=(422,))  # fmt: skip
+async def list_brands(call: Call, query: s.PageQuery) -> s.BrandPage:
+    rows, cursor = await catalog.list_brands(call.session, query.limit, query.after)
+    return s.BrandPage(items=[_brand(b) for b in rows], next=cursor)
+
+
+@route("POST", "/brands", summary="Create a brand", access="admins", tag="brands", body=s.BrandCreate,
+       response=s.BrandOut, status=201, errors=(*_WRITE, 409))  # fmt: skip
+async def create_brand(call: Call, body: s.BrandCreate) -> s.BrandOut:
+    return _brand(await catalog.create_brand(call.session, call.who, body.name, body.description))
+
+
+@route("GET", "/brands/{brand_id}", summary="Get a brand", access="anyone", tag="brands", response=s.BrandOut,
+       errors=(404,))  # fmt: skip
+async def get_brand(call: Call, brand_id: int) -> s.BrandOut:
+    return _brand(await catalog.get_brand(call.session, brand_id))
+
+
+@route("PATCH", "/brands/{brand_id}", summary="Edit a brand", access="the brand's staff, admins",
+       tag="brands", body=s.BrandUpdate, response=s.BrandOut, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def update_brand(call: Call, brand_id: int, body: s.BrandUpdate) -> s.BrandOut:
+    changes = body.model_dump(exclude_unset=True)
+    return _brand(await catalog.update_brand(call.session, call.who, brand_id, changes))
+
+
+# --- products -------------------------------------------------------------------------------------------------
+
+
+@route("GET", "/products", summary="List products", access="anyone", tag="products", query=s.ProductQuery,
+       response=s.ProductPage, errors=(422,))  # fmt: skip
+async def list_products(call: Call, query: s.ProductQuery) -> s.ProductPage:
+    rows, cursor = await catalog.list_products(call.session, query.limit, query.after, query.brand_id)
+    return s.ProductPage(items=[_product(p) for p in rows], next=cursor)
+
+
+@route("POST", "/brands/{brand_id}/products", summary="Add a product to a brand",
+       access="the brand's staff, admins", tag="products", body=s.ProductCreate, response=s.ProductOut,
+       status=201, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def create_product(call: Call, brand_id: int, body: s.ProductCreate) -> s.ProductOut:
+    product = await catalog.create_product(call.session, call.who, brand_id, body.model_dump())
+    return _product(product)
+
+
+@route("GET", "/products/{product_id}", summary="Get a product", access="anyone", tag="products",
+       response=s.ProductOut, errors=(404,))  # fmt: skip
+async def get_product(call: Call, product_id: int) -> s.ProductOut:
+    return _product(await catalog.get_product(call.session, product_id))
+
+
+@route("PATCH", "/products/{product_id}", summary="Edit a product (price, stock, ...)",
+       access="the product's brand staff, admins", tag="products", body=s.ProductUpdate,
+       response=s.ProductOut, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def update_product(call: Call, product_id: int, body: s.ProductUpdate) -> s.ProductOut:
+    changes = body.model_dump(exclude_unset=True)
+    return _product(await catalog.update_product(call.session, call.who, product_id, changes))
+
+
+@route("DELETE", "/products/{product_id}", summary="Delete a product that has never sold",
+       access="the product's brand staff, admins", tag="products", status=204,
+       errors=(401, 403, 404, 409))  # fmt: skip
+async def delete_product(call: Call, product_id: int) -> None:
+    await catalog.delete_product(call.session, call.who, product_id)
+
+
+# --- rooms ----------------------------------------------------------------------------------------------------
+
+
+@route("GET", "/rooms", summary="List rooms you can see", access="anyone (private rooms: their host, "
+       "featured brands' staff, admins)", tag="rooms", query=s.RoomQuery, response=s.RoomPage,
+       errors=(422,))  # fmt: skip
+async def list_rooms(call: Call, query: s.RoomQuery) -> s.RoomPage:
+    rows, cursor = await rooms.list_rooms(call.session, call.who, query.limit, query.after, query.status, query.host_id)
+    return s.RoomPage(items=[_room(r) for r in rows], next=cursor)
+
+
+@route("POST", "/rooms", summary="Create and schedule a room", access="hosts, admins", tag="rooms",
+       body=s.RoomCreate, response=s.RoomOut, status=201, errors=_WRITE)  # fmt: skip
+async def create_room(call: Call, body: s.RoomCreate) -> s.RoomOut:
+    room = await rooms.create_room(
+        call.session, call.who, title=body.title, scheduled_start=body.scheduled_start,
+        brand_ids=body.brand_ids, visibility=body.visibility, host_id=body.host_id,
+    )  # fmt: skip
+    return _room(room)
+
+
+@route("GET", "/rooms/{room_id}", summary="A room's snapshot", access="anyone (private rooms: their host, "
+       "featured brands' staff, admins)", tag="rooms", response=s.RoomOut, errors=(404,))  # fmt: skip
+async def get_room(call: Call, room_id: int) -> s.RoomOut:
+    return _room(await rooms.get_room(call.session, call.who, room_id))
+
+
+@route("PATCH", "/rooms/{room_id}", summary="Edit or reschedule a room", access="the room's host, admins",
+       tag="rooms", body=s.RoomUpdate, response=s.RoomOut, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def update_room(call: Call, room_id: int, body: s.RoomUpdate) -> s.RoomOut:
+    room = await rooms.update_room(
+        call.session, call.who, room_id, title=body.title, scheduled_start=body.scheduled_start,
+        brand_ids=body.brand_ids, visibility=body.visibility,
+    )  # fmt: skip
+    return _room(room)
+
+
+@route("POST", "/rooms/{room_id}/live", summary="Go live", access="the room's host, admins", tag="rooms",
+       response=s.RoomOut, errors=(401, 403, 404, 409))  # fmt: skip
+async def go_live(call: Call, room_id: int) -> s.RoomOut:
+    return _room(await rooms.go_live(call.session, call.who, room_id))
+
+
+@route("POST", "/rooms/{room_id}/end", summary="End a live room, or cancel a scheduled one",
+       access="the room's host, admins", tag="rooms", response=s.RoomOut,
+       errors=(401, 403, 404, 409))  # fmt: skip
+async def end_room(call: Call, room_id: int) -> s.RoomOut:
+    return _room(await rooms.end_room(call.session, call.who, room_id))

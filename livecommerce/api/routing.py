@@ -1,0 +1,208 @@
+"""Declare a REST endpoint once; get its aiohttp route, its validation and its OpenAPI entry from it.
+
+A handler is `async def handler(call: Call, **params) -> BaseModel | None`: path ids arrive as ints,
+`query` and `body` as validated pydantic models. The wrapper opens one database transaction per request
+(committed when the handler returns, rolled back when it raises), so a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from livecommerce.api.schemas import MAX_ID
+from livecommerce.auth import Principal
+from livecommerce.errors import (
+    InvalidRequest,
+    MalformedRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from livecommerce.settings import Settings
+from livecommerce.state import PRINCIPAL, SESSIONS, SETTINGS, SIGNER
+
+__all__ = ["Call", "Endpoint", "Router", "validation_problem"]
+
+_PATH_PARAM = re.compile(r"\{(\w+)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the caller, one database session in a transaction, and the request."""
+
+    who: Principal
+    session: AsyncSession
+    request: web.Request
+
+    @property
+    def settings(self) -> Settings:
+        return self.request.app[SETTINGS]
+
+    def token_for(self, user_id: int, role: Any, brand_id: int | None) -> str:
+        return self.request.app[SIGNER].issue(user_id, role, brand_id)
+
+
+Handler = Callable[..., Awaitable[BaseModel | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    access: str
+    tag: str
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+
+    @property
+    def path_params(self) -> list[str]:
+        return _PATH_PARAM.findall(self.path)
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+@dataclass
+class Router:
+    """Collects endpoints; `install` adds them to an aiohttp app."""
+
+    prefix: str = ""
+    endpoints: list[Endpoint] = field(default_factory=list)
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        access: str,
+        tag: str,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(
+                    method,
+                    self.prefix + path,
+                    handler,
+                    summary,
+                    access,
+                    tag,
+                    body,
+                    query,
+                    response,
+                    status,
+                    errors,
+                )
+            )
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            aiohttp_path = _PATH_PARAM.sub(r"{\1:[0-9]{1,10}}", endpoint.path)
+            app.router.add_route(endpoint.method, aiohttp_path, _make_handler(endpoint))
+
+
+def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        params: dict[str, Any] = {}
+        for name in endpoint.path_params:
+            value = int(request.match_info[name])
+            if not 1 <= value <= MAX_ID:
+                raise NotFound(f"no {name.removesuffix('_id')} with id {value}")
+            params[name] = value
+        if endpoint.query is not None:
+            params["query"] = _parse_query(endpoint.query, request)
+        elif request.query:
+            raise InvalidRequest(
+                f"this endpoint takes no query parameters; remove {', '.join(sorted(set(request.query)))}"
+            )
+        if endpoint.body is not None:
+            params["body"] = await _parse_body(endpoint.body, request)
+        async with request.app[SESSIONS].begin() as session:
+            result = await endpoint.handler(Call(request[PRINCIPAL], session, request), **params)
+        if result is None:
+            return web.Response(status=endpoint.status)
+        return web.Response(
+            body=result.model_dump_json().encode(), status=endpoint.status, content_type="application/json"
+        )
+
+    handle.__name__ = endpoint.operation_id
+    return handle
+
+
+def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:
+    values: dict[str, str] = {}
+    for key in request.query:
+        items = request.query.getall(key)
+        if len(items) > 1:
+            raise InvalidRequest(f"query parameter {key!r} is given {len(items)} times; give it once")
+        values[key] = items[0]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise validation_problem(exc, "query") from None
+
+
+async def _parse_body(model: type[BaseModel], request: web.Request) -> BaseModel:
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType(
+            f"send the body as JSON with Content-Type: application/json (got {request.content_type or 'none'})"
+        )
+    limit = request.app[SETTINGS].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"the body is {request.content_length} bytes; the limit is {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body is larger than the limit of {limit} bytes") from None
+    if not raw:
+        raise MalformedRequest("the request body is empty; send a JSON object")
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_problem(exc, "body") from None
+
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field; remove it (check the spelling against the API document)",
+    "missing": "this field is required",
+    "json_invalid": "the body is not valid JSON",
+}
+
+
+def validation_problem(exc: ValidationError, where: str) -> InvalidRequest | MalformedRequest:
+    """Turn pydantic's errors into one problem whose detail names each field and what to fix."""
+    errors = []
+    for error in exc.errors(include_url=False):
+        location = ".".join([where, *(str(part) for part in error["loc"])])
+        message = _MESSAGES.get(error["type"], error["msg"])
+        if error["type"] == "json_invalid":
+            ctx = error.get("ctx") or {}
+            return MalformedRequest(f"the body is not valid JSON: {ctx.get('error', 'parse error')}")
+        if error["type"] == "model_type" and not error["loc"]:
+            return MalformedRequest(f"the {where} must be a JSON object")
+        errors.append({"field": location, "message": message})
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    if len(errors) > 5:
+        detail += f"; and {len(errors) - 5} more (see errors)"
+    return InvalidRequest(detail, errors=errors)

@@ -1,0 +1,268 @@
+"""REST wire format: request and response bodies of `/api/v1`.
+
+Requests are strict (no type coercion in JSON bodies) and forbid unknown fields, so a typo in a field name is
+an error rather than a silently ignored value. Response models are what the OpenAPI document publishes;
+a test checks real responses against it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from livecommerce.models import Role, RoomStatus, RoomVisibility
+
+MAX_ID = 2**31 - 1
+
+_STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+def _no_control_chars(value: str) -> str:
+    if any(ord(ch) < 32 and ch not in "\n\t" for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _single_line(value: str) -> str:
+    if "\n" in value or "\t" in value:
+        raise ValueError("must be a single line")
+    return value
+
+
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=120),
+    AfterValidator(_no_control_chars),
+    AfterValidator(_single_line),
+]
+Title = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(_no_control_chars),
+    AfterValidator(_single_line),
+]
+LongText = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_control_chars)]
+Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+ImageUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/$.?#][^\s]*$")]
+Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", to_lower=True)]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+PriceMinor = Annotated[int, Field(ge=0, le=10**12, description="Price in the currency's minor unit (cents).")]
+Stock = Annotated[int, Field(ge=0, le=10**9)]
+
+
+# --- errors ---------------------------------------------------------------------------------------------------
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where the problem is, e.g. `body.price_minor` or `query.limit`.")
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="What went wrong and what to do about it.")
+    code: str = Field(description="Stable machine-readable reason.")
+    instance: str | None = None
+    errors: list[FieldError] | None = None
+
+
+# --- pagination -----------------------------------------------------------------------------------------------
+
+
+class PageQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=20, ge=1, le=100, description="Items per page.")
+    after: int | None = Field(
+        default=None, ge=0, le=MAX_ID, description="Cursor: the `next` value of the previous page."
+    )
+
+
+# --- users and auth -------------------------------------------------------------------------------------------
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    display_name: str
+    role: Role
+    brand_id: int | None
+    created_at: datetime
+
+
+class UserCreate(BaseModel):
+    model_config = _STRICT
+
+    email: Email
+    display_name: Name
+    role: Role
+    brand_id: Id | None = Field(default=None, description="Required for brand_staff, forbidden otherwise.")
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - the scheme name, not a secret
+    expires_in: int = Field(description="Seconds until the token expires.")
+    user: UserOut
+
+
+class DemoLogin(BaseModel):
+    model_config = _STRICT
+
+    email: Email
+
+
+# --- brands ---------------------------------------------------------------------------------------------------
+
+
+class BrandOut(BaseModel):
+    id: int
+    name: str
+    description: str
+    created_at: datetime
+
+
+class BrandCreate(BaseModel):
+    model_config = _STRICT
+
+    name: Name
+    description: LongText = ""
+
+
+class BrandUpdate(BaseModel):
+    model_config = _STRICT
+
+    name: Name | None = None
+    description: LongText | None = None
+
+
+class BrandPage(BaseModel):
+    items: list[BrandOut]
+    next: int | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+# --- products -------------------------------------------------------------------------------------------------
+
+
+class ProductOut(BaseModel):
+    id: int
+    brand_id: int
+    sku: str
+    title: str
+    description: str
+    image_url: str | None
+    price_minor: int
+    currency: str
+    stock: int
+    units_sold: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProductCreate(BaseModel):
+    model_config = _STRICT
+
+    sku: Sku
+    title: Title
+    description: LongText = ""
+    image_url: ImageUrl | None = None
+    price_minor: PriceMinor
+    currency: Currency
+    stock: Stock
+
+
+class ProductUpdate(BaseModel):
+    model_config = _STRICT
+
+    sku: Sku | None = None
+    title: Title | None = None
+    description: LongText | None = None
+    image_url: ImageUrl | None = None
+    price_minor: PriceMinor | None = None
+    currency: Currency | None = None
+    stock: Stock | None = None
+
+
+class ProductPage(BaseModel):
+    items: list[ProductOut]
+    next: int | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+class ProductQuery(PageQuery):
+    brand_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only this brand's products.")
+
+
+# --- rooms ----------------------------------------------------------------------------------------------------
+
+
+class PersonOut(BaseModel):
+    id: int
+    display_name: str
+
+
+class BrandRef(BaseModel):
+    id: int
+    name: str
+
+
+class RoomOut(BaseModel):
+    """A room's snapshot: what a viewer needs to render it."""
+
+    id: int
+    title: str
+    host: PersonOut
+    brands: list[BrandRef]
+    visibility: RoomVisibility
+    status: RoomStatus
+    scheduled_start: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    created_at: datetime
+
+
+class RoomCreate(BaseModel):
+    model_config = _STRICT
+
+    title: Title
+    scheduled_start: AwareDatetime = Field(description="When the LIVE is planned to start (with a time zone).")
+    brand_ids: list[Id] = Field(default_factory=list, max_length=10, description="Featured brands.")
+    visibility: RoomVisibility = RoomVisibility.PUBLIC
+    host_id: Id | None = Field(default=None, description="Admins only: create the room for this host.")
+
+
+class RoomUpdate(BaseModel):
+    model_config = _STRICT
+
+    title: Title | None = None
+    scheduled_start: AwareDatetime | None = Field(default=None, description="Reschedule (scheduled rooms only).")
+    brand_ids: list[Id] | None = Field(default=None, max_length=10)
+    visibility: RoomVisibility | None = None
+
+
+class RoomPage(BaseModel):
+    items: list[RoomOut]
+    next: int | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+class RoomQuery(PageQuery):
+    status: RoomStatus | None = None
+    host_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+
+
+# --- health ---------------------------------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str] = Field(description="Each dependency and `ok` or what is wrong with it.")

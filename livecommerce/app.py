@@ -1,0 +1,98 @@
+"""Assemble the aiohttp application: middleware, routes, and the lifetimes of Redis and the database.
+
+Resources live in `cleanup_ctx` contexts, opened in order at start-up and closed in reverse at shutdown.
+Start-up fails fast with a `ConfigError` naming the unreachable service.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+from redis.asyncio import Redis
+
+from livecommerce import health
+from livecommerce.api.middleware import authenticate, problems
+from livecommerce.api.openapi import build_openapi
+from livecommerce.api.rest import ROUTER
+from livecommerce.auth import TokenSigner
+from livecommerce.database import open_database, session_factory
+from livecommerce.errors import ConfigError
+from livecommerce.settings import Settings
+from livecommerce.state import ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
+
+__all__ = ["create_app", "resolve_secret"]
+
+log = logging.getLogger(__name__)
+
+_STATIC = Path(__file__).parent / "static"
+
+
+def resolve_secret(settings: Settings) -> str:
+    """The configured secret, or one generated once into the data directory (shared by its processes)."""
+    if settings.secret_key is not None:
+        return settings.secret_key
+    path = settings.data_dir / "secret_key"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    log.warning(
+        "no LIVECOMMERCE_SECRET_KEY set: tokens are signed with a key generated into %s; "
+        "set LIVECOMMERCE_SECRET_KEY in production",
+        path,
+    )
+    return path.read_text().strip()
+
+
+def _redis_context(url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def context(app: web.Application) -> AsyncIterator[None]:
+        client = Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5)
+        try:
+            await client.ping()
+        except Exception as exc:  # noqa: BLE001 - any failure to reach Redis ends start-up with its reason
+            await client.aclose()
+            raise ConfigError(f"cannot reach Redis at {url}: {exc}") from None
+        app[REDIS] = client
+        yield
+        await client.aclose()
+
+    return context
+
+
+async def _database_context(app: web.Application) -> AsyncIterator[None]:
+    engine = await open_database(app[SETTINGS].effective_database_url)
+    app[ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+def create_app(settings: Settings, *, redis_url: str) -> web.Application:
+    """The application for `settings`, using the Redis at `redis_url` (embedded or configured)."""
+    app = web.Application(middlewares=[problems, authenticate], client_max_size=settings.max_body_bytes)
+    app[SETTINGS] = settings
+    app[SIGNER] = TokenSigner(resolve_secret(settings), settings.token_ttl)
+    app.cleanup_ctx.append(_redis_context(redis_url))
+    app.cleanup_ctx.append(_database_context)
+    ROUTER.install(app)
+    health.add_routes(app)
+    document = orjson.dumps(build_openapi(ROUTER.endpoints))
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(_STATIC / "index.html")
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/", index)
+    return app

@@ -1,0 +1,74 @@
+"""Demo data for `livecommerce serve --demo`: a brand, its staff, a host, a viewer, products and a room.
+
+Seeding is idempotent: a second start finds the demo users and adds nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from livecommerce.auth import TokenSigner
+from livecommerce.models import Brand, Product, Role, Room, RoomStatus, RoomVisibility, User, utcnow
+
+__all__ = ["DemoUser", "seed_demo"]
+
+_BRAND = "Aurora Beauty"
+_USERS = (
+    ("admin@demo.livecommerce.dev", "Ada Admin", Role.ADMIN),
+    ("host@demo.livecommerce.dev", "Mia Host", Role.HOST),
+    ("brand@demo.livecommerce.dev", "Ben Brand", Role.BRAND_STAFF),
+    ("viewer@demo.livecommerce.dev", "Vic Viewer", Role.VIEWER),
+)
+_PRODUCTS = (
+    ("AUR-LIP-01", "Velvet Matte Lipstick — Rose", 1899, 500),
+    ("AUR-SER-02", "Vitamin C Glow Serum 30 ml", 3450, 200),
+    ("AUR-PAL-03", "Sunset Eyeshadow Palette", 4200, 120),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoUser:
+    email: str
+    role: Role
+    token: str
+
+
+async def seed_demo(sessions: async_sessionmaker[AsyncSession], signer: TokenSigner) -> tuple[list[DemoUser], int]:
+    """Create the demo data if absent; return the demo users with fresh tokens, and the demo room's id."""
+    async with sessions.begin() as session:
+        brand = await session.scalar(select(Brand).where(Brand.name == _BRAND))
+        if brand is None:
+            brand = Brand(name=_BRAND, description="Clean beauty, live.", created_at=utcnow())
+            session.add(brand)
+            await session.flush()
+            now = utcnow()
+            for sku, title, price, stock in _PRODUCTS:
+                session.add(Product(brand_id=brand.id, sku=sku, title=title, description="", image_url=None,
+                                    price_minor=price, currency="USD", stock=stock, units_sold=0,
+                                    created_at=now, updated_at=now))  # fmt: skip
+        users = []
+        for email, name, role in _USERS:
+            user = await session.scalar(select(User).where(User.email == email))
+            if user is None:
+                user = User(email=email, display_name=name, role=role, created_at=utcnow(),
+                            brand_id=brand.id if role is Role.BRAND_STAFF else None)  # fmt: skip
+                session.add(user)
+                await session.flush()
+            users.append(user)
+        host = users[1]
+        room = await session.scalar(
+            select(Room).where(Room.host_id == host.id, Room.status != RoomStatus.ENDED).order_by(Room.id)
+        )
+        if room is None:
+            room = Room(title="Glow-up Friday: live beauty deals", host_id=host.id,
+                        visibility=RoomVisibility.PUBLIC, status=RoomStatus.SCHEDULED,
+                        scheduled_start=utcnow() + timedelta(minutes=10), created_at=utcnow(),
+                        brands=[brand])  # fmt: skip
+            session.add(room)
+            await session.flush()
+        demo = [DemoUser(u.email, u.role, signer.issue(u.id, u.role, u.brand_id)) for u in users]
+        return demo, room.id

@@ -1,0 +1,125 @@
+"""The one exception hierarchy of livecommerce.
+
+`LivecommerceError` is the root. `ConfigError` is for operators (bad settings, unreachable services) and ends
+the process with one line. `ClientError` is for callers: it carries an HTTP status, a stable machine-readable
+`code`, and a `detail` a person can act on; the REST layer renders it as RFC 9457 problem details and the
+socket hub as an error acknowledgement, so both speak the same codes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "ClientError",
+    "ConfigError",
+    "Conflict",
+    "Forbidden",
+    "InvalidRequest",
+    "LivecommerceError",
+    "MalformedRequest",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+    "Unauthorized",
+    "UnsupportedMediaType",
+]
+
+
+class LivecommerceError(Exception):
+    """Root of every error livecommerce raises on purpose."""
+
+
+class ConfigError(LivecommerceError):
+    """The server cannot start as configured; the message says which setting to fix."""
+
+
+class ClientError(LivecommerceError):
+    """A request the caller can fix. Rendered to the caller; never a server fault."""
+
+    status: ClassVar[int] = 400
+    code: ClassVar[str] = "bad_request"
+    title: ClassVar[str] = "Bad request"
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors or []
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        """RFC 9457 problem details, with `code` and `errors` as extension members."""
+        body: dict[str, Any] = {
+            "type": f"https://livecommerce.dev/problems/{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance is not None:
+            body["instance"] = instance
+        if self.errors:
+            body["errors"] = self.errors
+        return body
+
+
+class InvalidRequest(ClientError):
+    status = 422
+    code = "invalid_request"
+    title = "The request is not valid"
+
+
+class MalformedRequest(ClientError):
+    status = 400
+    code = "malformed_request"
+    title = "The request could not be read"
+
+
+class Unauthorized(ClientError):
+    status = 401
+    code = "unauthorized"
+    title = "Authentication required"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+    title = "Not allowed"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+    title = "Not found"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method not allowed"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+    title = "Conflict with the current state"
+
+
+class PayloadTooLarge(ClientError):
+    status = 413
+    code = "payload_too_large"
+    title = "Request body too large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+    title = "Unsupported media type"
+
+
+class ServiceUnavailable(ClientError):
+    status = 503
+    code = "unavailable"
+    title = "Service unavailable"
+    retryable = True

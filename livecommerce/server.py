@@ -1,0 +1,80 @@
+"""Run a web process: bind, serve until SIGTERM or SIGINT, then drain and close everything in order."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import signal
+import sys
+import webbrowser
+
+from aiohttp import web
+
+from livecommerce.app import create_app
+from livecommerce.demo import seed_demo
+from livecommerce.errors import ConfigError
+from livecommerce.settings import Settings
+from livecommerce.state import SESSIONS, SIGNER
+
+__all__ = ["serve", "wait_for_signal"]
+
+log = logging.getLogger(__name__)
+
+
+async def wait_for_signal() -> int:
+    """Wait for SIGTERM or SIGINT and return its number."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[int] = loop.create_future()
+
+    def deliver(signum: int) -> None:
+        if not received.done():
+            received.set_result(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, deliver, signum)
+    try:
+        return await received
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def serve(settings: Settings, redis_url: str, *, open_browser: bool = False) -> None:
+    app = create_app(settings, redis_url=redis_url)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {settings.port} on {settings.host} is in use; choose another with --port"
+                ) from None
+            raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
+        base = f"http://{settings.host}:{settings.port}"
+        log.info("livecommerce listening on %s", base)
+        if settings.demo:
+            await _announce_demo(app, base)
+        if open_browser:
+            webbrowser.open(base + "/")
+        signum = await wait_for_signal()
+        log.info("received %s: draining connections and shutting down", signal.Signals(signum).name)
+    finally:
+        await runner.cleanup()
+
+
+async def _announce_demo(app: web.Application, base: str) -> None:
+    users, room_id = await seed_demo(app[SESSIONS], app[SIGNER])
+    lines = [
+        "",
+        f"livecommerce demo is running: {base}/",
+        f"  API document (OpenAPI 3.1): {base}/openapi.json",
+        f"  Demo room snapshot:         {base}/api/v1/rooms/{room_id}",
+        "  Demo users (send 'Authorization: Bearer <token>'; or POST /api/v1/auth/demo-login {\"email\": ...}):",
+    ]
+    lines += [f"    {user.role.value:<12} {user.email:<32} {user.token}" for user in users]
+    lines.append("  Stop with Ctrl-C.")
+    print("\n".join(lines), file=sys.stdout, flush=True)  # noqa: T201 - the demo's output is for the user

@@ -1,0 +1,24 @@
+"""Typed keys for the application's shared state (aiohttp `AppKey`), set at start-up and frozen after."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from livecommerce.auth import TokenSigner
+    from livecommerce.settings import Settings
+
+__all__ = ["ENGINE", "PRINCIPAL", "REDIS", "SESSIONS", "SETTINGS", "SIGNER"]
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+SIGNER: web.AppKey[TokenSigner] = web.AppKey("signer")
+REDIS: web.AppKey[Redis] = web.AppKey("redis")
+ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine")
+SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
+
+# Per request: who is calling (set by the authentication middleware).
+PRINCIPAL = "livecommerce.principal"

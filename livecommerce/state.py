@@ -21,4 +21,4 @@ ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine")
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 
 # Per request: who is calling (set by the authentication middleware).
-PRINCIPAL = "livecommerce.principal"
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -1,0 +1,173 @@
+"""Shared fixtures: a private real Redis, real databases (SQLite and PostgreSQL), and the app on loopback.
+
+Every database-backed test runs twice, on SQLite and on PostgreSQL. PostgreSQL comes from
+`LIVECOMMERCE_TEST_POSTGRES_URL` (default: postgresql://postgres@127.0.0.1:5432/test); the suite creates a
+database of its own there and drops it afterwards. Without a reachable PostgreSQL those tests are skipped
+with the reason, except under CI (`CI=true`), where that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import uvloop
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from livecommerce.app import create_app
+from livecommerce.database import create_engine, migrate
+from livecommerce.embedded_redis import find_redis_server
+from livecommerce.models import Base
+from livecommerce.settings import Settings
+from tests.helpers import SECRET, free_port, wait_for_redis
+
+PG_ADMIN_URL = os.environ.get("LIVECOMMERCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """Tests run on uvloop, as the server does."""
+    return {"uvloop": uvloop.new_event_loop}
+
+
+# --- Redis ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A private redis-server for the whole session, on a free loopback port."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="lc-redis-") as workdir:
+        process = subprocess.Popen(
+            [
+                find_redis_server(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                workdir,
+            ],  # fmt: skip
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        try:
+            wait_for_redis(url, process)
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture
+async def redis_url(redis_server: str) -> AsyncIterator[str]:
+    """The session Redis, flushed before each test."""
+    client = Redis.from_url(redis_server)
+    await client.flushall()
+    await client.aclose()
+    yield redis_server
+
+
+# --- databases ------------------------------------------------------------------------------------------------
+
+
+def _require_postgres(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is required under CI: {reason}")
+    pytest.skip(f"PostgreSQL not reachable ({reason}); set LIVECOMMERCE_TEST_POSTGRES_URL to run these tests")
+
+
+async def _postgres_database() -> tuple[str, str]:
+    """Create a database of our own on the test PostgreSQL server; return (its URL, its name)."""
+    name = f"lc_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _require_postgres(f"{PG_ADMIN_URL}: {exc}")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1), name
+
+
+async def _drop_postgres_database(name: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@dataclass(frozen=True)
+class Database:
+    kind: str
+    url: str
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
+    """An empty database migrated to head, once per backend per session."""
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
+    else:
+        url, name = await _postgres_database()
+    engine = create_engine(url)
+    await migrate(engine)
+    await engine.dispose()
+    try:
+        yield Database(request.param, url)
+    finally:
+        if name is not None:
+            await _drop_postgres_database(name)
+
+
+async def reset(engine: AsyncEngine) -> None:
+    """Empty every table (and restart ids) so each test starts from the same state."""
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]
+    async with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:  # ids restart too: the tables have no AUTOINCREMENT
+                await connection.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture
+async def engine(database: Database) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database.url)
+    await reset(engine)
+    yield engine
+    await engine.dispose()
+
+
+# --- the application ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(database: Database, tmp_path: Path) -> Settings:
+    return Settings(database_url=database.url, data_dir=tmp_path, secret_key=SECRET, demo=False)
+
+
+@pytest.fixture
+async def client(settings: Settings, engine: AsyncEngine, redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+    """The whole app served on a loopback port, with an HTTP client pointed at it."""
+    app = create_app(settings, redis_url=redis_url)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
+        yield test_client

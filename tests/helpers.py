@@ -1,0 +1,127 @@
+"""Test helpers: free ports, waiting for real servers, an API client that signs requests, a seeded world."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from aiohttp.test_utils import TestClient
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from livecommerce import users
+from livecommerce.auth import TokenSigner
+from livecommerce.database import session_factory
+from livecommerce.models import Role
+
+SECRET = "test-secret-" + "x" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_redis(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 10) -> None:
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if process is not None and process.poll() is not None:
+                    raise RuntimeError(f"redis-server exited with {process.returncode}") from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+    finally:
+        client.close()
+
+
+def later(minutes: int = 60) -> str:
+    return (datetime.now(UTC) + timedelta(minutes=minutes)).isoformat()
+
+
+@dataclass
+class Api:
+    """Calls the API as some user (or anonymously) and returns (status, JSON body)."""
+
+    client: TestClient[Any, Any]
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    async def call(
+        self, method: str, path: str, *, who: str | None = None, json: Any = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        headers = dict(kwargs.pop("headers", {}))
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        async with self.client.request(method, path, headers=headers, json=json, **kwargs) as response:
+            body = await response.json(content_type=None) if response.content_length != 0 else None
+            return response.status, body
+
+    async def ok(self, method: str, path: str, *, who: str | None = None, json: Any = None, status: int = 200) -> Any:
+        got, body = await self.call(method, path, who=who, json=json)
+        assert got == status, f"{method} {path} as {who}: expected {status}, got {got}: {body}"
+        return body
+
+
+@dataclass
+class World:
+    """A populated system: every role, two brands, two hosts, products and rooms. Names index `ids`."""
+
+    api: Api
+    ids: dict[str, int]
+
+
+async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World:
+    """Users: admin, host, other_host, staff (of brand), other_staff (of other_brand), viewer.
+
+    Products: product (of brand), other_product (of other_brand). Rooms: room (host's, public, featuring
+    brand), private_room (host's, private, featuring brand), other_room (other_host's, public).
+    """
+    signer = TokenSigner(SECRET, 3600)
+    api = Api(client)
+    ids: dict[str, int] = {}
+    async with session_factory(engine).begin() as session:
+        admin = await users.create_user(session, None, email="admin@t.dev", display_name="Admin", role=Role.ADMIN,
+                                        brand_id=None)  # fmt: skip
+    ids["admin"] = admin.id
+    api.tokens["admin"] = signer.issue(admin.id, Role.ADMIN)
+    for name in ("brand", "other_brand"):
+        body = await api.ok("POST", "/api/v1/brands", who="admin", json={"name": name.title()}, status=201)
+        ids[name] = body["id"]
+    people = [
+        ("host", Role.HOST, None),
+        ("other_host", Role.HOST, None),
+        ("staff", Role.BRAND_STAFF, "brand"),
+        ("other_staff", Role.BRAND_STAFF, "other_brand"),
+        ("viewer", Role.VIEWER, None),
+    ]
+    for name, role, brand in people:
+        payload = {"email": f"{name}@t.dev", "display_name": name.title(), "role": role.value}
+        if brand is not None:
+            payload["brand_id"] = ids[brand]
+        body = await api.ok("POST", "/api/v1/users", who="admin", json=payload, status=201)
+        ids[name] = body["id"]
+        api.tokens[name] = signer.issue(body["id"], role, ids[brand] if brand else None)
+    for name, brand in (("product", "brand"), ("other_product", "other_brand")):
+        body = await api.ok(
+            "POST", f"/api/v1/brands/{ids[brand]}/products", who="admin", status=201,
+            json={"sku": f"SKU-{name}", "title": name.title(), "price_minor": 1999, "currency": "USD", "stock": 10},
+        )  # fmt: skip
+        ids[name] = body["id"]
+    rooms = [("room", "host", "public"), ("private_room", "host", "private"), ("other_room", "other_host", "public")]
+    for name, host, visibility in rooms:
+        body = await api.ok(
+            "POST", "/api/v1/rooms", who=host, status=201,
+            json={"title": name, "scheduled_start": later(), "brand_ids": [ids["brand"]], "visibility": visibility},
+        )  # fmt: skip
+        ids[name] = body["id"]
+    return World(api, ids)

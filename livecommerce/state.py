@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
-    from livecommerce.auth import TokenSigner
+    from livecommerce.auth import Principal, TokenSigner
     from livecommerce.settings import Settings
 
 __all__ = ["ENGINE", "PRINCIPAL", "REDIS", "SESSIONS", "SETTINGS", "SIGNER"]

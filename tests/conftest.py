@@ -16,10 +16,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import uvloop
 from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import Application, Request
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -60,7 +61,7 @@ def redis_server() -> Iterator[str]:
                 "no",
                 "--dir",
                 workdir,
-            ],  # fmt: skip
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -74,12 +75,12 @@ def redis_server() -> Iterator[str]:
 
 
 @pytest.fixture
-async def redis_url(redis_server: str) -> AsyncIterator[str]:
+async def redis_url(redis_server: str) -> str:
     """The session Redis, flushed before each test."""
     client = Redis.from_url(redis_server)
     await client.flushall()
     await client.aclose()
-    yield redis_server
+    return redis_server
 
 
 # --- databases ------------------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ async def reset(engine: AsyncEngine) -> None:
             await connection.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         else:
             for table in tables:  # ids restart too: the tables have no AUTOINCREMENT
-                await connection.execute(text(f"DELETE FROM {table}"))
+                await connection.execute(text(f"DELETE FROM {table}"))  # noqa: S608 - our own table names
 
 
 @pytest.fixture
@@ -166,7 +167,9 @@ def settings(database: Database, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def client(settings: Settings, engine: AsyncEngine, redis_url: str) -> AsyncIterator[TestClient[object, object]]:
+async def client(
+    settings: Settings, engine: AsyncEngine, redis_url: str
+) -> AsyncIterator[TestClient[Request, Application]]:
     """The whole app served on a loopback port, with an HTTP client pointed at it."""
     app = create_app(settings, redis_url=redis_url)
     async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:

@@ -105,7 +105,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
         ("viewer", Role.VIEWER, None),
     ]
     for name, role, brand in people:
-        payload = {"email": f"{name}@t.dev", "display_name": name.title(), "role": role.value}
+        payload: dict[str, Any] = {"email": f"{name}@t.dev", "display_name": name.title(), "role": role.value}
         if brand is not None:
             payload["brand_id"] = ids[brand]
         body = await api.ok("POST", "/api/v1/users", who="admin", json=payload, status=201)

@@ -84,12 +84,13 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await connection.run_sync(_current)
 
 
-def _upgrade(connection: Connection, revision: str) -> None:
+def _run_migrations(connection: Connection, revision: str, direction: str) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
     try:
         before = _current(connection)
-        command.upgrade(_alembic_config(connection), revision)
+        step = command.upgrade if direction == "up" else command.downgrade
+        step(_alembic_config(connection), revision)
         after = _current(connection)
         if before != after:
             log.info("database schema migrated from %s to %s", before or "empty", after)
@@ -101,7 +102,13 @@ def _upgrade(connection: Connection, revision: str) -> None:
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     """Upgrade the schema to `revision` (default: the newest)."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+        await connection.run_sync(_run_migrations, revision, "up")
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    """Roll the schema back to `revision` ("base": empty). Destroys the data of what it removes."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_run_migrations, revision, "down")
 
 
 async def open_database(url: str) -> AsyncEngine:

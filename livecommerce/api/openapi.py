@@ -106,7 +106,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
 
 
 def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
-    def get(summary: str, model: type[BaseModel], statuses: tuple[int, ...]) -> dict[str, Any]:
+    def get(operation_id: str, summary: str, model: type[BaseModel], statuses: tuple[int, ...]) -> dict[str, Any]:
         responses = {
             str(status): {
                 "description": _STATUS_TEXT[status],
@@ -114,12 +114,12 @@ def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
             }
             for status in statuses
         }
-        return {"get": {"operationId": summary.split()[0].lower(), "summary": summary, "tags": ["health"],
+        return {"get": {"operationId": operation_id, "summary": summary, "tags": ["health"],
                         "security": [{}], "responses": responses}}  # fmt: skip
 
     return {
-        "/health": get("Liveness: the process is up", Health, (200,)),
-        "/ready": get("Readiness: Redis and the database answer", Readiness, (200, 503)),
+        "/health": get("health", "Liveness: the process is up", Health, (200,)),
+        "/ready": get("ready", "Readiness: Redis and the database answer", Readiness, (200, 503)),
     }
 
 

@@ -193,7 +193,9 @@ _MESSAGES = {
 def validation_problem(exc: ValidationError, where: str) -> InvalidRequest | MalformedRequest:
     """Turn pydantic's errors into one problem whose detail names each field and what to fix."""
     errors = []
-    for error in exc.errors(include_url=False):
+    # Unknown fields first: a misspelled name is usually why the real field is "missing".
+    ordered = sorted(exc.errors(include_url=False), key=lambda error: error["type"] != "extra_forbidden")
+    for error in ordered:
         location = ".".join([where, *(str(part) for part in error["loc"])])
         message = _MESSAGES.get(error["type"], error["msg"])
         if error["type"] == "json_invalid":

@@ -1,0 +1,170 @@
+"""The authorisation matrix: every route x every role (and anonymous), as documented in the API.
+
+Each row names an operation and the status each caller gets. Cross-brand and cross-host cases are their own
+callers (`other_staff`, `other_host`). Every refused call must leave the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aiohttp.web import Application, Request
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from livecommerce.models import Base
+from tests.conftest import reset
+from tests.helpers import World, later, seed_world
+
+CALLERS = ("anonymous", "viewer", "host", "other_host", "staff", "other_staff", "admin")
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str  # with {placeholders} naming World ids
+    body: Callable[[World], Any] | None
+    expected: dict[str, int]  # caller -> status
+    mutates: bool = True
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def only(allowed: dict[str, int], *, others: int = 403, anonymous: int = 401) -> dict[str, int]:
+    """Callers in `allowed` get their status; other signed-in callers `others`; anonymous `anonymous`."""
+    return {caller: allowed.get(caller, anonymous if caller == "anonymous" else others) for caller in CALLERS}
+
+
+def everyone(status: int = 200) -> dict[str, int]:
+    return dict.fromkeys(CALLERS, status)
+
+
+CASES = [
+    # brands
+    Case("GET", "/api/v1/brands", None, everyone(), mutates=False),
+    Case("POST", "/api/v1/brands", lambda w: {"name": "Newco"}, only({"admin": 201})),
+    Case("GET", "/api/v1/brands/{brand}", None, everyone(), mutates=False),
+    Case("PATCH", "/api/v1/brands/{brand}", lambda w: {"description": "new"}, only({"admin": 200, "staff": 200})),
+    # products
+    Case("GET", "/api/v1/products", None, everyone(), mutates=False),
+    Case("GET", "/api/v1/products/{product}", None, everyone(), mutates=False),
+    Case(
+        "POST",
+        "/api/v1/brands/{brand}/products",
+        lambda w: {"sku": "NEW-1", "title": "New", "price_minor": 100, "currency": "EUR", "stock": 1},
+        only({"admin": 201, "staff": 201}),
+    ),
+    Case("PATCH", "/api/v1/products/{product}", lambda w: {"stock": 3}, only({"admin": 200, "staff": 200})),
+    Case("DELETE", "/api/v1/products/{product}", None, only({"admin": 204, "staff": 204})),
+    # rooms
+    Case("GET", "/api/v1/rooms", None, everyone(), mutates=False),
+    Case("GET", "/api/v1/rooms/{room}", None, everyone(), mutates=False),
+    Case(
+        "GET",
+        "/api/v1/rooms/{private_room}",
+        None,
+        only({"admin": 200, "host": 200, "staff": 200}, others=404, anonymous=404),
+        mutates=False,
+    ),
+    Case(
+        "POST",
+        "/api/v1/rooms",
+        lambda w: {"title": "Mine", "scheduled_start": later()},
+        only({"admin": 201, "host": 201, "other_host": 201}),
+    ),
+    Case("PATCH", "/api/v1/rooms/{room}", lambda w: {"title": "Renamed"}, only({"admin": 200, "host": 200})),
+    Case(
+        "PATCH",
+        "/api/v1/rooms/{private_room}",
+        lambda w: {"title": "Renamed"},
+        # Staff of a featured brand can see the private room but not run it; to others it does not exist.
+        only({"admin": 200, "host": 200, "staff": 403}, others=404, anonymous=404),
+    ),
+    Case("POST", "/api/v1/rooms/{room}/live", None, only({"admin": 200, "host": 200})),
+    Case("POST", "/api/v1/rooms/{room}/end", None, only({"admin": 200, "host": 200})),
+    Case("POST", "/api/v1/rooms/{other_room}/live", None, only({"admin": 200, "other_host": 200})),
+    # users
+    Case("GET", "/api/v1/me", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
+    Case(
+        "POST",
+        "/api/v1/users",
+        lambda w: {"email": "new@t.dev", "display_name": "New", "role": "viewer"},
+        only({"admin": 201}),
+    ),
+    Case("POST", "/api/v1/users/{viewer}/token", None, only({"admin": 201}), mutates=False),
+    # demo login exists only in demo mode
+    Case("POST", "/api/v1/auth/demo-login", lambda w: {"email": "admin@t.dev"}, everyone(404), mutates=False),
+]
+
+
+async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to prove a refused call changed nothing."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    async with engine.connect() as connection:
+        for table in Base.metadata.sorted_tables:
+            result = await connection.execute(text(f"SELECT * FROM {table.name}"))  # noqa: S608 - our own table names
+            rows[table.name] = sorted(tuple(row) for row in result.all())
+    return rows
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+async def test_authorization_matrix(
+    case: Case, client: TestClient[Request, Application], engine: AsyncEngine
+) -> None:
+    world: World | None = None
+    failures = []
+    for caller in CALLERS:
+        if world is None or case.mutates:
+            await reset(engine)
+            world = await seed_world(client, engine)
+        before = await snapshot(engine)
+        path = case.path.format(**world.ids)
+        body = case.body(world) if case.body else None
+        who = None if caller == "anonymous" else caller
+        status, payload = await world.api.call(case.method, path, who=who, json=body)
+        expected = case.expected[caller]
+        if status != expected:
+            failures.append(f"{caller}: expected {expected}, got {status}: {payload}")
+            continue
+        if status >= 400:
+            assert payload["status"] == status
+            assert payload["detail"], "a refusal must say why"
+            assert await snapshot(engine) == before, f"{caller}'s refused {case} changed the database"
+    assert not failures, f"{case}:\n  " + "\n  ".join(failures)
+
+
+async def test_private_rooms_are_listed_only_to_those_who_may_see_them(
+    client: TestClient[Request, Application], engine: AsyncEngine
+) -> None:
+    world = await seed_world(client, engine)
+    private = world.ids["private_room"]
+    for caller in CALLERS:
+        who = None if caller == "anonymous" else caller
+        page = await world.api.ok("GET", "/api/v1/rooms?limit=100", who=who)
+        listed = private in {room["id"] for room in page["items"]}
+        assert listed == (caller in {"admin", "host", "staff"}), caller
+
+
+async def test_a_token_for_a_deleted_identity_or_tampered_token_is_refused(
+    client: TestClient[Request, Application], engine: AsyncEngine
+) -> None:
+    world = await seed_world(client, engine)
+    token = world.api.tokens["viewer"]
+    header, payload, signature = token.split(".")
+    # Re-sign nothing: swap the payload for the admin's, keeping the viewer's signature.
+    admin_payload = world.api.tokens["admin"].split(".")[1]
+    world.api.tokens["forged"] = f"{header}.{admin_payload}.{signature}"
+    status, body = await world.api.call("POST", "/api/v1/brands", who="forged", json={"name": "Evil"})
+    assert status == 401
+    assert "signature" in body["detail"]
+    world.api.tokens["garbage"] = "not-a-token"
+    status, body = await world.api.call("GET", "/api/v1/brands", who="garbage")
+    assert status == 401
+    status, body = await world.api.call("GET", "/api/v1/brands", headers={"Authorization": "Basic abc"})
+    assert status == 401
+    assert "Bearer" in body["detail"]

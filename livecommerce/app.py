@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
-from livecommerce import health
+from livecommerce import health, ratelimit
 from livecommerce.api.middleware import authenticate, problems
 from livecommerce.api.openapi import build_openapi
 from livecommerce.api.rest import ROUTER
@@ -78,11 +78,14 @@ async def _database_context(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     """The application for `settings`, using the Redis at `redis_url` (embedded or configured)."""
-    app = web.Application(middlewares=[problems, authenticate], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[problems, authenticate, ratelimit.rate_limit], client_max_size=settings.max_body_bytes
+    )
     app[SETTINGS] = settings
     app[SIGNER] = TokenSigner(resolve_secret(settings), settings.token_ttl)
     app.cleanup_ctx.append(_redis_context(redis_url))
     app.cleanup_ctx.append(_database_context)
+    ratelimit.install(app)
     ROUTER.install(app)
     health.add_routes(app)
     document = orjson.dumps(build_openapi(ROUTER.endpoints))

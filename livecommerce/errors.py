@@ -22,6 +22,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "ServiceUnavailable",
+    "TooManyRequests",
     "Unauthorized",
     "UnsupportedMediaType",
 ]
@@ -47,6 +48,11 @@ class ClientError(LivecommerceError):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Response headers that go with this error (e.g. `Retry-After`)."""
+        return {}
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
         """RFC 9457 problem details, with `code` and `errors` as extension members."""
@@ -116,6 +122,21 @@ class UnsupportedMediaType(ClientError):
     status = 415
     code = "unsupported_media_type"
     title = "Unsupported media type"
+
+
+class TooManyRequests(ClientError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+    retryable = True
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class ServiceUnavailable(ClientError):

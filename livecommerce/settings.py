@@ -37,6 +37,8 @@ class Settings:
     secret_key: str | None = None
     token_ttl: int = 12 * 3600
     max_body_bytes: int = 64 * 1024
+    rate_limit_writes: int = 120
+    rate_limit_reads: int = 1200
     log_level: str = "INFO"
     demo: bool = False
 
@@ -149,6 +151,12 @@ FIELDS: tuple[Field, ...] = (
     ),
     Field("token_ttl", _int_in(60, 30 * 24 * 3600), "Lifetime of issued bearer tokens, in seconds."),
     Field("max_body_bytes", _int_in(1024, 16 * 1024 * 1024), "Largest accepted request body, in bytes."),
+    Field(
+        "rate_limit_writes",
+        _int_in(0, 1_000_000),
+        "Changes (POST, PATCH, DELETE) one caller may make per minute; 0 turns the limit off.",
+    ),
+    Field("rate_limit_reads", _int_in(0, 1_000_000), "Reads one caller may make per minute; 0 turns the limit off."),
     Field("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR."),
     Field("demo", _bool, "Seed demo data and enable the development login route. Never in production."),
 )

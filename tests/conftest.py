@@ -163,7 +163,15 @@ async def engine(database: Database) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 def settings(database: Database, tmp_path: Path) -> Settings:
-    return Settings(database_url=database.url, data_dir=tmp_path, secret_key=SECRET, demo=False)
+    # Rate limits are off here (the fuzz and the matrix make many calls); tests/test_ratelimit.py turns them on.
+    return Settings(
+        database_url=database.url,
+        data_dir=tmp_path,
+        secret_key=SECRET,
+        demo=False,
+        rate_limit_writes=0,
+        rate_limit_reads=0,
+    )
 
 
 @pytest.fixture

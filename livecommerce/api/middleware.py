@@ -33,7 +33,7 @@ PROBLEM_TYPE = "application/problem+json"
 
 
 def problem_response(error: ClientError, request: web.Request) -> web.Response:
-    headers = {}
+    headers = dict(error.headers)
     if isinstance(error, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="livecommerce"'
     if isinstance(error, MethodNotAllowed) and error.errors:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve check lint types test clean
+.PHONY: demo serve check lint types test migration clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "livecommerce needs Python 3.11 or newer")'
@@ -30,6 +30,10 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 check: lint types test
+
+# Write the next Alembic revision from the models: make migration m="add orders"
+migration: $(STAMP)
+	$(BIN)/python -m livecommerce.migrations.autogenerate "$(m)"
 
 clean:
 	rm -rf $(VENV) .livecommerce .pytest_cache .mypy_cache .ruff_cache

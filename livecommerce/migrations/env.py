@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -14,7 +14,7 @@ if connection is None:
     raise RuntimeError("run migrations with `livecommerce migrate` (or `make migration`), which supply the connection")
 
 
-def _render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def _render_item(kind: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Render our column types as plain SQLAlchemy ones, so migrations never import the models."""
     if kind == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime()"

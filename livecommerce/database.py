@@ -86,17 +86,14 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 def _run_migrations(connection: Connection, revision: str, direction: str) -> None:
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
-    try:
-        before = _current(connection)
-        step = command.upgrade if direction == "up" else command.downgrade
-        step(_alembic_config(connection), revision)
-        after = _current(connection)
-        if before != after:
-            log.info("database schema migrated from %s to %s", before or "empty", after)
-    finally:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": _MIGRATION_LOCK_ID})
+        # Held until this transaction commits, so a process that waited sees the finished schema.
+        connection.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+    before = _current(connection)
+    step = command.upgrade if direction == "up" else command.downgrade
+    step(_alembic_config(connection), revision)
+    after = _current(connection)
+    if before != after:
+        log.info("database schema migrated from %s to %s", before or "empty", after)
 
 
 async def migrate(engine: AsyncEngine, revision: str = "head") -> None:

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -56,22 +57,38 @@ def find_redis_server() -> str:
     )
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Ask the kernel to SIGTERM this child when its parent dies (Linux only)."""
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook asking the kernel to SIGTERM the child when its parent dies (Linux only).
+
+    libc is resolved here, before the fork: between fork and exec only the bare `prctl` call runs.
+    """
     if not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        return None
+    prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+
+    def hook() -> None:  # pragma: no cover - runs in the child between fork and exec
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` still runs.
+
+    A zombie does not: it has exited and only waits to be reaped by its parent, which for an orphaned Redis is
+    an init that, in many containers, never reaps (stopping one would otherwise wait out the SIGKILL fallback).
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def _cmdline(pid: int) -> str:
@@ -79,6 +96,22 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+
+
+def _is_redis_of(pid: int, directory: Path) -> bool:
+    """Whether `pid` is the Redis of `directory`, so that stopping it cannot hit an unrelated process.
+
+    The command line is not enough: Redis rewrites its process title, to `redis-server 127.0.0.1:PORT` when it
+    listens on TCP (the fallback for long paths), dropping `--dir`. But Redis always changes into its `--dir`.
+    """
+    cmdline = _cmdline(pid)
+    if str(directory) in cmdline:
+        return True
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    return "redis" in cmdline and cwd == directory
 
 
 def _free_port() -> int:
@@ -166,10 +199,10 @@ class EmbeddedRedis:
         )
 
     def _stop_stale(self) -> None:
-        """Stop a Redis a dead owner left behind (only if it is really ours: its command line names our dir)."""
+        """Stop a Redis a dead owner left behind (only if it is really ours: see `_is_redis_of`)."""
         with contextlib.suppress(OSError, ValueError):
             pid = int(self._pid_file.read_text().strip())
-            if _alive(pid) and str(self.dir) in _cmdline(pid):
+            if _alive(pid) and _is_redis_of(pid, self.dir):
                 log.warning("stopping a stale embedded Redis (pid %d) left by a previous run", pid)
                 _terminate(pid)
         with contextlib.suppress(FileNotFoundError):
@@ -203,7 +236,7 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_parent_death_signal(),
             start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop Redis after draining
         )
         self._pid_file.write_text(str(self._process.pid))

@@ -8,15 +8,12 @@ with the reason, except under CI (`CI=true`), where that is a failure.
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import pytest
 import uvloop
 from aiohttp.test_utils import TestClient, TestServer
@@ -30,9 +27,7 @@ from livecommerce.database import create_engine, migrate
 from livecommerce.embedded_redis import find_redis_server
 from livecommerce.models import Base
 from livecommerce.settings import Settings
-from tests.helpers import SECRET, free_port, wait_for_redis
-
-PG_ADMIN_URL = os.environ.get("LIVECOMMERCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from tests.helpers import SECRET, create_postgres_database, drop_postgres_database, free_port, wait_for_redis
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
@@ -86,35 +81,6 @@ async def redis_url(redis_server: str) -> str:
 # --- databases ------------------------------------------------------------------------------------------------
 
 
-def _require_postgres(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"PostgreSQL not reachable ({reason}); set LIVECOMMERCE_TEST_POSTGRES_URL to run these tests")
-
-
-async def _postgres_database() -> tuple[str, str]:
-    """Create a database of our own on the test PostgreSQL server; return (its URL, its name)."""
-    name = f"lc_test_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        _require_postgres(f"{PG_ADMIN_URL}: {exc}")
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1), name
-
-
-async def _drop_postgres_database(name: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 @dataclass(frozen=True)
 class Database:
     kind: str
@@ -128,7 +94,7 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'test.db'}"
     else:
-        url, name = await _postgres_database()
+        url, name = await create_postgres_database()
     engine = create_engine(url)
     await migrate(engine)
     await engine.dispose()
@@ -136,7 +102,7 @@ async def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         yield Database(request.param, url)
     finally:
         if name is not None:
-            await _drop_postgres_database(name)
+            await drop_postgres_database(name)
 
 
 async def reset(engine: AsyncEngine) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import subprocess
 import time
@@ -9,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
+import pytest
 import redis
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,6 +23,7 @@ from livecommerce.database import session_factory
 from livecommerce.models import Role
 
 SECRET = "test-secret-" + "x" * 40
+PG_ADMIN_URL = os.environ.get("LIVECOMMERCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
@@ -125,3 +130,35 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
         )  # fmt: skip
         ids[name] = body["id"]
     return World(api, ids)
+
+
+# --- PostgreSQL ----------------------------------------------------------------------------------------------
+
+
+def _require_postgres(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"PostgreSQL is required under CI: {reason}")
+    pytest.skip(f"PostgreSQL not reachable ({reason}); set LIVECOMMERCE_TEST_POSTGRES_URL to run these tests")
+
+
+async def create_postgres_database() -> tuple[str, str]:
+    """Create a database of our own on the test PostgreSQL server; return (its URL, its name)."""
+    name = f"lc_test_{os.getpid()}_{secrets.token_hex(3)}"
+    try:
+        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        _require_postgres(f"{PG_ADMIN_URL}: {exc}")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1), name
+
+
+async def drop_postgres_database(name: str) -> None:
+    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()

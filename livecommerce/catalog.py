@@ -44,7 +44,7 @@ async def list_brands(session: AsyncSession, limit: int, after: int | None) -> t
 
 
 async def _name_taken(session: AsyncSession, name: str, except_id: int | None = None) -> bool:
-    query = select(func.count()).select_from(Brand).where(func.lower(Brand.name) == name.lower())
+    query = select(func.count()).select_from(Brand).where(Brand.name_key == name.casefold())
     if except_id is not None:
         query = query.where(Brand.id != except_id)
     return bool(await session.scalar(query))
@@ -54,7 +54,7 @@ async def create_brand(session: AsyncSession, who: Principal, name: str, descrip
     require(who, who.is_admin, "create brands", "admins")
     if await _name_taken(session, name):
         raise Conflict(f"a brand named {name!r} already exists; choose another name")
-    brand = Brand(name=name, description=description, created_at=utcnow())
+    brand = Brand(name=name, name_key=name.casefold(), description=description, created_at=utcnow())
     session.add(brand)
     await _flush(session, f"a brand named {name!r} already exists; choose another name")
     return brand
@@ -69,6 +69,7 @@ async def update_brand(session: AsyncSession, who: Principal, brand_id: int, cha
     for key, value in changes.items():
         if value is not None:
             setattr(brand, key, value)
+    brand.name_key = brand.name.casefold()
     await _flush(session, "a brand with that name already exists; choose another name")
     return brand
 

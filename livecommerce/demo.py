@@ -42,7 +42,9 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], signer: TokenSig
     async with sessions.begin() as session:
         brand = await session.scalar(select(Brand).where(Brand.name == _BRAND))
         if brand is None:
-            brand = Brand(name=_BRAND, description="Clean beauty, live.", created_at=utcnow())
+            brand = Brand(
+                name=_BRAND, name_key=_BRAND.casefold(), description="Clean beauty, live.", created_at=utcnow()
+            )
             session.add(brand)
             await session.flush()
             now = utcnow()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,7 +37,7 @@ async def current_user(session: AsyncSession, who: Principal) -> User:
 
 
 async def user_by_email(session: AsyncSession, email: str) -> User | None:
-    return await session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    return await session.scalar(select(User).where(User.email == email.lower()))
 
 
 async def create_user(
@@ -64,6 +64,7 @@ async def create_user(
         )
     if await user_by_email(session, email) is not None:
         raise Conflict(f"a user with email {email} already exists")
+    email = email.lower()  # stored lower-cased, so lookups compare exactly on every backend
     user = User(email=email, display_name=display_name, role=role, brand_id=brand_id, created_at=utcnow())
     session.add(user)
     try:

@@ -113,9 +113,7 @@ async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-async def test_authorization_matrix(
-    case: Case, client: TestClient[Request, Application], engine: AsyncEngine
-) -> None:
+async def test_authorization_matrix(case: Case, client: TestClient[Request, Application], engine: AsyncEngine) -> None:
     world: World | None = None
     failures = []
     for caller in CALLERS:
@@ -155,7 +153,7 @@ async def test_a_token_for_a_deleted_identity_or_tampered_token_is_refused(
 ) -> None:
     world = await seed_world(client, engine)
     token = world.api.tokens["viewer"]
-    header, payload, signature = token.split(".")
+    header, _, signature = token.split(".")
     # Re-sign nothing: swap the payload for the admin's, keeping the viewer's signature.
     admin_payload = world.api.tokens["admin"].split(".")[1]
     world.api.tokens["forged"] = f"{header}.{admin_payload}.{signature}"

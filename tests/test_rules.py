@@ -45,7 +45,9 @@ async def test_brand_names_are_unique_ignoring_case(client: Client, engine: Asyn
 async def test_a_product_that_has_sold_cannot_be_deleted(client: Client, engine: AsyncEngine) -> None:
     world = await seed_world(client, engine)
     async with engine.begin() as connection:
-        await connection.execute(text("UPDATE products SET units_sold = 3 WHERE id = :id"), {"id": world.ids["product"]})
+        await connection.execute(
+            text("UPDATE products SET units_sold = 3 WHERE id = :id"), {"id": world.ids["product"]}
+        )
     before = await snapshot(engine)
     status, problem = await world.api.call("DELETE", f"/api/v1/products/{world.ids['product']}", who="staff")
     assert status == 409
@@ -156,3 +158,18 @@ async def test_only_hosts_can_be_given_rooms_and_staff_need_a_brand(client: Clie
         "POST", "/api/v1/users", who="admin", json={"email": "ADMIN@t.dev", "display_name": "A", "role": "viewer"}
     )
     assert status == 409, "emails are unique ignoring case"
+
+
+async def test_uniqueness_ignores_case_beyond_ascii_on_every_backend(client: Client, engine: AsyncEngine) -> None:
+    world = await seed_world(client, engine)
+    await world.api.ok("POST", "/api/v1/brands", who="admin", json={"name": "Émile Straße"}, status=201)
+    status, _ = await world.api.call("POST", "/api/v1/brands", who="admin", json={"name": "émile STRASSE"})
+    assert status == 409
+    await world.api.ok(
+        "POST", "/api/v1/users", who="admin", status=201,
+        json={"email": "Zoë@Example.dev", "display_name": "Z", "role": "viewer"},
+    )  # fmt: skip
+    status, _ = await world.api.call(
+        "POST", "/api/v1/users", who="admin", json={"email": "ZOË@example.dev", "display_name": "Z", "role": "viewer"}
+    )
+    assert status == 409

@@ -60,7 +60,7 @@ def test_bad_configuration_is_one_clear_line(environ: dict[str, str], message: s
 
 
 def test_flag_errors_name_the_flag() -> None:
-    with pytest.raises(ConfigError, match="^--port: "):
+    with pytest.raises(ConfigError, match=r"^--port: "):
         load_settings(environ={}, flags={"port": "0"})
 
 

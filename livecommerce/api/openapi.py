@@ -30,8 +30,16 @@ _STATUS_TEXT = {
     409: "Conflicts with the current state (a duplicate, a finished room, a product that has sold)",
     413: "The body is larger than the configured limit",
     415: "The body is not JSON",
-    422: "A field or parameter is not valid; `errors` lists each",
+    422: "A field or parameter is not valid, or a query parameter is unknown; `errors` lists each",
+    429: "Too many requests from this caller; retry after `Retry-After` seconds",
     503: "A dependency is unavailable",
+}
+# What every /api route may answer whatever it does: an invalid bearer token is refused (401) even where no
+# sign-in is needed, query parameters the route does not take are refused (422), and the rate limiter
+# refuses a caller over budget (429) or, when it cannot reach Redis, everyone (503).
+_EVERY_ROUTE = (401, 422, 429, 503)
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
 }
 
 
@@ -47,13 +55,34 @@ def _schemas(endpoints: list[Endpoint]) -> tuple[dict[Any, Any], dict[str, Any]]
     return refs, top.get("$defs", {})
 
 
+def _query_schema(prop: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: no null (leaving the parameter out is the null), references inlined."""
+    options = prop.pop("anyOf", None)
+    if options is not None:
+        present = [option for option in options if option.get("type") != "null"]
+        prop = {**present[0], **prop} if len(present) == 1 else {"anyOf": present, **prop}
+    if "default" in prop and prop["default"] is None:
+        del prop["default"]
+    reference = prop.pop("$ref", None)
+    if reference is not None:
+        target = {k: v for k, v in definitions[reference.rsplit("/", 1)[-1]].items() if k != "title"}
+        prop = {**target, **prop}
+    return prop
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema(ref_template=_REF)
+    schema = model.model_json_schema()
+    definitions = schema.get("$defs", {})
     parameters = []
     for name, prop in schema.get("properties", {}).items():
         description = prop.pop("description", None)
         prop.pop("title", None)
-        parameter: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": prop}
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": _query_schema(prop, definitions),
+        }
         if description:
             parameter["description"] = description
         parameters.append(parameter)
@@ -61,13 +90,16 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
 
 
 def _problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
-    return {
-        str(status): {
+    responses: dict[str, Any] = {}
+    for status in sorted(set(statuses)):
+        response: dict[str, Any] = {
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {_PROBLEM_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
         }
-        for status in sorted(set(statuses))
-    }
+        if status == 429:
+            response["headers"] = _RETRY_AFTER
+        responses[str(status)] = response
+    return responses
 
 
 def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
@@ -100,8 +132,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     success: dict[str, Any] = {"description": _STATUS_TEXT.get(endpoint.status, "Success")}
     if endpoint.response is not None:
         success["content"] = {"application/json": {"schema": refs[(endpoint.response, "serialization")]}}
-    # Any route refuses an invalid bearer token with 401, whatever its access.
-    operation["responses"] = {str(endpoint.status): success, **_problem_responses((*endpoint.errors, 401))}
+    operation["responses"] = {str(endpoint.status): success, **_problem_responses((*endpoint.errors, *_EVERY_ROUTE))}
     return operation
 
 
@@ -114,6 +145,8 @@ def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
             }
             for status in statuses
         }
+        # The probes take no credentials, but an invalid bearer token is refused here too.
+        responses.update(_problem_responses((401,)))
         return {"get": {"operationId": operation_id, "summary": summary, "tags": ["health"],
                         "security": [{}], "responses": responses}}  # fmt: skip
 

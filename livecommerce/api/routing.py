@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecommerce.api.schemas import MAX_ID
+from livecommerce.api.schemas import MAX_ID, PATTERN_HINTS
 from livecommerce.auth import Principal
 from livecommerce.errors import (
     InvalidRequest,
@@ -133,8 +133,10 @@ def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
         if endpoint.query is not None:
             params["query"] = _parse_query(endpoint.query, request)
         elif request.query:
+            names = sorted(set(request.query))
             raise InvalidRequest(
-                f"this endpoint takes no query parameters; remove {', '.join(sorted(set(request.query)))}"
+                f"this endpoint takes no query parameters; remove {', '.join(names)}",
+                errors=[{"field": f"query.{name}", "message": "unknown parameter; remove it"} for name in names],
             )
         if endpoint.body is not None:
             params["body"] = await _parse_body(endpoint.body, request)
@@ -155,7 +157,10 @@ def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:
     for key in request.query:
         items = request.query.getall(key)
         if len(items) > 1:
-            raise InvalidRequest(f"query parameter {key!r} is given {len(items)} times; give it once")
+            raise InvalidRequest(
+                f"query parameter {key!r} is given {len(items)} times; give it once",
+                errors=[{"field": f"query.{key}", "message": f"given {len(items)} times; give it once"}],
+            )
         values[key] = items[0]
     try:
         return model.model_validate(values)
@@ -198,6 +203,8 @@ def validation_problem(exc: ValidationError, where: str) -> InvalidRequest | Mal
     for error in ordered:
         location = ".".join([where, *(str(part) for part in error["loc"])])
         message = _MESSAGES.get(error["type"], error["msg"])
+        if error["type"] == "string_pattern_mismatch" and error["loc"]:
+            message = PATTERN_HINTS.get(str(error["loc"][-1]), message)
         if error["type"] == "json_invalid":
             ctx = error.get("ctx") or {}
             return MalformedRequest(f"the body is not valid JSON: {ctx.get('error', 'parse error')}")

@@ -10,11 +10,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 from livecommerce.models import Role, RoomStatus, RoomVisibility
 
 MAX_ID = 2**31 - 1
+
+# What a person should send when a field does not match its pattern (instead of quoting the regex).
+PATTERN_HINTS = {
+    "email": "must be an email address such as name@example.com",
+    "sku": "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+    "currency": "must be a three-letter ISO 4217 code in capitals, such as USD or EUR",
+    "image_url": "must be an http:// or https:// URL without spaces or control characters",
+    "name": "must not contain control characters or line breaks",
+    "title": "must not contain control characters or line breaks",
+    "display_name": "must not contain control characters or line breaks",
+    "description": "must not contain control characters other than line breaks and tabs",
+}
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
@@ -31,23 +44,76 @@ def _single_line(value: str) -> str:
     return value
 
 
+# The rules above as patterns, so the API document says what the server accepts: no control characters
+# (multi-line text allows tab and newline), except in the leading and trailing whitespace it strips. Pydantic
+# strips Unicode White_Space, which is `\s` without the separators \x1c-\x1f that Python counts as space.
+_STRIPPED = r"[^\S\x1c-\x1f]*"
+# Single-line text must also keep a visible character once stripped.
+_SINGLE_LINE_TEXT = Field(json_schema_extra={"pattern": rf"^{_STRIPPED}[^\x00-\x1f\s][^\x00-\x1f]*{_STRIPPED}$"})
+_MULTI_LINE_TEXT = Field(json_schema_extra={"pattern": rf"^{_STRIPPED}[^\x00-\x08\x0b-\x1f]*{_STRIPPED}$"})
+_VISIBLE = r"[^\s\x00-\x1f\x7f]"  # not whitespace, not a control character
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f]"
+_EMAIL_MAX = 254
+
+
+def _sent_at_most(limit: int) -> BeforeValidator:
+    """Count the characters as sent, before whitespace is stripped, as the document's `maxLength` does."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value) > limit:
+            raise PydanticCustomError(
+                "string_too_long", "String should have at most {max_length} characters", {"max_length": limit}
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+def _email_fits(value: str) -> str:
+    # Lower-casing can lengthen a string ("İ" becomes two code points); the column holds 254.
+    if len(value) > _EMAIL_MAX:
+        raise ValueError(f"must be at most {_EMAIL_MAX} characters once lower-cased")
+    return value
+
+
 Name = Annotated[
     str,
     StringConstraints(min_length=1, max_length=120),
+    _sent_at_most(120),
     AfterValidator(_no_control_chars),
     AfterValidator(_single_line),
+    _SINGLE_LINE_TEXT,
+]
+# users.display_name is VARCHAR(80).
+DisplayName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=80),
+    _sent_at_most(80),
+    AfterValidator(_no_control_chars),
+    AfterValidator(_single_line),
+    _SINGLE_LINE_TEXT,
 ]
 Title = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200),
+    _sent_at_most(200),
     AfterValidator(_no_control_chars),
     AfterValidator(_single_line),
+    _SINGLE_LINE_TEXT,
 ]
-LongText = Annotated[str, StringConstraints(max_length=5000), AfterValidator(_no_control_chars)]
+LongText = Annotated[
+    str, StringConstraints(max_length=5000), _sent_at_most(5000), AfterValidator(_no_control_chars), _MULTI_LINE_TEXT
+]
 Sku = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-ImageUrl = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/$.?#][^\s]*$")]
-Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", to_lower=True)]
+ImageUrl = Annotated[str, StringConstraints(max_length=2048, pattern=rf"^https?://[^\s/$.?#\x00-\x1f\x7f]{_VISIBLE}*$")]
+Email = Annotated[
+    str,
+    StringConstraints(
+        max_length=_EMAIL_MAX, pattern=rf"^{_EMAIL_PART}+@{_EMAIL_PART}+\.{_EMAIL_PART}+$", to_lower=True
+    ),
+    AfterValidator(_email_fits),
+]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 PriceMinor = Annotated[int, Field(ge=0, le=10**12, description="Price in the currency's minor unit (cents).")]
 Stock = Annotated[int, Field(ge=0, le=10**9)]
@@ -101,7 +167,7 @@ class UserCreate(BaseModel):
     model_config = _STRICT
 
     email: Email
-    display_name: Name
+    display_name: DisplayName
     role: Role
     brand_id: Id | None = Field(default=None, description="Required for brand_staff, forbidden otherwise.")
 
@@ -137,6 +203,8 @@ class BrandCreate(BaseModel):
 
 
 class BrandUpdate(BaseModel):
+    """Only the fields sent change; a field sent as null is left as it is."""
+
     model_config = _STRICT
 
     name: Name | None = None
@@ -179,6 +247,8 @@ class ProductCreate(BaseModel):
 
 
 class ProductUpdate(BaseModel):
+    """Only the fields sent change; a field sent as null is left as it is, except `image_url`: null removes it."""
+
     model_config = _STRICT
 
     sku: Sku | None = None
@@ -238,6 +308,8 @@ class RoomCreate(BaseModel):
 
 
 class RoomUpdate(BaseModel):
+    """Only the fields sent change; a field sent as null is left as it is."""
+
     model_config = _STRICT
 
     title: Title | None = None

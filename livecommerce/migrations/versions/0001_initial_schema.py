@@ -21,10 +21,11 @@ def upgrade() -> None:
         "brands",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=120), nullable=False),
+        sa.Column("name_key", sa.String(length=480), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_brands")),
-        sa.UniqueConstraint("name", name=op.f("uq_brands_name")),
+        sa.UniqueConstraint("name_key", name=op.f("uq_brands_name_key")),
     )
     op.create_table(
         "products",

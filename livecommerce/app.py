@@ -23,6 +23,7 @@ from livecommerce.api.rest import ROUTER
 from livecommerce.auth import TokenSigner
 from livecommerce.database import open_database, session_factory
 from livecommerce.errors import ConfigError
+from livecommerce.hub import runtime as hub_runtime
 from livecommerce.settings import Settings
 from livecommerce.state import ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
 
@@ -86,6 +87,7 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     app.cleanup_ctx.append(_redis_context(redis_url))
     app.cleanup_ctx.append(_database_context)
     ratelimit.install(app)
+    hub_runtime.install(app)
     ROUTER.install(app)
     health.add_routes(app)
     document = orjson.dumps(build_openapi(ROUTER.endpoints))

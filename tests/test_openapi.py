@@ -65,7 +65,8 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
         if resource is None or route.method == "HEAD":
             continue
         path = _ALIAS.sub(r"{\1}", resource.canonical)
-        if path not in {"/", "/openapi.json"}:
+        # Not REST: the page, the document itself, and Socket.IO (specified in docs/protocol.md).
+        if path not in {"/", "/openapi.json", "/socket.io/"}:
             routes.add((route.method, path))
     return routes
 

@@ -12,6 +12,7 @@ from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
 from livecommerce.errors import NotFound
 from livecommerce.models import Brand, Product, Room, User
+from livecommerce.state import HUB
 
 __all__ = ["ROUTER"]
 
@@ -196,11 +197,21 @@ async def update_room(call: Call, room_id: int, body: s.RoomUpdate) -> s.RoomOut
 @route("POST", "/rooms/{room_id}/live", summary="Go live", access="the room's host, admins", tag="rooms",
        response=s.RoomOut, errors=(401, 403, 404, 409))  # fmt: skip
 async def go_live(call: Call, room_id: int) -> s.RoomOut:
-    return _room(await rooms.go_live(call.session, call.who, room_id))
+    room = await rooms.go_live(call.session, call.who, room_id)
+    _announce(call, room)
+    return _room(room)
 
 
 @route("POST", "/rooms/{room_id}/end", summary="End a live room, or cancel a scheduled one",
        access="the room's host, admins", tag="rooms", response=s.RoomOut,
        errors=(401, 403, 404, 409))  # fmt: skip
 async def end_room(call: Call, room_id: int) -> s.RoomOut:
-    return _room(await rooms.end_room(call.session, call.who, room_id))
+    room = await rooms.end_room(call.session, call.who, room_id)
+    _announce(call, room)
+    return _room(room)
+
+
+def _announce(call: Call, room: Room) -> None:
+    """Once committed, every live viewer of the room hears its new status through the hub."""
+    hub = call.request.app[HUB]
+    call.on_commit(lambda: hub.room_status_changed(room))

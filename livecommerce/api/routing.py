@@ -7,6 +7,7 @@ A handler is `async def handler(call: Call, **params) -> BaseModel | None`: path
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from livecommerce.state import PRINCIPAL, SESSIONS, SETTINGS, SIGNER
 
 __all__ = ["Call", "Endpoint", "Router", "validation_problem"]
 
+log = logging.getLogger(__name__)
+
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 
 
@@ -40,6 +43,11 @@ class Call:
     who: Principal
     session: AsyncSession
     request: web.Request
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def on_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+        """Run `hook` once the transaction has committed (e.g. tell live viewers); not if it rolls back."""
+        self.after_commit.append(hook)
 
     @property
     def settings(self) -> Settings:
@@ -141,7 +149,13 @@ def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
         if endpoint.body is not None:
             params["body"] = await _parse_body(endpoint.body, request)
         async with request.app[SESSIONS].begin() as session:
-            result = await endpoint.handler(Call(request[PRINCIPAL], session, request), **params)
+            call = Call(request[PRINCIPAL], session, request)
+            result = await endpoint.handler(call, **params)
+        for hook in call.after_commit:
+            try:
+                await hook()
+            except Exception:  # the change is committed; a failed notification must not turn it into an error
+                log.exception("after-commit hook of %s %s failed", endpoint.method, endpoint.path)
         if result is None:
             return web.Response(status=endpoint.status)
         return web.Response(

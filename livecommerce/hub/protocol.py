@@ -1,0 +1,163 @@
+"""The hub's wire protocol: Socket.IO event names, payload schemas and the acknowledgement shape.
+
+Documented for client authors in `docs/protocol.md`; this module is the executable form of that page.
+Every client event is validated against its model here (strict, unknown fields refused) before any rule
+runs, and every acknowledgement is either `{"ok": true, "data": {...}}` or
+`{"ok": false, "error": {"code", "message", "retry_after"?}}` with the same codes the REST API uses.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+from livecommerce.errors import ClientError
+
+__all__ = [
+    "CHAT_MAX_CHARS",
+    "CLIENT_EVENTS",
+    "MAX_EVENT_BYTES",
+    "Chat",
+    "Join",
+    "Leave",
+    "Like",
+    "Moderate",
+    "Pin",
+    "Unpin",
+    "error_ack",
+    "ok_ack",
+]
+
+CHAT_MAX_CHARS = 300
+MAX_EVENT_BYTES = 16 * 1024  # the largest client event the server reads (Engine.IO max payload)
+MAX_ROOMS_PER_CONNECTION = 5
+
+_STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+RoomId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+UserId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+# A stream id as the server sends it: "<ms>-<n>".
+Seq = Annotated[str, StringConstraints(pattern=r"^\d{1,15}-\d{1,10}$")]
+
+
+class Join(BaseModel):
+    """Enter a room. With `since` (the last `seq` seen), the server replays what was missed instead."""
+
+    model_config = _STRICT
+
+    room_id: RoomId
+    since: Seq | None = None
+
+
+class Leave(BaseModel):
+    model_config = _STRICT
+
+    room_id: RoomId
+
+
+class Chat(BaseModel):
+    model_config = _STRICT
+
+    room_id: RoomId
+    text: Annotated[str, StringConstraints(min_length=1, max_length=CHAT_MAX_CHARS)]
+
+
+class Like(BaseModel):
+    model_config = _STRICT
+
+    room_id: RoomId
+    count: Annotated[int, Field(ge=1, le=50)] = 1
+
+
+class Pin(BaseModel):
+    model_config = _STRICT
+
+    room_id: RoomId
+    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+
+
+class Unpin(BaseModel):
+    model_config = _STRICT
+
+    room_id: RoomId
+
+
+class _Mute(BaseModel):
+    model_config = _STRICT
+    action: Literal["mute"]
+    room_id: RoomId
+    user_id: UserId
+    seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600)]
+
+
+class _Unmute(BaseModel):
+    model_config = _STRICT
+    action: Literal["unmute"]
+    room_id: RoomId
+    user_id: UserId
+
+
+class _Ban(BaseModel):
+    model_config = _STRICT
+    action: Literal["ban", "unban"]
+    room_id: RoomId
+    user_id: UserId
+
+
+class _Delete(BaseModel):
+    model_config = _STRICT
+    action: Literal["delete"]
+    room_id: RoomId
+    message_id: Seq
+
+
+class _SlowMode(BaseModel):
+    model_config = _STRICT
+    action: Literal["slow_mode"]
+    room_id: RoomId
+    seconds: Annotated[int, Field(ge=0, le=3600)] = Field(description="0 turns slow mode off")
+
+
+class _BlockWords(BaseModel):
+    model_config = _STRICT
+    action: Literal["block_words"]
+    room_id: RoomId
+    words: Annotated[list[Annotated[str, StringConstraints(min_length=1, max_length=40)]], Field(max_length=200)]
+
+
+class _Moderator(BaseModel):
+    model_config = _STRICT
+    action: Literal["add_moderator", "remove_moderator"]
+    room_id: RoomId
+    user_id: UserId
+
+
+Moderate = Annotated[
+    _Mute | _Unmute | _Ban | _Delete | _SlowMode | _BlockWords | _Moderator, Field(discriminator="action")
+]
+MODERATE: TypeAdapter[Any] = TypeAdapter(Moderate)
+
+# Client event name -> the validator of its payload.
+CLIENT_EVENTS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
+    "join": Join,
+    "leave": Leave,
+    "chat": Chat,
+    "like": Like,
+    "pin": Pin,
+    "unpin": Unpin,
+    "moderate": MODERATE,
+}
+
+
+def ok_ack(data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"ok": True, "data": data or {}}
+
+
+def error_ack(error: ClientError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.detail}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        body["retry_after"] = retry_after
+    if error.errors:
+        body["errors"] = error.errors
+    return {"ok": False, "error": body}

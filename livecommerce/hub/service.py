@@ -1,0 +1,368 @@
+"""The hub: Socket.IO events in, rules applied, state in Redis, events out to every viewer of a room.
+
+Flow of an event (a pin, a chat message): the handler validates the payload (`protocol`), checks the rule
+(who may, which room state allows it), writes it through `RoomStore` — one Lua script that appends to the
+room's event log and publishes on the room's bus channel — then hands it to this process's `Fanout`, so local
+viewers are served first. Other hub processes receive it from the `Bus` (they subscribe only to rooms they
+have viewers in) and hand it to their own `Fanout`. Counters (likes, viewers) never travel as events: each
+process folds its likes and its viewer count into Redis a few times a second and broadcasts the totals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import socketio
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from livecommerce import rooms as room_rules
+from livecommerce.api.routing import validation_problem
+from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
+from livecommerce.errors import (
+    ClientError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
+from livecommerce.hub import protocol as p
+from livecommerce.hub.bus import Bus
+from livecommerce.hub.fanout import Fanout
+from livecommerce.hub.store import RoomStore
+from livecommerce.models import Product, Room, RoomStatus
+from livecommerce.users import get_user
+
+__all__ = ["Hub"]
+
+log = logging.getLogger(__name__)
+
+_EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
+_CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
+_COUNTER_INTERVAL = 0.25
+
+
+@dataclass
+class _Connection:
+    """What the hub keeps per socket: who it is, where it is, and its event budget."""
+
+    who: Principal
+    name: str
+    rooms: set[int] = field(default_factory=set)
+    tokens: float = 2 * _EVENTS_PER_SECOND
+    refilled: float = field(default_factory=time.monotonic)
+
+    def spend(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(2 * _EVENTS_PER_SECOND, self.tokens + (now - self.refilled) * _EVENTS_PER_SECOND)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Hub:
+    """One per web process. `install` registers the socket handlers; `run` owns the background loops."""
+
+    def __init__(
+        self,
+        sio: socketio.AsyncServer,
+        *,
+        fanout: Fanout,
+        store: RoomStore,
+        bus: Bus,
+        sessions: async_sessionmaker[AsyncSession],
+        signer: TokenSigner,
+    ) -> None:
+        self.sio = sio
+        self.fanout = fanout
+        self.store = store
+        self.bus = bus
+        self.sessions = sessions
+        self.signer = signer
+        self._connections: dict[str, _Connection] = {}
+        self._pending_likes: dict[int, int] = {}
+        self._counted_rooms: set[int] = set()
+        self._handlers: dict[str, Callable[[str, _Connection, Any], Awaitable[dict[str, Any]]]] = {
+            "join": self._join,
+            "leave": self._leave,
+            "chat": self._chat,
+            "like": self._like,
+            "pin": self._pin,
+            "unpin": self._unpin,
+            "moderate": self._moderate,
+        }
+        sio.on("connect", self._on_connect)
+        sio.on("disconnect", self._on_disconnect)
+        sio.on("*", self._on_event)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The fan-out ticks, the bus listener and the counter loop, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.fanout.run(), name="hub-fanout")
+            group.create_task(self.bus.run(self._on_bus_event), name="hub-bus")
+            group.create_task(self._counters_loop(), name="hub-counters")
+
+    # --- connections ------------------------------------------------------------------------------------------
+
+    async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        who, name = ANONYMOUS, "guest"
+        if token is not None:
+            try:
+                if not isinstance(token, str):
+                    raise Unauthorized("auth.token must be a string")
+                who = self.signer.verify(token)
+                assert who.user_id is not None
+                async with self.sessions() as session:
+                    name = (await get_user(session, who.user_id)).display_name
+            except ClientError as error:
+                raise socketio.exceptions.ConnectionRefusedError(p.error_ack(error)["error"]) from None
+        self._connections[sid] = _Connection(who=who, name=name)
+
+    async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
+        self._connections.pop(sid, None)
+        for room in self.fanout.leave_all(sid):
+            await self._maybe_unsubscribe(room)
+
+    async def _on_event(self, event: str, sid: str, data: Any = None, *extra: Any) -> dict[str, Any]:
+        """Every client event: budget, size, validation, then its handler; the answer is the ack."""
+        connection = self._connections.get(sid)
+        try:
+            if connection is None:
+                raise Unauthorized("this connection is not registered; reconnect")
+            if not connection.spend():
+                raise TooManyRequests(
+                    f"too many events: at most {_EVENTS_PER_SECOND:g} per second; slow down", retry_after=1
+                )
+            handler = self._handlers.get(event)
+            validator = p.CLIENT_EVENTS.get(event)
+            if handler is None or validator is None:
+                raise NotFound(f"unknown event {event!r}; the events are {', '.join(sorted(p.CLIENT_EVENTS))}")
+            if extra:
+                raise InvalidRequest(f"{event} takes one payload object, got {1 + len(extra)} arguments")
+            if len(orjson.dumps(data, default=str)) > p.MAX_EVENT_BYTES:
+                raise PayloadTooLarge(f"the {event} payload is larger than {p.MAX_EVENT_BYTES} bytes")
+            payload = _validate(validator, data, event)
+            return p.ok_ack(await handler(sid, connection, payload))
+        except ClientError as error:
+            return p.error_ack(error)
+        except Exception:  # a fault must not end the connection or go unanswered
+            log.exception("hub event %s failed", event)
+            return p.error_ack(_Internal("something went wrong on the server; nothing was changed"))
+
+    # --- rooms ------------------------------------------------------------------------------------------------
+
+    async def _room(self, who: Principal, room_id: int) -> Room:
+        async with self.sessions() as session:
+            return await room_rules.get_room(session, who, room_id)
+
+    async def _join(self, sid: str, connection: _Connection, event: p.Join) -> dict[str, Any]:
+        room = await self._room(connection.who, event.room_id)
+        if room.id not in connection.rooms and len(connection.rooms) >= p.MAX_ROOMS_PER_CONNECTION:
+            raise Conflict(f"a connection may be in {p.MAX_ROOMS_PER_CONNECTION} rooms at once; leave one first")
+        seq = await self.store.sync_status(room.id, room.status.value)
+        if seq is not None:  # Redis had missed a status change (e.g. it was restarted): tell local viewers too
+            self.fanout.add_event(room.id, "room_status", {"room_id": room.id, "status": room.status.value, "seq": seq})
+        connection.rooms.add(room.id)
+        self.fanout.join(room.id, sid)
+        await self.bus.subscribe(room.id)
+        if event.since is not None:
+            missed = await self.store.events_since(room.id, event.since)
+            if missed is not None:
+                return {"room_id": room.id, "replay": [e.as_wire() for e in missed]}
+        snapshot = await self.store.snapshot(room.id)
+        return {"room_id": room.id, "snapshot": {"room": _room_wire(room), **snapshot.as_wire()}}
+
+    async def _leave(self, sid: str, connection: _Connection, event: p.Leave) -> dict[str, Any]:
+        if event.room_id in connection.rooms:
+            connection.rooms.discard(event.room_id)
+            self.fanout.leave(event.room_id, sid)
+            await self._maybe_unsubscribe(event.room_id)
+        return {"room_id": event.room_id}
+
+    async def _maybe_unsubscribe(self, room: int) -> None:
+        if room not in self.fanout.rooms():
+            await self.bus.unsubscribe(room)
+
+    def _require_member(self, connection: _Connection, room_id: int) -> None:
+        if room_id not in connection.rooms:
+            raise Conflict(f"join room {room_id} first")
+
+    # --- chat and likes ---------------------------------------------------------------------------------------
+
+    async def _chat(self, sid: str, connection: _Connection, event: p.Chat) -> dict[str, Any]:
+        if not connection.who.authenticated:
+            raise Unauthorized("sign in to chat; anonymous viewers can watch and like")
+        self._require_member(connection, event.room_id)
+        assert connection.who.user_id is not None
+        posted = await self.store.post_chat(
+            event.room_id, connection.who.user_id, connection.name, event.text, rate_per_minute=_CHAT_PER_MINUTE,
+            burst=5,
+        )  # fmt: skip
+        self.fanout.add_chat(event.room_id, posted.payload)
+        return {"message": posted.payload}
+
+    async def _like(self, sid: str, connection: _Connection, event: p.Like) -> dict[str, Any]:
+        self._require_member(connection, event.room_id)
+        self._pending_likes[event.room_id] = self._pending_likes.get(event.room_id, 0) + event.count
+        return {}
+
+    async def _counters_loop(self) -> None:
+        """Fold likes and local viewer counts into Redis and broadcast the totals, a few times a second."""
+        while True:
+            await asyncio.sleep(_COUNTER_INTERVAL)
+            counts = self.fanout.local_counts()
+            rooms = set(counts) | set(self._pending_likes) | self._counted_rooms
+            self._counted_rooms = set(counts)
+            for room in rooms:
+                likes = self._pending_likes.pop(room, 0)
+                try:
+                    total_likes, viewers = await self.store.counters(room, likes, counts.get(room, 0))
+                except Exception:
+                    self._pending_likes[room] = self._pending_likes.get(room, 0) + likes  # keep them for later
+                    log.exception("updating the counters of room %d failed; retrying", room)
+                    continue
+                if room in counts:
+                    self.fanout.set_counters(room, viewers, total_likes)
+
+    # --- host actions -----------------------------------------------------------------------------------------
+
+    async def _runnable(self, connection: _Connection, room_id: int, action: str) -> Room:
+        room = await self._room(connection.who, room_id)
+        who = connection.who
+        if not (who.is_admin or who.user_id == room.host_id):
+            if not who.authenticated:
+                raise Unauthorized(f"sign in to {action}")
+            raise Forbidden(f"only the room's host or an admin may {action}")
+        if room.status is not RoomStatus.LIVE:
+            raise Conflict(f"the room is {room.status.value}; you can {action} only while it is live")
+        return room
+
+    async def _pin(self, sid: str, connection: _Connection, event: p.Pin) -> dict[str, Any]:
+        room = await self._runnable(connection, event.room_id, "pin products")
+        async with self.sessions() as session:
+            product = await session.get(Product, event.product_id)
+        if product is None:
+            raise NotFound(f"no product with id {event.product_id}")
+        if product.brand_id not in {brand.id for brand in room.brands}:
+            raise Forbidden("this product's brand is not featured in the room; feature the brand first")
+        pinned = {
+            "room_id": room.id,
+            "product": {
+                "id": product.id, "brand_id": product.brand_id, "title": product.title,
+                "image_url": product.image_url, "price_minor": product.price_minor, "currency": product.currency,
+                "stock": product.stock,
+            },
+            "ts": _now_ms(),
+        }  # fmt: skip
+        return await self._publish_state(room.id, "pinned", pinned)
+
+    async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
+        room = await self._runnable(connection, event.room_id, "unpin products")
+        return await self._publish_state(room.id, "pinned", {"room_id": room.id, "product": None, "ts": _now_ms()})
+
+    async def _publish_state(self, room: int, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+        seq = await self.store.publish(room, key, payload, state=(key, payload))
+        self.fanout.set_state(room, key, key, {**payload, "seq": seq})
+        return {**payload, "seq": seq}
+
+    async def _moderate(self, sid: str, connection: _Connection, event: Any) -> dict[str, Any]:
+        room = await self._room(connection.who, event.room_id)
+        who = connection.who
+        owner = who.is_admin or who.user_id == room.host_id
+        moderator = owner or (who.user_id is not None and await self.store.is_moderator(room.id, who.user_id))
+        if event.action in {"add_moderator", "remove_moderator"} and not owner:
+            raise Forbidden("only the room's host or an admin may appoint moderators")
+        if not moderator:
+            if not who.authenticated:
+                raise Unauthorized("sign in to moderate")
+            raise Forbidden("only the room's host, its moderators or an admin may moderate the chat")
+        action = event.action
+        if action == "mute":
+            await self.store.mute(room.id, event.user_id, event.seconds)
+        elif action == "unmute":
+            await self.store.unmute(room.id, event.user_id)
+        elif action == "ban":
+            await self.store.ban(room.id, event.user_id)
+        elif action == "unban":
+            await self.store.unban(room.id, event.user_id)
+        elif action == "delete":
+            if not await self.store.delete_chat(room.id, event.message_id):
+                raise NotFound(f"no chat message {event.message_id} in this room (already deleted?)")
+            self.fanout.add_event(room.id, "chat_deleted", {"room_id": room.id, "ids": [event.message_id]})
+        elif action == "slow_mode":
+            await self.store.set_slow_mode(room.id, event.seconds)
+            await self._publish_event(room.id, "chat_settings", {"room_id": room.id, "slow_mode": event.seconds})
+        elif action == "block_words":
+            await self.store.set_blocked_words(room.id, [word.casefold() for word in event.words])
+        elif action == "add_moderator":
+            await self.store.add_moderator(room.id, event.user_id)
+        elif action == "remove_moderator":
+            await self.store.remove_moderator(room.id, event.user_id)
+        return {"room_id": room.id, "action": action}
+
+    async def _publish_event(self, room: int, name: str, payload: dict[str, Any]) -> str:
+        seq = await self.store.publish(room, name, payload)
+        self.fanout.add_event(room, name, {**payload, "seq": seq})
+        return seq
+
+    # --- from REST and from other processes -------------------------------------------------------------------
+
+    async def room_status_changed(self, room: Room) -> None:
+        """Called after a REST go-live or end has committed: every viewer of the room hears it."""
+        payload = {"room_id": room.id, "status": room.status.value, "ts": _now_ms()}
+        seq = await self.store.set_status(room.id, room.status.value)
+        self.fanout.add_event(room.id, "room_status", {**payload, "seq": seq})
+
+    def _on_bus_event(self, room: int, seq: str, event: str, payload: dict[str, Any]) -> None:
+        if event == "chat":
+            self.fanout.add_chat(room, payload)
+        elif event == "pinned":
+            self.fanout.set_state(room, "pinned", "pinned", {**payload, "seq": seq})
+        else:
+            self.fanout.add_event(room, event, {**payload, "seq": seq})
+
+
+class _Internal(ClientError):
+    status = 500
+    code = "internal"
+    title = "Internal error"
+
+
+def _validate(validator: type[BaseModel] | TypeAdapter[Any], data: Any, event: str) -> Any:
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"the {event} payload must be a JSON object")
+    try:
+        if isinstance(validator, TypeAdapter):
+            return validator.validate_python(data)
+        return validator.model_validate(data)
+    except ValidationError as exc:
+        raise validation_problem(exc, event) from None
+
+
+def _room_wire(room: Room) -> dict[str, Any]:
+    return {
+        "id": room.id,
+        "title": room.title,
+        "status": room.status.value,
+        "host": {"id": room.host.id, "display_name": room.host.display_name},
+        "brands": [{"id": brand.id, "name": brand.name} for brand in room.brands],
+        "started_at": room.started_at.isoformat() if room.started_at else None,
+    }

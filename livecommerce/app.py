@@ -15,6 +15,10 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce import health, ratelimit
 from livecommerce.api.middleware import authenticate, problems
@@ -56,7 +60,12 @@ def resolve_secret(settings: Settings) -> str:
 
 def _redis_context(url: str) -> Callable[[web.Application], AsyncIterator[None]]:
     async def context(app: web.Application) -> AsyncIterator[None]:
-        client = Redis.from_url(url, health_check_interval=30, socket_connect_timeout=5)
+        # Retries are safe: every script that changes state is idempotent for a retried call (once keys).
+        retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
+        client = Redis.from_url(
+            url, health_check_interval=30, socket_connect_timeout=5, retry=retry,
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )  # fmt: skip
         try:
             await client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure to reach Redis ends start-up with its reason

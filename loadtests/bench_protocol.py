@@ -241,6 +241,7 @@ class BenchClient:
             try:
                 status = self.status(run)
             except OSError:
+                time.sleep(0.5)
                 continue
             if status["done"]:
                 break

@@ -182,9 +182,14 @@ def _cpu(process: psutil.Process) -> float:
 
 
 def _machine_busy_s() -> float:
-    """CPU-seconds every process of the machine has used so far (all CPUs; idle and iowait excluded)."""
+    """CPU-seconds this machine's processes have used so far, over all CPUs.
+
+    user + nice + system + irq + softirq: guest time is already inside user, steal is other virtual
+    machines'. With tick-based accounting (this kernel) a softirq tick is also charged to the process it
+    interrupted, so subtracting our processes' times from this leaves what others used.
+    """
     times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
+    return float(times.user + times.nice + times.system + times.irq + times.softirq)
 
 
 def wait_for_quiet(budget: Budget, patience: float, threshold: float = 0.15) -> float:
@@ -349,7 +354,11 @@ def _one_run(
 ) -> tuple[DeliveryReport, dict[str, Any]]:
     started = control.start(ROOM, plan.rate, seconds, plan.pad, burst)
     budget.sleep(seconds)
-    status = control.wait_done(started["run"], time.monotonic() + budget.bound(seconds + 30))
+    try:
+        status = control.wait_done(started["run"], time.monotonic() + budget.bound(seconds + 30))
+    except TimeoutError:
+        # a saturated server may not answer at all: count what its timer planned, and say so
+        status = {"run": started["run"], "emitted": started["planned"], "done": False, "unanswered": True}
     delivery = fleet.drain(started["run"], int(status["emitted"]), budget.bound(plan.drain_timeout))
     return delivery, status
 
@@ -384,10 +393,16 @@ def _seconds(value: float) -> str:
     return f"{value:.1f} s"
 
 
+def _lag(result: RunResult) -> str:
+    if result.server_status.get("unanswered"):
+        return "no answer"
+    return _seconds(float(result.server_status.get("lag_max_ms", 0.0)) / 1000)
+
+
 def _row(result: RunResult) -> str:
     c, d = result.connect, result.delivery
     if d is None or c is None:
-        return f"| {result.target} | {result.viewers:,} | failed: {result.error} |" + " |" * 11
+        return f"| {result.target} | {result.viewers:,} | failed: {result.error} |" + " |" * 12
     lost = f"{d.lost:,} of {d.expected:,} ({d.lost / d.expected:.1%})" if d.expected else "-"
     return (
         f"| {result.target} | {result.viewers:,} | {c.connected:,} in {c.wall_s:.1f} s"
@@ -396,7 +411,7 @@ def _row(result: RunResult) -> str:
         f" ({1e6 / result.deliveries_per_cpu_s if result.deliveries_per_cpu_s else 0:.0f} µs)"
         f" | {result.server_busy:.0%} | **{_seconds(d.last_p50_s)} / {_seconds(d.last_p99_s)}**"
         f" | {_seconds(d.delivery_p50_s)} / {_seconds(d.delivery_p99_s)} | {lost}"
-        f" | {d.disconnected} | {result.throughput:,.0f}/s | {result.generator_busy:.0%}"
+        f" | {d.disconnected} | {_lag(result)} | {result.throughput:,.0f}/s | {result.generator_busy:.0%}"
         f" ({result.generator_cpu_s * 1e6 / max(1, d.received):.0f} µs) | {result.other_load:.2f} |"
     )
 
@@ -404,9 +419,9 @@ def _row(result: RunResult) -> str:
 _HEADER = (
     "| target | viewers | connected in | server CPU per connect | server memory per idle viewer"
     " | deliveries per server CPU-s (CPU per delivery) | server CPU busy | p50 / p99 to last viewer"
-    " | p50 / p99 per delivery | events lost | viewers dropped | deliveries/s | generator busy (CPU per delivery)"
-    " | other tenants' CPU (cores) |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    " | p50 / p99 per delivery | events lost | viewers dropped | emit timer late by (max) | deliveries/s"
+    " | generator busy (CPU per delivery) | other tenants' CPU (cores) |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
 
@@ -425,7 +440,20 @@ def _notes(results: Sequence[RunResult]) -> list[str]:
             )
         lag = result.server_status.get("lag_max_ms", 0)
         if lag > 100:
-            notes.append(f"{tag}: the server's emit timer ran up to {lag:.0f} ms late (event loop saturated).")
+            notes.append(
+                f"{tag}: the server's emit timer ran up to {_seconds(lag / 1000)} late (its event loop was"
+                " saturated); latencies count from the actual emit, so add this to know what a host would see."
+            )
+        if result.server_status.get("unanswered"):
+            notes.append(
+                f"{tag}: the server did not answer /bench/status within the run's time; all"
+                f" {d.emitted} planned events were assumed emitted."
+            )
+        if d.complete_events and d.complete_events < d.emitted:
+            notes.append(
+                f"{tag}: over the {d.complete_events} events that reached every viewer, time to the last viewer"
+                f" was p50 {_seconds(d.complete_p50_s)} / p99 {_seconds(d.complete_p99_s)}."
+            )
         if result.other_load >= 0.2 or result.busy_before >= 0.15:
             notes.append(
                 f"{tag}: other processes used {result.other_load:.2f} cores during the window (machine"

@@ -140,6 +140,8 @@ class DeliveryReport:
     delivery_p50_s: float  # over every single delivery
     delivery_p99_s: float
     last_receive_ns: int  # wall clock of the run's last delivery
+    complete_p50_s: float = 0.0  # time to the last viewer over only the events every viewer got
+    complete_p99_s: float = 0.0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -728,6 +730,8 @@ class ViewerFleet:
             delivery_p50_s=_hist_percentile(hist, 0.50),
             delivery_p99_s=_hist_percentile(hist, 0.99),
             last_receive_ns=max(answer["last_ns"] for answer in answers),
+            complete_p50_s=percentile([value for value in last if value != math.inf], 0.50),
+            complete_p99_s=percentile([value for value in last if value != math.inf], 0.99),
         )
 
     def cpu_seconds(self) -> float:

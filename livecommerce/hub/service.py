@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 _EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
 _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
 _COUNTER_INTERVAL = 0.25
+_REMEMBERED_SEQS = 2048  # per room: enough to cover a catch-up overlapping live delivery
 
 
 @dataclass
@@ -97,6 +99,11 @@ class Hub:
         self._connections: dict[str, _Connection] = {}
         self._pending_likes: dict[int, int] = {}
         self._counted_rooms: set[int] = set()
+        # Catch-up after a bus outage: where each room's bus stream was (bus events arrive in log order), and
+        # the seqs recently delivered here (own events are delivered first, so others' may arrive after them).
+        self._bus_seq: dict[int, str] = {}
+        self._delivered: dict[int, OrderedDict[str, None]] = {}
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._handlers: dict[str, Callable[[str, _Connection, Any], Awaitable[dict[str, Any]]]] = {
             "join": self._join,
             "leave": self._leave,
@@ -116,7 +123,7 @@ class Hub:
         """The fan-out ticks, the bus listener and the counter loop, until cancelled."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.fanout.run(), name="hub-fanout")
-            group.create_task(self.bus.run(self._on_bus_event), name="hub-bus")
+            group.create_task(self.bus.run(self._on_bus_event, self._on_bus_reconnect), name="hub-bus")
             group.create_task(self._counters_loop(), name="hub-counters")
 
     # --- connections ------------------------------------------------------------------------------------------
@@ -186,8 +193,10 @@ class Hub:
         if event.since is not None:
             missed = await self.store.events_since(room.id, event.since)
             if missed is not None:
+                self._bus_seq.setdefault(room.id, missed[-1].seq if missed else event.since)
                 return {"room_id": room.id, "replay": [e.as_wire() for e in missed]}
         snapshot = await self.store.snapshot(room.id)
+        self._bus_seq.setdefault(room.id, snapshot.seq)
         return {"room_id": room.id, "snapshot": {"room": _room_wire(room), **snapshot.as_wire()}}
 
     async def _leave(self, sid: str, connection: _Connection, event: p.Leave) -> dict[str, Any]:
@@ -200,6 +209,8 @@ class Hub:
     async def _maybe_unsubscribe(self, room: int) -> None:
         if room not in self.fanout.rooms():
             await self.bus.unsubscribe(room)
+            self._bus_seq.pop(room, None)
+            self._delivered.pop(room, None)
 
     def _require_member(self, connection: _Connection, room_id: int) -> None:
         if room_id not in connection.rooms:
@@ -216,6 +227,7 @@ class Hub:
             event.room_id, connection.who.user_id, connection.name, event.text, rate_per_minute=_CHAT_PER_MINUTE,
             burst=5,
         )  # fmt: skip
+        self._seen(event.room_id, posted.seq)
         self.fanout.add_chat(event.room_id, posted.payload)
         return {"message": posted.payload}
 
@@ -276,10 +288,15 @@ class Hub:
 
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "unpin products")
-        return await self._publish_state(room.id, "pinned", {"room_id": room.id, "product": None, "ts": _now_ms()})
+        unpinned = {"room_id": room.id, "product": None, "ts": _now_ms()}
+        return await self._publish_state(room.id, "pinned", unpinned, keep=False)
 
-    async def _publish_state(self, room: int, key: str, payload: dict[str, Any]) -> dict[str, Any]:
-        seq = await self.store.publish(room, key, payload, state=(key, payload))
+    async def _publish_state(
+        self, room: int, key: str, payload: dict[str, Any], *, keep: bool = True
+    ) -> dict[str, Any]:
+        """Publish a state change; `keep=False` clears the state (a snapshot then shows null)."""
+        seq = await self.store.publish(room, key, payload, state=(key, payload if keep else None))
+        self._seen(room, seq)
         self.fanout.set_state(room, key, key, {**payload, "seq": seq})
         return {**payload, "seq": seq}
 
@@ -320,6 +337,7 @@ class Hub:
 
     async def _publish_event(self, room: int, name: str, payload: dict[str, Any]) -> str:
         seq = await self.store.publish(room, name, payload)
+        self._seen(room, seq)
         self.fanout.add_event(room, name, {**payload, "seq": seq})
         return seq
 
@@ -329,9 +347,46 @@ class Hub:
         """Called after a REST go-live or end has committed: every viewer of the room hears it."""
         payload = {"room_id": room.id, "status": room.status.value, "ts": _now_ms()}
         seq = await self.store.set_status(room.id, room.status.value)
+        self._seen(room.id, seq)
         self.fanout.add_event(room.id, "room_status", {**payload, "seq": seq})
 
+    def _seen(self, room: int, seq: str) -> bool:
+        """Remember `seq` as delivered here; False if it already was."""
+        recent = self._delivered.setdefault(room, OrderedDict())
+        if seq in recent:
+            return False
+        recent[seq] = None
+        if len(recent) > _REMEMBERED_SEQS:
+            recent.popitem(last=False)
+        return True
+
+    def _on_bus_reconnect(self, rooms: frozenset[int]) -> None:
+        """The bus was down: fetch what each room logged meanwhile, so viewers who stayed connected miss nothing."""
+        for room in rooms:
+            task = asyncio.create_task(self._catch_up(room), name=f"hub-catch-up-{room}")
+            self._catching_up.add(task)
+            task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up(self, room: int) -> None:
+        since = self._bus_seq.get(room)
+        if since is None:
+            return
+        try:
+            missed = await self.store.events_since(room, since)
+        except Exception:
+            log.exception("catching up room %d after a bus outage failed", room)
+            return
+        if missed is None:  # too old to replay: tell viewers to take a fresh snapshot
+            self.fanout.add_event(room, "resync", {"room_id": room})
+            return
+        for event in missed:
+            self._on_bus_event(room, event.seq, event.event, event.payload)
+
     def _on_bus_event(self, room: int, seq: str, event: str, payload: dict[str, Any]) -> None:
+        if room in self._bus_seq and _seq_key(seq) > _seq_key(self._bus_seq[room]):
+            self._bus_seq[room] = seq
+        if not self._seen(room, seq):
+            return  # a catch-up overlapping live delivery
         if event == "chat":
             self.fanout.add_chat(room, payload)
         elif event == "pinned":
@@ -355,6 +410,11 @@ def _validate(validator: type[BaseModel] | TypeAdapter[Any], data: Any, event: s
         return validator.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc, event) from None
+
+
+def _seq_key(seq: str) -> tuple[int, int]:
+    ms, _, n = seq.partition("-")
+    return int(ms), int(n or 0)
 
 
 def _room_wire(room: Room) -> dict[str, Any]:

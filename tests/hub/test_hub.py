@@ -15,6 +15,7 @@ import pytest
 import socketio
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application, Request
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.app import create_app
@@ -317,3 +318,46 @@ async def test_a_chat_storm_reaches_a_viewer_as_bounded_batches(
     assert received() == 2000, "every message is either delivered or counted as skipped"
     assert len(batches) <= (sent_for + 1) * 25, f"{len(batches)} batches for {sent_for:.1f} s of storm"
     assert any(batch["skipped"] for batch in batches), "past the room's rate, messages are sampled and counted"
+
+
+async def test_unpinning_clears_the_pin_for_viewers_and_snapshots(
+    pair: tuple[World, str, str, list[Viewer]],
+) -> None:
+    world, a, b, viewers = pair
+    room = world.ids["room"]
+    host, _ = await viewer_in(viewers, a, room, world.api.tokens["host"])
+    fan, _ = await viewer_in(viewers, b, room)
+    assert (await host.call("pin", {"room_id": room, "product_id": world.ids["product"]}))["ok"]
+    assert (await host.call("unpin", {"room_id": room}))["ok"]
+    await fan.wait_for("pinned", lambda d: d["product"] is None)
+    _, snapshot = await viewer_in(viewers, b, room)
+    assert snapshot["snapshot"]["pinned"] is None
+
+
+async def test_viewers_still_connected_get_what_the_bus_missed_during_an_outage(
+    settings: Settings, engine: AsyncEngine, redis_url: str, client: Client
+) -> None:
+    world = await seed_world(client, engine)
+    room = world.ids["room"]
+    await world.api.ok("POST", f"/api/v1/rooms/{room}/live", who="host")
+    app_b = create_app(settings, redis_url=redis_url)
+    async with TestServer(app_b, host="127.0.0.1") as server_b:
+        fan = Viewer()
+        await fan.connect(str(server_b.make_url("")))
+        try:
+            assert (await fan.call("join", {"room_id": room}))["ok"]
+            hub_b = app_b[HUB]
+            # B stops hearing the room; meanwhile another process pins a product.
+            await hub_b.bus.unsubscribe(room)
+            other = client.app[HUB]
+            await other.store.publish(room, "pinned", {"room_id": room, "product": {"id": 1}, "ts": 0},
+                                      state=("pinned", {"room_id": room, "product": {"id": 1}, "ts": 0}))  # fmt: skip
+            # B hears the room again, and then its bus connection is lost and comes back.
+            await hub_b.bus.subscribe(room)
+            admin = Redis.from_url(redis_url)
+            await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
+            await admin.aclose()
+            pinned = await fan.wait_for("pinned", lambda d: d["product"] == {"id": 1}, within=5)
+            assert pinned["seq"]
+        finally:
+            await fan.close()

@@ -65,6 +65,15 @@ async def test_viewers_of_a_killed_process_resume_elsewhere_and_the_count_heals(
         watcher, _ = await join(b.base, None)
         host, _ = await join(b.base, tokens[DEMO_HOST])
         await watcher.wait_for("counters", lambda d: d["viewers"] == 3, within=5)
+        # Across real processes: what the host does through B reaches the viewer on A within a second.
+        products = http("GET", f"{a.base}/api/v1/products")[2]["items"]
+        ack = await host.call("pin", {"room_id": room, "product_id": products[0]["id"]})
+        assert ack["ok"], ack
+        await on_a.wait_for("pinned", lambda d: d["seq"] == ack["data"]["seq"])
+        ack = await host.call("chat", {"room_id": room, "text": "hello, process A"})
+        assert ack["ok"], ack
+        await on_a.wait_for("chat", lambda d: any(m["text"] == "hello, process A" for m in d["messages"]))
+        last_seq = ack["data"]["message"]["id"]
 
         a.stop(signal.SIGKILL)
         await asyncio.wait_for(on_a.disconnected.wait(), 5)

@@ -8,7 +8,9 @@ Measured event (Socket.IO v5 over Engine.IO v4, default namespace)::
 ``run`` numbers one ``POST /bench/start`` call, ``seq`` counts that run's events from 0, and ``t0`` is
 ``time.time_ns()`` in the server process at the moment the emit is called. Viewers run on the same machine and
 read the same clock, so ``receive time - t0`` is the event's latency to that viewer. A target may also send a
-list of such objects as the event's argument (several events batched in one frame); viewers accept both.
+list of such objects as the event's argument (several events batched in one frame), or carry the object as the
+``bench`` member of its own payload (``{"room_id": ..., "bench": {"run","seq","t0"}}``); viewers accept all
+three, under whatever event name the target uses (``ViewerConfig.event``).
 
 Viewers join a room with an acknowledged event and wait for the ack before they count as connected::
 
@@ -198,12 +200,12 @@ class BenchClient:
         self.timeout = timeout
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
-    def _call(self, method: str, path: str, **query: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, timeout: float | None = None, **query: Any) -> dict[str, Any]:
         url = f"{self.base}{path}"
         if query:
             url += "?" + urllib.parse.urlencode(query)
         request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)  # noqa: S310
-        with self._opener.open(request, timeout=self.timeout) as response:
+        with self._opener.open(request, timeout=timeout or self.timeout) as response:
             result: dict[str, Any] = json.loads(response.read())
         return result
 
@@ -216,8 +218,8 @@ class BenchClient:
             query["burst"] = burst
         return self._call("POST", "/bench/start", **query)
 
-    def status(self, run: int) -> dict[str, Any]:
-        return self._call("GET", "/bench/status", run=run)
+    def status(self, run: int, timeout: float | None = None) -> dict[str, Any]:
+        return self._call("GET", "/bench/status", timeout, run=run)
 
     def wait_healthy(self, deadline: float, alive: Callable[[], bool] = lambda: True) -> dict[str, Any]:
         """Poll ``/bench/health`` until it answers or ``deadline`` (``time.monotonic()``) passes."""
@@ -239,7 +241,7 @@ class BenchClient:
         status: dict[str, Any] | None = None
         while time.monotonic() < deadline:
             try:
-                status = self.status(run)
+                status = self.status(run, timeout=max(0.5, min(self.timeout, deadline - time.monotonic())))
             except OSError:
                 time.sleep(0.5)
                 continue

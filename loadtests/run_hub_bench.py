@@ -71,6 +71,8 @@ class Target:
 
     name: str
     description: str
+    room: str | int = ROOM  # what viewers join
+    event: str = "pin"  # the event that carries the timed payload
 
     def command(self, port: int, max_seconds: float) -> list[str]:
         raise NotImplementedError
@@ -88,27 +90,13 @@ class _ScriptTarget(Target):
 
 
 @dataclass(frozen=True)
-class _HubTarget(Target):
-    """Our hub, ``livecommerce serve``.
+class _HubTarget(_ScriptTarget):
+    """Our hub: the real app with the harness's control routes mounted by ``hub_server.py`` (not the product).
 
-    TODO(hub integration): implement ``command``/``env`` once the hub exposes the benchmark hook. What the hub
-    must provide (see loadtests/README.md, "What --target hub needs"):
-
-    * a switch, e.g. ``LIVECOMMERCE_BENCH_ROUTES=1`` (refused unless bound to a loopback address), that mounts
-      ``GET /bench/health``, ``POST /bench/start`` and ``GET /bench/status`` exactly as ``bench_protocol.py``
-      specifies, emitting ``pin`` events ``{"run","seq","t0"}`` into a room through the hub's real fan-out
-      path (the same code a host's pin update takes, including any tick batching);
-    * viewers that join with ``421["join",{"room_id":R}]`` and get ``431[...]`` back, anonymously or with a
-      token the harness can mint (``livecommerce token``) passed as ``40{"token": ...}``;
-    * a room that exists without set-up, or a documented command that creates one;
-    * the run's command, then: ``[PYTHON, "-m", "livecommerce.cli", "serve", "--host", "127.0.0.1",
-      "--port", str(port)]`` with ``LIVECOMMERCE_DATA_DIR`` in a temporary directory and
-      ``LIVECOMMERCE_LOG_LEVEL=warning``; its embedded redis-server child is outside the pinned CPU
-      accounting unless counted explicitly.
+    Viewers join the demo room (id 1 in the fresh database) anonymously and time ``pinned`` events, which the
+    server publishes through the hub's real pin path. The embedded redis-server is the server's child, on the
+    same CPU; its CPU time is counted with the server's.
     """
-
-    def command(self, port: int, max_seconds: float) -> list[str]:
-        raise NotImplementedError("hub target lands with the hub integration")
 
 
 TARGETS: dict[str, Target] = {
@@ -120,7 +108,13 @@ TARGETS: dict[str, Target] = {
         "minimal asyncio broadcaster (frame built once, one write per viewer)",
         script="reference_server.py",
     ),
-    "hub": _HubTarget("hub", "livecommerce serve (our hub)"),
+    "hub": _HubTarget(
+        "hub",
+        "livecommerce hub (python-socketio + encode-once fan-out + Redis)",
+        room=1,
+        event="pinned",
+        script="hub_server.py",
+    ),
 }
 
 
@@ -177,8 +171,13 @@ def _free_port() -> int:
 
 
 def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return float(times.user + times.system)
+    """User + system CPU of the process and its children (the hub's embedded Redis)."""
+    total = 0.0
+    for each in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = each.cpu_times()
+            total += float(times.user + times.system)
+    return total
 
 
 def _machine_busy_s() -> float:
@@ -198,9 +197,9 @@ def wait_for_quiet(budget: Budget, patience: float, threshold: float = 0.15) -> 
     Other tenants' work skews every figure on a shared machine. Returns the busy fraction last seen.
     """
     give_up = time.monotonic() + patience
-    busy = psutil.cpu_percent(interval=1.0) / 100
+    busy = float(psutil.cpu_percent(interval=1.0)) / 100
     while busy >= threshold and time.monotonic() < give_up and budget.remaining() > 60:
-        busy = psutil.cpu_percent(interval=2.0) / 100
+        busy = float(psutil.cpu_percent(interval=2.0)) / 100
     return busy
 
 
@@ -319,7 +318,11 @@ def measure(target: Target, viewers: int, plan: Plan, budget: Budget) -> RunResu
         result.rss_before_mib = server.memory_info().rss / 2**20
         cpu_before_connect = _cpu(server)
         config = ViewerConfig(
-            port=port, room=ROOM, concurrency=max(1, plan.concurrency // plan.processes), client=plan.client
+            port=port,
+            room=target.room,
+            event=target.event,
+            concurrency=max(1, plan.concurrency // plan.processes),
+            client=plan.client,
         )
         with ViewerFleet(config, viewers, processes=plan.processes, cpus=plan.viewer_cpus) as fleet:
             connect = fleet.connect(timeout=budget.bound(_connect_timeout(viewers)))
@@ -352,14 +355,16 @@ def measure(target: Target, viewers: int, plan: Plan, budget: Budget) -> RunResu
 def _one_run(
     control: BenchClient, fleet: ViewerFleet, plan: Plan, budget: Budget, seconds: float, burst: int
 ) -> tuple[DeliveryReport, dict[str, Any]]:
+    """Start a run, wait for its emitting time, then at most ``drain_timeout`` for the server and viewers."""
     started = control.start(ROOM, plan.rate, seconds, plan.pad, burst)
     budget.sleep(seconds)
+    deadline = time.monotonic() + budget.bound(plan.drain_timeout)
     try:
-        status = control.wait_done(started["run"], time.monotonic() + budget.bound(seconds + 30))
+        status = control.wait_done(started["run"], deadline)
     except TimeoutError:
         # a saturated server may not answer at all: count what its timer planned, and say so
         status = {"run": started["run"], "emitted": started["planned"], "done": False, "unanswered": True}
-    delivery = fleet.drain(started["run"], int(status["emitted"]), budget.bound(plan.drain_timeout))
+    delivery = fleet.drain(started["run"], int(status["emitted"]), max(1.0, deadline - time.monotonic()))
     return delivery, status
 
 
@@ -425,7 +430,7 @@ _HEADER = (
 )
 
 
-def _notes(results: Sequence[RunResult]) -> list[str]:
+def _notes(results: Sequence[RunResult], plan: Plan) -> list[str]:
     notes = []
     for result in results:
         d, tag = result.delivery, f"{result.target} x {result.viewers:,}"
@@ -435,8 +440,8 @@ def _notes(results: Sequence[RunResult]) -> list[str]:
             notes.append(f"{tag}: generator {result.generator_busy:.0%} busy — latency may be the generator's.")
         if not d.drained:
             notes.append(
-                f"{tag}: not drained {d.drain_wait_s:.0f} s after the last emit; {d.complete_events} of {d.emitted}"
-                f" events reached every viewer, {d.viewers_short:,} viewers missed some (counted as lost)."
+                f"{tag}: not drained {plan.drain_timeout:g} s after the planned last emit; {d.complete_events} of"
+                f" {d.emitted} events reached every viewer, {d.viewers_short:,} viewers missed some (counted as lost)."
             )
         lag = result.server_status.get("lag_max_ms", 0)
         if lag > 100:
@@ -478,12 +483,16 @@ def _ratios(results: Sequence[RunResult]) -> str:
         b = baseline[r.viewers]
         assert r.delivery is not None
         assert b.delivery is not None
-        p99 = r.delivery.last_p99_s / b.delivery.last_p99_s if b.delivery.last_p99_s else math.nan
+        mine, theirs = r.delivery.last_p99_s, b.delivery.last_p99_s
+        if math.isinf(theirs):
+            p99 = "baseline never got every event to every viewer" if not math.isinf(mine) else "both never"
+        elif math.isinf(mine):
+            p99 = "never (baseline did)"
+        else:
+            p99 = f"{mine / theirs:.3f}x" if theirs else "-"
         memory = r.memory_per_viewer_kib / b.memory_per_viewer_kib if b.memory_per_viewer_kib else math.nan
-        lines.append(
-            f"| {r.target} | {r.viewers:,} | {r.deliveries_per_cpu_s / b.deliveries_per_cpu_s:.1f}x"
-            f" | {p99:.2f}x | {memory:.2f}x |"
-        )
+        per_cpu = r.deliveries_per_cpu_s / b.deliveries_per_cpu_s if b.deliveries_per_cpu_s else math.nan
+        lines.append(f"| {r.target} | {r.viewers:,} | {per_cpu:.1f}x | {p99} | {memory:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -492,10 +501,10 @@ _FILE_HEADER = """# Benchmarks
 ## Fan-out: one room, N viewers, 10 timed broadcasts a second
 
 Made by `loadtests/run_hub_bench.py` (see `loadtests/README.md`). The server under test is pinned to CPU 0;
-N Socket.IO viewers (`loadtests/socketio_viewers.py`, raw Engine.IO v4 / Socket.IO v5 over aiohttp
-websockets, no compression) run on the other CPU. After a few warm-up events the server emits `pin` events
-from a timer inside its own process; each carries `t0 = time.time_ns()` at emit and a sequence number, and
-viewers record receive time - `t0` (same clock).
+N Socket.IO viewers (`loadtests/socketio_viewers.py`: Engine.IO v4 / Socket.IO v5 spoken directly over a
+bare asyncio websocket client, or aiohttp's with `--client aiohttp`; no compression) run on the other CPU.
+After a few warm-up events the server emits `pin` events from a timer inside its own process; each carries
+`t0 = time.time_ns()` at emit and a sequence number, and viewers record receive time - `t0` (same clock).
 
 - **deliveries per server CPU-s**: events received by viewers over the server process's user + system CPU
   time, from the first emit until the last viewer has the last event (or the drain timeout). On loopback the
@@ -504,7 +513,13 @@ viewers record receive time - `t0` (same clock).
   viewer never got it within the drain timeout (the event counts as incomplete).
 - **server memory per idle viewer**: server RSS after connecting all viewers (and a short settle) minus RSS
   before, over N.
-- **events lost**: emitted x viewers - received, including what dropped viewers missed.
+- **events lost**: emitted x viewers - received by the drain deadline (`--drain-timeout` after the planned
+  last emit), including what dropped viewers missed; a backlog still queued then counts. **viewers dropped**:
+  connections the server closed during the run (python-socketio closes a socket whose pong is more than
+  `ping_timeout`, 20 s, late — which a backlog longer than that causes).
+- **emit timer late by**: how far behind schedule the server's own emit timer fired at worst. Latencies count
+  from the actual emit (`t0`), so a saturated server's figures exclude this wait; add it to know what a host
+  would see.
 - **generator busy**: CPU of the viewer processes over the window, per viewer CPU. Near 100% the numbers
   describe the generator, not the server.
 - **other tenants' CPU**: CPU that processes other than the server, the viewers and the harness used during
@@ -515,12 +530,21 @@ Results are appended, newest last.
 """
 
 
-def write_report(path: Path, command: str, plan: Plan, results: Sequence[RunResult], machine: str) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+def write_report(
+    path: Path,
+    command: str,
+    plan: Plan,
+    results: Sequence[RunResult],
+    machine: str,
+    started: datetime.datetime,
+    note: str | None = None,
+) -> str:
     targets = ", ".join(dict.fromkeys(r.target for r in results))
+    took = datetime.datetime.now(datetime.UTC) - started
     section = [
-        f"\n### {now} — {targets}\n",
-        f"Command: `{command}`\n",
+        f"\n### {started:%Y-%m-%d %H:%M} UTC — {targets}\n",
+        *([f"{note}\n"] if note else []),
+        f"Command: `{command}` (took {took.total_seconds() / 60:.1f} min)\n",
         f"Machine: {machine}.\n",
         f"Run: server on CPU {plan.server_cpu}, {plan.processes} viewer process(es) ({plan.client} client) on CPU(s)"
         f" {','.join(map(str, plan.viewer_cpus))}; {plan.rate * plan.burst:g} events/s"
@@ -529,7 +553,7 @@ def write_report(path: Path, command: str, plan: Plan, results: Sequence[RunResu
         f" {plan.pad} bytes.\n",
         _HEADER + "\n".join(_row(r) for r in results) + "\n",
     ]
-    notes = _notes(results)
+    notes = _notes(results, plan)
     if notes:
         section.append("\n".join(f"- {note}" for note in notes) + "\n")
     ratios = _ratios(results)
@@ -557,7 +581,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=10.0, help="events per second (default 10)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured emitting time per run")
     parser.add_argument("--warmup-events", type=int, default=3, help="events sent and drained before measuring")
-    parser.add_argument("--drain-timeout", type=float, default=15.0, help="wait after the last emit, at most")
+    parser.add_argument("--drain-timeout", type=float, default=30.0, help="wait after the planned last emit, at most")
     parser.add_argument("--pad", type=int, default=0, help="bytes of filler in each payload")
     parser.add_argument(
         "--burst",
@@ -581,6 +605,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="markdown file to append to")
     parser.add_argument("--no-write", action="store_true", help="print the table, do not append it")
     parser.add_argument("--json", type=Path, default=None, help="also write every figure as JSON here")
+    parser.add_argument("--note", default=None, help="a sentence written under the entry's heading (why this run)")
     return parser
 
 
@@ -622,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     command = shlex.join([".venv/bin/python", "loadtests/run_hub_bench.py", *(argv or sys.argv[1:])])
     machine = _machine()
+    started = datetime.datetime.now(datetime.UTC)
     budget = Budget(args.max_seconds)
     results: list[RunResult] = []
     interrupted = False
@@ -645,7 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=2, default=str))
     measured = [r for r in results if r.delivery is not None]
     if measured and not args.no_write:
-        text = write_report(args.out, command, plan, results, machine)
+        text = write_report(args.out, command, plan, results, machine, started, args.note)
         print(f"appended to {args.out}:\n{text}")
     elif measured:
         print(_HEADER + "\n".join(_row(r) for r in results))

@@ -9,11 +9,13 @@ then answers pings (``2`` → ``3``) and records every measured event (``42["pin
 Two interchangeable websocket clients share that handshake and the event parsing:
 
 * ``raw`` (default): a bare asyncio protocol; frames are parsed in ``data_received`` and recorded there.
-  Measured on one core of this 2-vCPU machine: ~8-11 µs of generator CPU per delivery, about half of it the
-  kernel's receive path, so one core absorbs ~90-100k deliveries/s.
+  Measured on one core of this 2-vCPU machine (docs/benchmarks.md): ~11 µs of generator CPU per delivery
+  when each read brings one frame — about half of it the kernel's receive path (perf), ~3.5 µs Python — so
+  one core absorbs ~90k deliveries/s; ~5 µs and ~200k/s when a read brings 10 frames.
 * ``aiohttp``: ``aiohttp.ClientSession.ws_connect`` with a reader task per viewer; a task wake-up and a
-  future per message make it ~13 µs per delivery at saturation (~75k deliveries/s on one core). Kept as a
-  cross-check: both give the same baseline figures where neither is saturated.
+  future per message make it ~13 µs per delivery at saturation (~75k deliveries/s on one core, and its
+  latencies inflate well before: p99 2.4 s where the raw client saw 0.2 s). Kept as a cross-check: both give
+  the same baseline figures, where neither is saturated.
 
 Per-message deflate is never offered (``compress=0``; the raw client sends no extension header). Connections
 are opened with a bounded number in flight per process and retried a few times, so 10k connects do not
@@ -198,11 +200,15 @@ class _Recorder:
             self.record(viewer, argument, now)
 
     def record(self, viewer: _Viewer, item: Any, now: int) -> None:
+        """Record one measured event: ``item`` is ``{"run","seq","t0"}``, or carries it as ``item["bench"]``."""
         try:
             run = item["run"]
             seq = item["seq"]
             latency = now - item["t0"]
         except (TypeError, KeyError):
+            nested = item.get("bench") if isinstance(item, dict) else None
+            if isinstance(nested, dict) and "bench" not in nested:
+                self.record(viewer, nested, now)
             return
         seqs = self.runs.get(run)
         if seqs is None:
@@ -458,11 +464,11 @@ class _ViewerProcess:
     async def _handshake(self, receive: Callable[[], Awaitable[str]], send: Callable[[str], Awaitable[None]]) -> None:
         """Engine.IO open, Socket.IO connect, and the acknowledged join, over either client."""
 
-        async def await_packet(prefix: str, refuse: str | None = None) -> None:
+        async def await_packet(prefix: str, refuse: str | None = None) -> str:
             while True:
                 text = await receive()
                 if text.startswith(prefix):
-                    return
+                    return text[len(prefix) :]
                 if text == "2":
                     await send("3")
                 elif refuse is not None and text.startswith(refuse):
@@ -476,7 +482,10 @@ class _ViewerProcess:
         await await_packet("40" + self.config.nsp_prefix, refuse="44")
         if self.config.room is not None:
             await send(self.join_packet)
-            await await_packet(self.join_ack)
+            answer = await await_packet(self.join_ack)
+            with contextlib.suppress(orjson.JSONDecodeError, TypeError, IndexError, AttributeError):
+                if orjson.loads(answer)[0].get("ok") is False:  # the acknowledgement's {"ok": false, "error": ...}
+                    raise _ProtocolError(f"join refused: {answer[:200]}")
 
     async def _connect_raw(self, viewer: _Viewer) -> None:
         config = self.config
@@ -701,7 +710,8 @@ class ViewerFleet:
                 hist[bucket] = hist.get(bucket, 0) + count
             counts.extend(answer["counts"])
         viewers = len(counts)
-        received = sum(counts)
+        # events the server emitted after it reported ``emitted`` (a lagging timer) are not counted
+        received = sum(cell[0] for seq, cell in seqs.items() if seq < emitted)
         last: list[float] = []
         first: list[float] = []
         for seq in range(emitted):
@@ -718,10 +728,10 @@ class ViewerFleet:
             expected=emitted * viewers,
             received=received,
             lost=emitted * viewers - received,
-            viewers_short=sum(1 for count in counts if count < emitted),
+            viewers_short=sum(1 for count in counts if count < emitted),  # approximate if events came late
             disconnected=sum(answer["disconnected"] for answer in answers),
             complete_events=sum(1 for value in last if value != math.inf),
-            drained=all(count >= emitted for count in counts),
+            drained=received == emitted * viewers,
             drain_wait_s=max(answer["waited_s"] for answer in answers),
             last_p50_s=percentile(last, 0.50),
             last_p99_s=percentile(last, 0.99),

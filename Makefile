@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo serve check lint types test migration clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/hub/js/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "livecommerce needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	cd tests/hub/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
 
 demo: $(STAMP)

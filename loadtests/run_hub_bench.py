@@ -289,8 +289,9 @@ class Budget:
 
 
 def _connect_timeout(viewers: int) -> float:
-    # python-socketio spends ~1.4 ms of CPU per connect: 10k take ~15 s on one core; leave room for noise
-    return 60.0 + viewers * 0.01
+    # python-socketio spends ~1.4 ms of CPU per connect; the hub's acknowledged join (room lookup, status sync,
+    # snapshot) ~8-10 ms: 10k take ~100 s on one core. Leave room for noise.
+    return 60.0 + viewers * 0.025
 
 
 def estimate_seconds(plan: Plan, viewers: int) -> float:

@@ -18,16 +18,13 @@ Run alone::
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import resource
-import signal
 from typing import Any
 
 import socketio
 import uvloop
 from aiohttp import web
-from bench_protocol import EVENT, JOIN_EVENT, BenchRuns
+from bench_protocol import EVENT, JOIN_EVENT, BenchRuns, mount_routes, serve_until_stopped
 from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 RUNS = web.AppKey("runs", BenchRuns)
@@ -76,60 +73,14 @@ def build_app() -> web.Application:
         await sio.enter_room(sid, _room(data["room_id"]))
         return {"ok": True}
 
-    async def health(request: web.Request) -> web.Response:
-        viewers = len(sio.eio.sockets)
-        return web.json_response({"ok": True, "viewers": viewers, "pid": os.getpid()})
-
-    async def start(request: web.Request) -> web.Response:
-        query = request.query
-        room = _room(query.get("room", "bench"))
-
+    def emitter(room: str) -> Any:
         def emit(payload: dict[str, Any]) -> Any:
-            return sio.emit(EVENT, payload, room=room)
+            return sio.emit(EVENT, payload, room=_room(room))
 
-        try:
-            status = runs.start(
-                emit,
-                rate=float(query.get("rate", "10")),
-                seconds=float(query.get("seconds", "10")),
-                pad=int(query.get("pad", "0")),
-                burst=int(query.get("burst", "1")),
-            )
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"run": status.run, "planned": status.planned})
+        return emit
 
-    async def status(request: web.Request) -> web.Response:
-        found = runs.status(int(request.query.get("run", "0")))
-        if found is None:
-            return web.json_response({"error": "no such run"}, status=404)
-        return web.json_response(found.as_json())
-
-    async def close_runs(app: web.Application) -> None:
-        await app[RUNS].close()
-
-    app.router.add_get("/bench/health", health)
-    app.router.add_post("/bench/start", start)
-    app.router.add_get("/bench/status", status)
-    app.on_shutdown.append(close_runs)
+    mount_routes(app, runs, emitter, viewers=lambda: len(sio.eio.sockets))
     return app
-
-
-async def _serve(host: str, port: int, backlog: int, max_seconds: float) -> None:
-    runner = web.AppRunner(build_app(), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=backlog)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"baseline_server pid={os.getpid()} listening on http://{host}:{port}", flush=True)
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=max_seconds)
-    except TimeoutError:
-        print(f"baseline_server: --max-seconds {max_seconds} reached, stopping", flush=True)
-    await runner.cleanup()
 
 
 def main() -> None:
@@ -142,7 +93,8 @@ def main() -> None:
     if args.host != "127.0.0.1":
         parser.error("benchmarks listen on 127.0.0.1 only")
     _raise_fd_limit()
-    uvloop.run(_serve(args.host, args.port, args.backlog, args.max_seconds))
+    app = build_app()
+    uvloop.run(serve_until_stopped(app, args.host, args.port, args.max_seconds, "baseline_server", args.backlog))
 
 
 if __name__ == "__main__":

@@ -251,3 +251,81 @@ class BenchClient:
         if status is None:
             raise TimeoutError(f"{self.base} never answered /bench/status for run {run}")
         return status
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The control routes and the serve loop, shared by the Socket.IO targets
+
+
+def mount_routes(
+    app: Any,
+    runs: BenchRuns,
+    emitter: Callable[[str], EmitFn],
+    viewers: Callable[[], int],
+    extra_health: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """Add ``/bench/health``, ``/bench/start`` and ``/bench/status`` to an aiohttp app.
+
+    ``emitter(room)`` returns the function that emits one timed payload into that room.
+    """
+    import os
+
+    from aiohttp import web
+
+    async def health(_request: web.Request) -> web.Response:
+        body = {"ok": True, "viewers": viewers(), "pid": os.getpid(), **(extra_health() if extra_health else {})}
+        return web.json_response(body)
+
+    async def start(request: web.Request) -> web.Response:
+        query = request.query
+        try:
+            status = runs.start(
+                emitter(query.get("room", "bench")),
+                rate=float(query.get("rate", "10")),
+                seconds=float(query.get("seconds", "10")),
+                pad=int(query.get("pad", "0")),
+                burst=int(query.get("burst", "1")),
+            )
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"run": status.run, "planned": status.planned})
+
+    async def status(request: web.Request) -> web.Response:
+        found = runs.status(int(request.query.get("run", "0")))
+        if found is None:
+            return web.json_response({"error": "no such run"}, status=404)
+        return web.json_response(found.as_json())
+
+    async def close_runs(_app: web.Application) -> None:
+        await runs.close()
+
+    app.router.add_get("/bench/health", health)
+    app.router.add_post("/bench/start", start)
+    app.router.add_get("/bench/status", status)
+    app.on_shutdown.append(close_runs)
+
+
+async def serve_until_stopped(
+    app: Any, host: str, port: int, max_seconds: float, name: str, backlog: int = 4096
+) -> None:
+    """Serve ``app`` until SIGTERM/SIGINT or ``max_seconds``, whichever comes first (runs stop by themselves)."""
+    import signal
+
+    from aiohttp import web
+
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=backlog)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    import os
+
+    print(f"{name} pid={os.getpid()} listening on http://{host}:{port}", flush=True)
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max_seconds)
+    except TimeoutError:
+        print(f"{name}: --max-seconds {max_seconds} reached, stopping", flush=True)
+    await runner.cleanup()

@@ -12,9 +12,6 @@ carries the harness's `{"run", "seq", "t0"}` as `bench`. Viewers join the demo r
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
-import signal
 import sys
 import tempfile
 import time
@@ -25,7 +22,7 @@ import uvloop
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_protocol import BenchRuns
+from bench_protocol import BenchRuns, mount_routes, serve_until_stopped
 
 from livecommerce.app import create_app
 from livecommerce.demo import seed_demo
@@ -57,12 +54,7 @@ def build_app(settings: Settings, redis_url: str) -> web.Application:
     app[RUNS] = BenchRuns()
     app.on_startup.append(_make_live)
 
-    async def health(_request: web.Request) -> web.Response:
-        viewers = len(app[HUB].sio.eio.sockets)
-        return web.json_response({"ok": True, "viewers": viewers, "pid": os.getpid(), "room": app[ROOM_KEY]})
-
-    async def start(request: web.Request) -> web.Response:
-        query = request.query
+    def emitter(_room: str) -> Any:
         hub, room = app[HUB], app[ROOM_KEY]
 
         async def emit(bench: dict[str, Any]) -> None:
@@ -70,49 +62,13 @@ def build_app(settings: Settings, redis_url: str) -> web.Application:
             payload = {"room_id": room, "product": None, "ts": time.time_ns() // 1_000_000, "bench": bench}
             await hub._publish_state(room, "pinned", payload)
 
-        try:
-            status = app[RUNS].start(
-                emit,
-                rate=float(query.get("rate", "10")),
-                seconds=float(query.get("seconds", "10")),
-                pad=int(query.get("pad", "0")),
-                burst=int(query.get("burst", "1")),
-            )
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)}, status=400)
-        return web.json_response({"run": status.run, "planned": status.planned})
+        return emit
 
-    async def status(request: web.Request) -> web.Response:
-        found = app[RUNS].status(int(request.query.get("run", "0")))
-        if found is None:
-            return web.json_response({"error": "no such run"}, status=404)
-        return web.json_response(found.as_json())
-
-    async def close_runs(app: web.Application) -> None:
-        await app[RUNS].close()
-
-    app.router.add_get("/bench/health", health)
-    app.router.add_post("/bench/start", start)
-    app.router.add_get("/bench/status", status)
-    app.on_shutdown.append(close_runs)
+    mount_routes(
+        app, app[RUNS], emitter, viewers=lambda: len(app[HUB].sio.eio.sockets),
+        extra_health=lambda: {"room": app.get(ROOM_KEY)},
+    )  # fmt: skip
     return app
-
-
-async def _serve(settings: Settings, redis_url: str, max_seconds: float) -> None:
-    runner = web.AppRunner(build_app(settings, redis_url), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=4096)
-    await site.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"hub_server pid={os.getpid()} listening on http://{settings.host}:{settings.port}", flush=True)
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=max_seconds)
-    except TimeoutError:
-        print(f"hub_server: --max-seconds {max_seconds} reached, stopping", flush=True)
-    await runner.cleanup()
 
 
 def main() -> None:
@@ -126,7 +82,8 @@ def main() -> None:
             log_level="WARNING", demo=True, rate_limit_reads=0, rate_limit_writes=0,
         )  # fmt: skip
         with EmbeddedRedis(settings.data_dir) as redis:  # a child: it shares the server's CPU
-            uvloop.run(_serve(settings, redis.url, args.max_seconds))
+            app = build_app(settings, redis.url)
+            uvloop.run(serve_until_stopped(app, settings.host, settings.port, args.max_seconds, "hub_server"))
 
 
 if __name__ == "__main__":

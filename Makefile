@@ -3,16 +3,21 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+JS_STAMP := tests/hub/js/node_modules/.installed
 
 .PHONY: demo serve check lint types test migration clean
 
-$(STAMP): pyproject.toml tests/hub/js/package-lock.json
+$(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "livecommerce needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	cd tests/hub/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(STAMP)
+
+# Only the tests need Node.js: the official JavaScript Socket.IO client checked against the hub.
+$(JS_STAMP): tests/hub/js/package-lock.json
+	cd tests/hub/js && npm ci --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/livecommerce serve --demo --open
@@ -27,7 +32,7 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP)
+test: $(STAMP) $(JS_STAMP)
 	$(BIN)/pytest
 
 check: lint types test
@@ -37,4 +42,4 @@ migration: $(STAMP)
 	$(BIN)/python -m livecommerce.migrations.autogenerate "$(m)"
 
 clean:
-	rm -rf $(VENV) .livecommerce .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .livecommerce .pytest_cache .mypy_cache .ruff_cache tests/hub/js/node_modules

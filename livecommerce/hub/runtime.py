@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 import socket
@@ -22,6 +23,8 @@ from livecommerce.state import HUB, REDIS, SESSIONS, SIGNER
 
 __all__ = ["install"]
 
+log = logging.getLogger(__name__)
+
 _MAX_PACKET_BYTES = 1024 * 1024  # past this Engine.IO drops the connection; our own limit (16 KiB) answers first
 
 
@@ -35,6 +38,12 @@ class _OrjsonModule:
     @staticmethod
     def loads(text: str | bytes, **_: object) -> object:
         return orjson.loads(text)
+
+
+def _report_stop(task: asyncio.Task[None]) -> None:
+    """The hub's loops end only at shutdown; if they end earlier, say so loudly instead of going quiet."""
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the live hub stopped: live rooms get no updates on this process", exc_info=task.exception())
 
 
 def install(app: web.Application) -> None:
@@ -64,6 +73,7 @@ def install(app: web.Application) -> None:
         )
         app[HUB] = hub
         task = asyncio.create_task(hub.run(), name="hub")
+        task.add_done_callback(_report_stop)
         yield
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

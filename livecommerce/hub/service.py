@@ -321,9 +321,12 @@ class Hub:
         elif action == "unban":
             await self.store.unban(room.id, event.user_id)
         elif action == "delete":
-            if not await self.store.delete_chat(room.id, event.message_id):
+            seq = await self.store.delete_chat(room.id, event.message_id)
+            if seq is None:
                 raise NotFound(f"no chat message {event.message_id} in this room (already deleted?)")
-            self.fanout.add_event(room.id, "chat_deleted", {"room_id": room.id, "ids": [event.message_id]})
+            self._seen(room.id, seq)
+            deleted = {"room_id": room.id, "ids": [event.message_id], "seq": seq}
+            self.fanout.add_event(room.id, "chat_deleted", deleted)
         elif action == "slow_mode":
             await self.store.set_slow_mode(room.id, event.seconds)
             await self._publish_event(room.id, "chat_settings", {"room_id": room.id, "slow_mode": event.seconds})

@@ -403,15 +403,16 @@ class RoomStore:
         message = {"id": seq, "user": {"id": user_id, "name": display_name}, "text": text, "ts": int(reply[2])}
         return Event(seq, CHAT, message)
 
-    async def delete_chat(self, room: int, message_seq: str) -> bool:
-        """Remove a chat message from the log and publish `chat_deleted`; False when there is no such message."""
+    async def delete_chat(self, room: int, message_seq: str) -> str | None:
+        """Remove a chat message from the log and publish `chat_deleted`; returns that event's seq, or None when
+        there is no such message."""
         if _parse_seq(message_seq) is None:
-            return False
+            return None
         seq = await self._chat_delete(
             keys=[room_key(room, "events"), bus_channel(room)],
             args=[self.process_id, room, message_seq, self.history],
         )
-        return seq is not None
+        return None if seq is None else _text(seq)
 
     # --- moderation -------------------------------------------------------------------------------------------
 

@@ -1,0 +1,468 @@
+"""Inventory pools in Redis: the live stock of one flash sale or one product, sold through holds.
+
+A pool's truth is in Redis because a burst of buyers must be served in microseconds; every rule that
+protects a unit (sale window, invitation, single-use code, per-buyer cap, idempotency, stock) is checked by
+one Lua function (`livecommerce/lua/pools.lua`) in the same atomic step that takes the stock, records the
+hold and appends to the pool's outbox stream, from which the worker writes SQL (`commerce.orders`). So
+`available + held + paid = total` holds at every instant, whatever the burst, retry or crash.
+
+This module is storage only: typed calls, typed results. What a refusal means to a buyer is `commerce.buying`'s.
+The client must not decode responses. Keys (`PoolId.keys`) share the hash tag ``{sale:ID}`` or ``{product:ID}``:
+see the header of `pools.lua` for what each holds.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final, Literal
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+__all__ = [
+    "POOL_REGISTRY",
+    "Hold",
+    "HoldState",
+    "Inventory",
+    "PoolConfig",
+    "PoolId",
+    "Refusal",
+    "Refused",
+    "ReserveRequest",
+    "Reserved",
+    "Stock",
+    "SweepResult",
+]
+
+log = logging.getLogger(__name__)
+
+POOL_REGISTRY: Final = "livecommerce:pools"  # set of pool names the worker sweeps and drains
+MAX_BATCH: Final = 500  # reservations per function call (pools.lua MAX_BATCH)
+_LIBRARY: Final = "livecommerce_pools"
+_PARTS: Final = ("cfg", "stock", "holds", "expiry", "buyers", "idem", "invites", "codes", "outbox")
+
+
+# --- names ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class PoolId:
+    """A pool: a flash sale's (`s<id>`) or a product's own, for buying outside sales (`p<id>`)."""
+
+    kind: Literal["sale", "product"]
+    id: int
+
+    @classmethod
+    def sale(cls, sale_id: int) -> PoolId:
+        return cls("sale", sale_id)
+
+    @classmethod
+    def product(cls, product_id: int) -> PoolId:
+        return cls("product", product_id)
+
+    @classmethod
+    def parse(cls, name: str) -> PoolId:
+        """From `name` ("s12", "p7") or a hold id ("s12.345"); ValueError when it is neither."""
+        head = name.split(".", 1)[0]
+        kind = {"s": "sale", "p": "product"}.get(head[:1])
+        digits = head[1:]
+        if kind is None or not digits.isdigit() or len(digits) > 15 or digits.startswith("0"):
+            raise ValueError(f"{name!r} is not a pool name or hold id")
+        return cls(kind, int(digits))  # type: ignore[arg-type]
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind[0]}{self.id}"
+
+    @property
+    def keys(self) -> list[str]:
+        """The nine keys every pool function takes, in order."""
+        return [f"livecommerce:{{{self.kind}:{self.id}}}:{part}" for part in _PARTS]
+
+    @property
+    def outbox(self) -> str:
+        return self.keys[8]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# --- values ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PoolConfig:
+    """What a pool sells, to whom, when. `version` orders updates: an older one never replaces a newer one."""
+
+    version: int
+    product_id: int
+    brand_id: int
+    sale_id: int | None
+    price_minor: int
+    currency: str
+    quantity: int  # the stock a new pool starts with; ignored once the pool exists
+    per_buyer_limit: int
+    starts_at_ms: int
+    ends_at_ms: int
+    hold_ms: int
+    audience: Literal["open", "list", "codes"] = "open"
+
+
+@dataclass(frozen=True, slots=True)
+class Stock:
+    available: int
+    held: int
+    paid: int
+    total: int
+
+    @property
+    def sold_out(self) -> bool:
+        return self.available == 0
+
+    def as_wire(self) -> dict[str, int | bool]:
+        return {
+            "available": self.available,
+            "held": self.held,
+            "sold": self.paid,
+            "total": self.total,
+            "sold_out": self.sold_out,
+        }
+
+
+class HoldState(enum.StrEnum):
+    HELD = "held"
+    PAYING = "paying"  # the payment provider is being asked; the sweeper waits until the deadline
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Units taken from a pool for one buyer, as Redis recorded them (also the outbox's payload)."""
+
+    id: str
+    pool: PoolId
+    product_id: int
+    brand_id: int
+    sale_id: int | None
+    buyer_id: int
+    quantity: int
+    unit_price_minor: int
+    currency: str
+    state: HoldState
+    expires_at_ms: int
+    created_at_ms: int
+    room_id: int | None
+    code: str
+    key: str
+    payment_ref: str | None = None
+    paid_at_ms: int | None = None
+    ended_at_ms: int | None = None
+    deadline_ms: int | None = None
+
+    @property
+    def total_minor(self) -> int:
+        return self.quantity * self.unit_price_minor
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Hold:
+        d: dict[str, Any] = orjson.loads(raw)
+
+        def opt(name: str) -> int | None:
+            value = d.get(name)
+            return None if value is None else int(value)
+
+        return cls(
+            id=d["id"],
+            pool=PoolId.parse(d["pool"]),
+            product_id=int(d["product"]),
+            brand_id=int(d["brand"]),
+            sale_id=int(d["sale"]) or None,
+            buyer_id=int(d["buyer"]),
+            quantity=int(d["qty"]),
+            unit_price_minor=int(d["price"]),
+            currency=d["currency"],
+            state=HoldState(d["state"]),
+            expires_at_ms=int(d["exp"]),
+            created_at_ms=int(d["created"]),
+            room_id=int(d["room"]) or None,
+            code=d.get("code", ""),
+            key=d.get("key", ""),
+            payment_ref=d.get("ref"),
+            paid_at_ms=opt("paid"),
+            ended_at_ms=opt("ended"),
+            deadline_ms=opt("deadline"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveRequest:
+    """One tap on Buy. `key` is the buyer's idempotency key: a retry with it returns the same hold."""
+
+    buyer_id: int
+    key: str
+    quantity: int = 1
+    code: str = ""
+    room_id: int | None = None
+
+    def args(self) -> list[str | int]:
+        return [self.buyer_id, self.key, self.quantity, self.code, "" if self.room_id is None else self.room_id]
+
+
+class Refusal(enum.StrEnum):
+    """Why a pool did not take units (the first element of a pool_reserve result)."""
+
+    KEY_REUSED = "key_reused"
+    NOT_LOADED = "not_loaded"
+    CLOSED = "closed"
+    NOT_STARTED = "not_started"
+    ENDED = "ended"
+    OVER_LIMIT = "over_limit"
+    NOT_INVITED = "not_invited"
+    CODE_REQUIRED = "code_required"
+    CODE_INVALID = "code_invalid"
+    CODE_USED = "code_used"
+    LIMIT = "limit"
+    SOLD_OUT = "sold_out"
+    NOT_ENOUGH = "not_enough"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    refusal: Refusal
+    limit: int | None = None  # OVER_LIMIT, LIMIT
+    have: int | None = None  # LIMIT: units the buyer already holds or bought
+    available: int | None = None  # NOT_ENOUGH
+    starts_at_ms: int | None = None  # NOT_STARTED
+    hold_id: str | None = None  # KEY_REUSED
+
+
+@dataclass(frozen=True, slots=True)
+class Reserved:
+    hold: Hold
+    replayed: bool  # the idempotency key had been used: this is the earlier hold, in its current state
+
+
+ReserveResult = Reserved | Refused
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    expired: list[str]
+    stale_paying: list[str]  # paying holds past their deadline: ask the payment provider, then settle
+    stock: Stock
+
+
+# --- parsing --------------------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _stock(reply: Sequence[Any]) -> Stock:
+    assert _text(reply[0]) == "stock", reply
+    return Stock(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
+
+
+def _reserve_result(reply: Sequence[Any]) -> ReserveResult:
+    status = _text(reply[0])
+    if status == "ok":
+        return Reserved(Hold.from_json(reply[1]), replayed=bool(int(reply[2])))
+    refusal = Refusal(status)
+    if refusal is Refusal.OVER_LIMIT:
+        return Refused(refusal, limit=int(reply[1]))
+    if refusal is Refusal.LIMIT:
+        return Refused(refusal, limit=int(reply[1]), have=int(reply[2]))
+    if refusal is Refusal.NOT_ENOUGH:
+        return Refused(refusal, available=int(reply[1]))
+    if refusal is Refusal.NOT_STARTED:
+        return Refused(refusal, starts_at_ms=int(reply[1]))
+    if refusal is Refusal.KEY_REUSED:
+        return Refused(refusal, hold_id=_text(reply[1]))
+    return Refused(refusal)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldReply:
+    """A hold function's answer: a status word and, when the hold exists, the hold after the call."""
+
+    status: str
+    hold: Hold | None
+
+    @classmethod
+    def parse(cls, reply: Sequence[Any]) -> HoldReply:
+        return cls(_text(reply[0]), Hold.from_json(reply[1]) if len(reply) > 1 else None)
+
+
+# --- the store ------------------------------------------------------------------------------------------------
+
+
+class Inventory:
+    """Typed calls to the pool functions. One per process; `load_library` once at start (it is also re-loaded
+    by itself when Redis lost it)."""
+
+    def __init__(self, redis: Redis) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError("Inventory needs a Redis client with decode_responses=False")
+        self._redis = redis
+        self._code = resources.files("livecommerce").joinpath("lua/pools.lua").read_text()
+
+    async def load_library(self) -> None:
+        await self._redis.function_load(self._code, replace=True)
+
+    async def _fcall(self, function: str, pool: PoolId, *args: Any) -> Any:
+        try:
+            return await self._redis.fcall(function, 9, *pool.keys, *args)
+        except ResponseError as exc:
+            if not _missing_function(exc):
+                raise
+        log.warning("the pool functions were missing from Redis (restarted or flushed?); loading them again")
+        await self.load_library()
+        return await self._redis.fcall(function, 9, *pool.keys, *args)
+
+    # --- configuration ----------------------------------------------------------------------------------------
+
+    async def load(
+        self, pool: PoolId, config: PoolConfig, *, invitees: Iterable[int] = (), codes: Iterable[str] = ()
+    ) -> tuple[str, int, bool]:
+        """Create or update `pool` from `config` (and add invitees or codes, in chunks). Idempotent: a stored
+        newer version wins, and live stock is never replaced. Returns (status, stored version, created)."""
+        await self._redis.sadd(POOL_REGISTRY, pool.name)
+        base: list[Any] = [
+            config.version, pool.name, config.product_id, config.brand_id, config.sale_id or 0,
+            config.price_minor, config.currency, config.quantity, config.per_buyer_limit, config.starts_at_ms,
+            config.ends_at_ms, config.hold_ms, config.audience,
+        ]  # fmt: skip
+        items: list[Any] = [*invitees, *codes]
+        first = True
+        reply: Any = None
+        created = False
+        for start in range(0, max(len(items), 1), 1000):
+            if not first and _text(reply[0]) != "loaded":
+                break
+            reply = await self._fcall("pool_load", pool, *base, *items[start : start + 1000])
+            if first:
+                created = _text(reply[0]) == "loaded" and bool(int(reply[2]))
+            first = False
+        status = _text(reply[0])
+        version = int(reply[1]) if len(reply) > 1 else 0
+        return status, version, created
+
+    async def adjust(self, pool: PoolId, delta: int) -> tuple[str, Stock | None]:
+        """Add `delta` units to a loaded pool ("ok"), or refuse when fewer than `-delta` are available ("short")."""
+        reply = await self._fcall("pool_adjust", pool, delta)
+        status = _text(reply[0])
+        return status, (_stock(reply[1]) if len(reply) > 1 else None)
+
+    async def close(self, pool: PoolId) -> tuple[Stock, int]:
+        """Stop reservations; held holds are released by the next sweep. Returns the stock and the number of
+        holds still held or paying."""
+        stock, open_holds = await self._fcall("pool_close", pool)
+        return _stock(stock), int(open_holds)
+
+    # --- buying -----------------------------------------------------------------------------------------------
+
+    async def reserve(self, pool: PoolId, requests: Sequence[ReserveRequest]) -> tuple[list[ReserveResult], Stock]:
+        """Apply up to `MAX_BATCH` reservations in one atomic call, in order."""
+        if not 1 <= len(requests) <= MAX_BATCH:
+            raise ValueError(f"between 1 and {MAX_BATCH} requests per call")
+        args = [arg for request in requests for arg in request.args()]
+        reply = await self._fcall("pool_reserve", pool, len(requests), *args)
+        return [_reserve_result(r) for r in reply[:-1]], _stock(reply[-1])
+
+    async def reserve_groups(
+        self, groups: Mapping[PoolId, Sequence[ReserveRequest]]
+    ) -> dict[PoolId, tuple[list[ReserveResult], Stock] | BaseException]:
+        """Several pools' batches in one pipeline (one round trip). A pool whose call failed maps to its error;
+        retrying it is safe (idempotency keys)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for pool, requests in groups.items():
+                args = [arg for request in requests for arg in request.args()]
+                pipe.fcall("pool_reserve", 9, *pool.keys, len(requests), *args)
+            replies = await pipe.execute(raise_on_error=False)
+        out: dict[PoolId, tuple[list[ReserveResult], Stock] | BaseException] = {}
+        for (pool, requests), reply in zip(groups.items(), replies, strict=True):
+            if isinstance(reply, ResponseError) and _missing_function(reply):
+                try:
+                    out[pool] = await self.reserve(pool, requests)
+                except Exception as exc:  # noqa: BLE001 - each pool's failure is its callers'
+                    out[pool] = exc
+            elif isinstance(reply, BaseException):
+                out[pool] = reply
+            else:
+                out[pool] = ([_reserve_result(r) for r in reply[:-1]], _stock(reply[-1]))
+        return out
+
+    async def begin_payment(self, pool: PoolId, hold_id: str, buyer_id: int, grace_ms: int) -> HoldReply:
+        return HoldReply.parse(await self._fcall("pool_begin_payment", pool, hold_id, buyer_id, grace_ms))
+
+    async def complete_payment(self, pool: PoolId, hold_id: str, payment_ref: str) -> HoldReply:
+        return HoldReply.parse(await self._fcall("pool_complete_payment", pool, hold_id, payment_ref))
+
+    async def abort_payment(self, pool: PoolId, hold_id: str) -> HoldReply:
+        return HoldReply.parse(await self._fcall("pool_abort_payment", pool, hold_id))
+
+    async def cancel(self, pool: PoolId, hold_id: str, buyer_id: int = 0) -> HoldReply:
+        """Give a held hold back; `buyer_id` 0 acts for any buyer (staff, the system)."""
+        return HoldReply.parse(await self._fcall("pool_cancel", pool, hold_id, buyer_id))
+
+    async def expire(self, pool: PoolId, hold_id: str) -> HoldReply:
+        """End a hold past its expiry or payment deadline (after the provider confirmed no charge)."""
+        return HoldReply.parse(await self._fcall("pool_expire", pool, hold_id))
+
+    async def sweep(self, pool: PoolId, max_holds: int = 1000) -> SweepResult:
+        expired, stale, stock = await self._fcall("pool_sweep", pool, max_holds)
+        return SweepResult([_text(i) for i in expired], [_text(i) for i in stale], _stock(stock))
+
+    # --- reading ----------------------------------------------------------------------------------------------
+
+    async def hold(self, pool: PoolId, hold_id: str) -> Hold | None:
+        raw = await self._redis.hget(pool.keys[2], hold_id)
+        return None if raw is None else Hold.from_json(raw)
+
+    async def stock(self, pools: Sequence[PoolId]) -> dict[PoolId, Stock]:
+        """The stock of each loaded pool among `pools`, in one round trip (absent pools are left out)."""
+        if not pools:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for pool in pools:
+                pipe.hmget(pool.keys[1], ["available", "held", "paid", "total"])
+            replies = await pipe.execute()
+        return {
+            pool: Stock(*(int(v) for v in values))
+            for pool, values in zip(pools, replies, strict=True)
+            if values[3] is not None
+        }
+
+    async def config(self, pool: PoolId) -> dict[str, str]:
+        """The pool's stored configuration (empty when not loaded)."""
+        raw = await self._redis.hgetall(pool.keys[0])
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def buyer_units(self, pool: PoolId, buyer_id: int) -> int:
+        raw = await self._redis.hget(pool.keys[4], str(buyer_id))
+        return int(raw or 0)
+
+    async def registered(self) -> list[PoolId]:
+        """Pools the worker looks after (loaded and not yet retired)."""
+        names = await self._redis.smembers(POOL_REGISTRY)
+        return sorted(PoolId.parse(_text(n)) for n in names)
+
+    async def retire(self, pool: PoolId, keep_seconds: int = 7 * 86400) -> None:
+        """A finished pool leaves the registry; its keys expire after `keep_seconds` (late reads still work)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.srem(POOL_REGISTRY, pool.name)
+            for key in pool.keys:
+                pipe.expire(key, keep_seconds)
+            await pipe.execute()
+
+
+def _missing_function(exc: BaseException) -> bool:
+    return "function not found" in str(exc).lower()

@@ -25,17 +25,24 @@ from livecommerce.api.middleware import authenticate, problems
 from livecommerce.api.openapi import build_openapi
 from livecommerce.api.rest import ROUTER
 from livecommerce.auth import TokenSigner
+from livecommerce.commerce.batcher import ReservationBatcher
+from livecommerce.commerce.buying import Buying
+from livecommerce.commerce.payments import TestModeProvider
+from livecommerce.commerce.pools import Inventory
 from livecommerce.database import open_database, session_factory
+from livecommerce.embedded_redis import MIN_REDIS_MAJOR
 from livecommerce.errors import ConfigError
 from livecommerce.hub import runtime as hub_runtime
+from livecommerce.media import http as media_http
 from livecommerce.settings import Settings
-from livecommerce.state import ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
+from livecommerce.state import BUYING, ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
 
 __all__ = ["create_app", "resolve_secret"]
 
 log = logging.getLogger(__name__)
 
 _STATIC = Path(__file__).parent / "static"
+_REDIS_CONNECTIONS = 1000
 
 
 def resolve_secret(settings: Settings) -> str:
@@ -62,20 +69,40 @@ def _redis_context(url: str) -> Callable[[web.Application], AsyncIterator[None]]
     async def context(app: web.Application) -> AsyncIterator[None]:
         # Retries are safe: every script that changes state is idempotent for a retried call (once keys).
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
+        # redis-py's pool refuses the 101st concurrent call by default; bursts of checkouts need more (and
+        # a blocking pool starves tasks, MEASURED.md): reservations themselves share a few (the batcher).
         client = Redis.from_url(
             url, health_check_interval=30, socket_connect_timeout=5, retry=retry,
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+            retry_on_error=[RedisConnectionError, RedisTimeoutError], max_connections=_REDIS_CONNECTIONS,
         )  # fmt: skip
         try:
             await client.ping()
         except Exception as exc:  # noqa: BLE001 - any failure to reach Redis ends start-up with its reason
             await client.aclose()
             raise ConfigError(f"cannot reach Redis at {url}: {exc}") from None
+        version = str((await client.info("server")).get("redis_version", "0"))
+        if int(version.split(".")[0] or 0) < MIN_REDIS_MAJOR:
+            await client.aclose()
+            raise ConfigError(
+                f"Redis at {url} is version {version}; livecommerce needs Redis {MIN_REDIS_MAJOR} or newer "
+                "(or Valkey) for its inventory functions"
+            )
         app[REDIS] = client
         yield
         await client.aclose()
 
     return context
+
+
+async def _commerce_context(app: web.Application) -> AsyncIterator[None]:
+    """Inventory pools (their Redis functions loaded once), the reservation batcher and the payment provider."""
+    inventory = Inventory(app[REDIS])
+    await inventory.load_library()
+    batcher = ReservationBatcher(inventory)
+    provider = TestModeProvider(app[REDIS], delay_s=app[SETTINGS].payment_delay_ms / 1000)
+    app[BUYING] = Buying(sessions=app[SESSIONS], inventory=inventory, batcher=batcher, provider=provider)
+    yield
+    await batcher.close()
 
 
 async def _database_context(app: web.Application) -> AsyncIterator[None]:
@@ -95,11 +122,13 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     app[SIGNER] = TokenSigner(resolve_secret(settings), settings.token_ttl)
     app.cleanup_ctx.append(_redis_context(redis_url))
     app.cleanup_ctx.append(_database_context)
+    app.cleanup_ctx.append(_commerce_context)
     ratelimit.install(app)
     hub_runtime.install(app)
+    media_http.install(app)
     ROUTER.install(app)
     health.add_routes(app)
-    document = orjson.dumps(build_openapi(ROUTER.endpoints))
+    document = orjson.dumps(build_openapi(ROUTER.endpoints, media_http.openapi_paths()))
 
     async def openapi(_request: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")

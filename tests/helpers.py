@@ -15,12 +15,14 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 import redis
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from livecommerce import users
-from livecommerce.auth import TokenSigner
+from livecommerce import catalog, users
+from livecommerce.auth import Principal, TokenSigner
+from livecommerce.commerce import sales
 from livecommerce.database import session_factory
-from livecommerce.models import Role
+from livecommerce.models import Order, OrderStatus, Role, SaleAudience, SaleCode
 
 SECRET = "test-secret-" + "x" * 40
 PG_ADMIN_URL = os.environ.get("LIVECOMMERCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -68,7 +70,13 @@ class Api:
         if who is not None:
             headers["Authorization"] = f"Bearer {self.tokens[who]}"
         async with self.client.request(method, path, headers=headers, json=json, **kwargs) as response:
-            body = await response.json(content_type=None) if response.content_length != 0 else None
+            body: Any = None
+            if response.content_length == 0:
+                pass
+            elif "json" in response.content_type:
+                body = await response.json(content_type=None)
+            else:  # a CSV export
+                body = await response.text()
             return response.status, body
 
     async def ok(self, method: str, path: str, *, who: str | None = None, json: Any = None, status: int = 200) -> Any:
@@ -90,6 +98,9 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
 
     Products: product (of brand), other_product (of other_brand). Rooms: room (host's, public, featuring
     brand), private_room (host's, private, featuring brand), other_room (other_host's, public).
+    Flash sales of sale_product (brand's, stock 10): sale (draft, open, in room), scheduled_sale (invite_list
+    of viewer, in room and private_room, starts in an hour), live_sale (invite_codes, in room, started a minute
+    ago); order: viewer's paid order of one unit of live_sale, which redeemed one of its codes.
     """
     signer = TokenSigner(SECRET, 3600)
     api = Api(client)
@@ -129,7 +140,50 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
             json={"title": name, "scheduled_start": later(), "brand_ids": [ids["brand"]], "visibility": visibility},
         )  # fmt: skip
         ids[name] = body["id"]
+    await _seed_sales(api, engine, ids)
     return World(api, ids)
+
+
+async def _seed_sales(api: Api, engine: AsyncEngine, ids: dict[str, int]) -> None:
+    """Through the domain layer in one transaction: the world is seeded for most tests, so it must be quick."""
+    staff = Principal(ids["staff"], Role.BRAND_STAFF, ids["brand"])
+    now = datetime.now(UTC)
+    hour = timedelta(hours=1)
+    async with session_factory(engine).begin() as session:
+        product = await catalog.create_product(
+            session, staff, ids["brand"],
+            {"sku": "SKU-sale", "title": "On sale", "price_minor": 2999, "currency": "USD", "stock": 10},
+        )  # fmt: skip
+        ids["sale_product"] = product.id
+        plans: list[tuple[str, dict[str, Any]]] = [
+            ("sale", {"quantity": 3, "starts_at": now + hour, "room_ids": [ids["room"]]}),
+            ("scheduled_sale", {"quantity": 2, "starts_at": now + hour, "audience": SaleAudience.INVITE_LIST,
+                                "room_ids": [ids["room"], ids["private_room"]], "invitee_ids": [ids["viewer"]]}),
+            ("live_sale", {"quantity": 2, "starts_at": now - timedelta(minutes=1),
+                           "audience": SaleAudience.INVITE_CODES, "room_ids": [ids["room"]], "code_count": 3}),
+        ]  # fmt: skip
+        for name, plan in plans:
+            fields: dict[str, Any] = {
+                "product_id": product.id, "price_minor": 999, "per_buyer_limit": 1, "ends_at": plan["starts_at"] + hour,
+                "hold_seconds": 300, "audience": SaleAudience.OPEN, "invitee_ids": [], "code_count": 0, **plan,
+            }  # fmt: skip
+            view = await sales.create_sale(session, staff, **fields)
+            ids[name] = view.id
+            if name != "sale":
+                await sales.schedule_sale(session, staff, view.id)
+        assert await sales.mark_live(session, ids["live_sale"])
+        order = Order(
+            hold_id=f"s{ids['live_sale']}.1", pool=f"s{ids['live_sale']}", sale_id=ids["live_sale"],
+            product_id=product.id, brand_id=ids["brand"], room_id=ids["room"], buyer_id=ids["viewer"],
+            quantity=1, unit_price_minor=999, total_minor=999, currency="USD", status=OrderStatus.PAID,
+            payment_ref="test_1", held_at=now, expires_at=now + timedelta(minutes=5), paid_at=now, updated_at=now,
+        )  # fmt: skip
+        session.add(order)
+        code = await session.scalar(select(SaleCode).where(SaleCode.sale_id == ids["live_sale"]).limit(1))
+        assert code is not None
+        code.redeemed_hold = order.hold_id
+        await session.flush()
+        ids["order"] = order.id
 
 
 # --- PostgreSQL ----------------------------------------------------------------------------------------------

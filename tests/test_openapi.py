@@ -146,7 +146,7 @@ class _Run:
     negative: int
 
 
-_RUNS = [_Run("anonymous", 10, 10), _Run("admin", 30, 20), _Run("viewer", 10, 0), _Run("staff", 15, 0)]
+_RUNS = [_Run("anonymous", 8, 8), _Run("admin", 20, 14), _Run("viewer", 8, 0), _Run("staff", 12, 0)]
 _REQUEST_TIMEOUT = 10.0
 
 
@@ -175,25 +175,38 @@ _CHECKS: list[schemathesis.CheckFunction] = [not_a_server_error, status_code_con
                                      response_schema_conformance, _problem_format]  # fmt: skip
 
 
-def _known_ids(ids: Mapping[str, int]) -> dict[str, list[int]]:
+@schemathesis.serializer("application/sdp", "application/trickle-ice-sdpfrag")
+def _sdp_text(ctx: Any, value: Any) -> bytes:
+    """WHIP/WHEP bodies are SDP text (livecommerce/media/http.py): a generated value goes as UTF-8 text."""
+    return (value if isinstance(value, str) else repr(value)).encode()
+
+
+def _known_ids(ids: Mapping[str, int]) -> dict[str, list[int] | list[str]]:
     """Path parameter values that name real rows, so the fuzz reaches past 404 (mixed with generated ids)."""
     return {
         "brand_id": [ids["brand"], ids["other_brand"]],
         "product_id": [ids["product"], ids["other_product"]],
         "room_id": [ids["room"], ids["private_room"], ids["other_room"]],
         "user_id": [ids[name] for name in ("admin", "host", "staff", "viewer")],
+        "session_id": ["NoSuchSession0000000000"],  # WHIP/WHEP sessions: well-formed, never live here
+        "sale_id": [ids["sale"], ids["scheduled_sale"], ids["live_sale"]],
+        "order_id": [ids["order"]],
+        "hold_id": [f"s{ids['live_sale']}.1", "p1.1"],  # well-formed; the world holds none in Redis
     }
 
 
 def _soon(case: _Case, offset: timedelta | None) -> _Case:
-    """Move a generated `scheduled_start` into the accepted window, so room writes can succeed too."""
-    if offset is not None and isinstance(case.body, dict) and "scheduled_start" in case.body:
-        case.body["scheduled_start"] = (datetime.now(UTC) + offset).isoformat()
+    """Move generated times into the accepted window, so room and flash-sale writes can succeed too."""
+    if offset is not None and isinstance(case.body, dict):
+        start = datetime.now(UTC) + offset
+        for field, at in (("scheduled_start", start), ("starts_at", start), ("ends_at", start + timedelta(hours=1))):
+            if field in case.body:
+                case.body[field] = at.isoformat()
     return case
 
 
 def _strategy(
-    operation: _Operation, mode: schemathesis.GenerationMode, known: Mapping[str, list[int]]
+    operation: _Operation, mode: schemathesis.GenerationMode, known: Mapping[str, list[int] | list[str]]
 ) -> st.SearchStrategy[_Case]:
     cases = operation.as_strategy(generation_mode=mode)
     names = [parameter.name for parameter in operation.path_parameters]
@@ -213,7 +226,7 @@ def _fuzz(
     base_url: str,
     caller: str,
     token: str | None,
-    known: Mapping[str, list[int]],
+    known: Mapping[str, list[int] | list[str]],
     mode: schemathesis.GenerationMode,
     examples: int,
 ) -> list[str]:

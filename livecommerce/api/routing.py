@@ -1,15 +1,19 @@
 """Declare a REST endpoint once; get its aiohttp route, its validation and its OpenAPI entry from it.
 
-A handler is `async def handler(call: Call, **params) -> BaseModel | None`: path ids arrive as ints,
+A handler is `async def handler(call: Call, **params) -> BaseModel | Stream | None`: path ids arrive as ints,
 `query` and `body` as validated pydantic models. The wrapper opens one database transaction per request
 (committed when the handler returns, rolled back when it raises), so a refused request changes nothing.
+
+A `Stream` answers with a body that is not JSON (a CSV export): the handler checks access and returns it, the
+transaction ends, and only then are its chunks written, so a refusal is still a problem document and a long
+download holds no transaction (the chunks read in short sessions of their own).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,11 +33,13 @@ from livecommerce.errors import (
 from livecommerce.settings import Settings
 from livecommerce.state import PRINCIPAL, SESSIONS, SETTINGS, SIGNER
 
-__all__ = ["Call", "Endpoint", "Router", "validation_problem"]
+__all__ = ["STRING_PARAMS", "Call", "Endpoint", "Router", "Stream", "validation_problem"]
 
 log = logging.getLogger(__name__)
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
+# Path parameters are integer ids, except these named ones, which are strings of the given pattern.
+STRING_PARAMS: dict[str, str] = {"hold_id": r"[sp][1-9][0-9]{0,14}\.[1-9][0-9]{0,15}"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +49,14 @@ class Call:
     who: Principal
     session: AsyncSession
     request: web.Request
-    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    after_rollback: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
-    def on_commit(self, hook: Callable[[], Awaitable[None]]) -> None:
+    def on_rollback(self, hook: Callable[[], Awaitable[object]]) -> None:
+        """Run `hook` if the transaction rolls back (undo a change made outside it, e.g. in Redis)."""
+        self.after_rollback.append(hook)
+
+    def on_commit(self, hook: Callable[[], Awaitable[object]]) -> None:
         """Run `hook` once the transaction has committed (e.g. tell live viewers); not if it rolls back."""
         self.after_commit.append(hook)
 
@@ -57,7 +68,15 @@ class Call:
         return self.request.app[SIGNER].issue(user_id, role, brand_id)
 
 
-Handler = Callable[..., Awaitable[BaseModel | None]]
+@dataclass(frozen=True, slots=True)
+class Stream:
+    """A response body written chunk by chunk after the request's transaction has ended."""
+
+    chunks: AsyncIterable[bytes]
+    filename: str | None = None  # offered as a download (Content-Disposition: attachment)
+
+
+Handler = Callable[..., Awaitable[BaseModel | Stream | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +92,7 @@ class Endpoint:
     response: type[BaseModel] | None = None
     status: int = 200
     errors: tuple[int, ...] = ()
+    content_type: str = "application/json"  # of the success body; anything else is answered by a `Stream`
 
     @property
     def path_params(self) -> list[str]:
@@ -103,6 +123,7 @@ class Router:
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: tuple[int, ...] = (),
+        content_type: str = "application/json",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -118,6 +139,7 @@ class Router:
                     response,
                     status,
                     errors,
+                    content_type,
                 )
             )
             return handler
@@ -126,7 +148,9 @@ class Router:
 
     def install(self, app: web.Application) -> None:
         for endpoint in self.endpoints:
-            aiohttp_path = _PATH_PARAM.sub(r"{\1:[0-9]{1,10}}", endpoint.path)
+            aiohttp_path = _PATH_PARAM.sub(
+                lambda m: f"{{{m[1]}:{STRING_PARAMS.get(m[1], '[0-9]{1,10}')}}}", endpoint.path
+            )
             app.router.add_route(endpoint.method, aiohttp_path, _make_handler(endpoint))
 
 
@@ -134,6 +158,9 @@ def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
     async def handle(request: web.Request) -> web.StreamResponse:
         params: dict[str, Any] = {}
         for name in endpoint.path_params:
+            if name in STRING_PARAMS:
+                params[name] = request.match_info[name]
+                continue
             value = int(request.match_info[name])
             if not 1 <= value <= MAX_ID:
                 raise NotFound(f"no {name.removesuffix('_id')} with id {value}")
@@ -148,9 +175,18 @@ def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
             )
         if endpoint.body is not None:
             params["body"] = await _parse_body(endpoint.body, request)
-        async with request.app[SESSIONS].begin() as session:
-            call = Call(request[PRINCIPAL], session, request)
-            result = await endpoint.handler(call, **params)
+        call: Call | None = None
+        try:
+            async with request.app[SESSIONS].begin() as session:
+                call = Call(request[PRINCIPAL], session, request)
+                result = await endpoint.handler(call, **params)
+        except BaseException:
+            for undo in call.after_rollback if call is not None else ():
+                try:
+                    await undo()
+                except Exception:
+                    log.exception("rollback hook of %s %s failed", endpoint.method, endpoint.path)
+            raise
         for hook in call.after_commit:
             try:
                 await hook()
@@ -158,12 +194,37 @@ def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
                 log.exception("after-commit hook of %s %s failed", endpoint.method, endpoint.path)
         if result is None:
             return web.Response(status=endpoint.status)
+        if isinstance(result, Stream):
+            return await _send_stream(request, endpoint, result)
         return web.Response(
             body=result.model_dump_json().encode(), status=endpoint.status, content_type="application/json"
         )
 
     handle.__name__ = endpoint.operation_id
     return handle
+
+
+async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream) -> web.StreamResponse:
+    response = web.StreamResponse(status=endpoint.status)
+    response.content_type = endpoint.content_type
+    response.charset = "utf-8"
+    if stream.filename is not None:
+        response.headers["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
+    response.headers["Cache-Control"] = "no-store"
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        async for chunk in stream.chunks:
+            await response.write(chunk)
+    except Exception:
+        # The status line is sent: the body can only be cut short. Closing the connection without the last
+        # chunk tells the client the download is incomplete (a 500 cannot be sent any more).
+        log.exception("%s %s failed while streaming its body", endpoint.method, endpoint.path)
+        if request.transport is not None:
+            request.transport.close()
+        return response
+    await response.write_eof()
+    return response
 
 
 def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from livecommerce.models import Role, RoomStatus, RoomVisibility
+from livecommerce.models import OrderStatus, Role, RoomStatus, RoomVisibility, SaleAudience, SaleStatus
 
 MAX_ID = 2**31 - 1
 
@@ -27,6 +27,9 @@ PATTERN_HINTS = {
     "title": "must not contain control characters or line breaks",
     "display_name": "must not contain control characters or line breaks",
     "description": "must not contain control characters other than line breaks and tabs",
+    "idempotency_key": "must be 1-64 letters, digits, '_', '.', ':' or '-' (a fresh one per tap)",
+    "code": "must be 1-32 letters, digits or '-', as printed on the invite",
+    "card_number": "must be 12-19 digits, spaces allowed, such as 4242 4242 4242 4242",
 }
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
@@ -328,6 +331,178 @@ class RoomQuery(PageQuery):
     host_id: int | None = Field(default=None, ge=1, le=MAX_ID)
 
 
+# --- flash sales ----------------------------------------------------------------------------------------------
+
+Quantity = Annotated[int, Field(ge=1, le=10**9)]
+HoldSeconds = Annotated[int, Field(ge=30, le=3600, description="How long a buyer's hold lasts before checkout.")]
+CodeCount = Annotated[int, Field(ge=0, le=10_000)]
+_ROOMS = "Rooms where the sale shows; each must feature the product's brand."
+_INVITEES = "Users invited (audience invite_list only). In an update the list replaces the old one."
+
+
+class SaleCreate(BaseModel):
+    """A draft flash sale; nothing is taken from stock until it is scheduled."""
+
+    model_config = _STRICT
+
+    product_id: Id
+    price_minor: PriceMinor = Field(description="Sale price per unit, in the product's currency's minor unit.")
+    quantity: Quantity = Field(description="Units for sale, taken from the product's stock when scheduled.")
+    per_buyer_limit: Quantity = Field(description="Most units one buyer may take; at most `quantity`.")
+    starts_at: AwareDatetime
+    ends_at: AwareDatetime = Field(description="After `starts_at`, at most 31 days later.")
+    hold_seconds: HoldSeconds = 300
+    audience: SaleAudience = SaleAudience.OPEN
+    room_ids: list[Id] = Field(default_factory=list, max_length=10, description=_ROOMS)
+    invitee_ids: list[Id] = Field(default_factory=list, max_length=2000, description=_INVITEES)
+    code_count: CodeCount = Field(default=0, description="Single-use invite codes to generate (invite_codes only).")
+
+
+class SaleUpdate(BaseModel):
+    """Edit a draft. Only the fields sent change; a field sent as null is left as it is."""
+
+    model_config = _STRICT
+
+    price_minor: PriceMinor | None = None
+    quantity: Quantity | None = None
+    per_buyer_limit: Quantity | None = None
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    hold_seconds: HoldSeconds | None = None
+    audience: SaleAudience | None = None
+    room_ids: list[Id] | None = Field(default=None, max_length=10, description=_ROOMS)
+    invitee_ids: list[Id] | None = Field(default=None, max_length=2000, description=_INVITEES)
+    add_codes: CodeCount | None = Field(default=None, description="Generate this many more invite codes.")
+
+
+class SaleOut(BaseModel):
+    id: int
+    brand_id: int
+    product_id: int
+    price_minor: int
+    currency: str
+    quantity: int
+    per_buyer_limit: int
+    starts_at: datetime
+    ends_at: datetime
+    hold_seconds: int
+    audience: SaleAudience
+    status: SaleStatus
+    room_ids: list[int] = Field(description="The sale's rooms that the caller can see.")
+    version: int = Field(description="Rises with every change live buying must follow.")
+    units_paid: int = Field(description="Units sold and paid; set when the sale is finalised.")
+    returned_units: int | None = Field(description="Units given back to the product's stock when finalised.")
+    created_at: datetime
+    updated_at: datetime
+    finalised_at: datetime | None
+    invite_count: int | None = Field(description="Invitees; null unless the caller manages the sale.")
+    code_count: int | None = Field(description="Invite codes; null unless the caller manages the sale.")
+
+
+class SalePage(BaseModel):
+    items: list[SaleOut]
+    next: int | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+class SaleQuery(PageQuery):
+    status: SaleStatus | None = None
+    room_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only sales shown in this room.")
+    brand_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only this brand's sales.")
+
+
+class CountdownStart(BaseModel):
+    model_config = _STRICT
+
+    room_id: Id = Field(description="One of the sale's rooms; its viewers see the countdown.")
+    seconds: int = Field(ge=10, le=300, description="The sale starts this many seconds from now.")
+
+
+class CountdownOut(BaseModel):
+    sale_id: int
+    room_id: int
+    starts_at: datetime
+    version: int
+
+
+class InviteePage(BaseModel):
+    items: list[PersonOut]
+    next: int | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+class CodeOut(BaseModel):
+    code: str
+    created_at: datetime
+    redeemed_hold: str | None = Field(description="The hold that used the code; null while unused.")
+    redeemed_by: int | None = Field(description="The buyer who used the code, once their order is recorded.")
+
+
+class CodePage(BaseModel):
+    items: list[CodeOut]
+    next: int | None = Field(description="Pass as `after` to get the next page; null on the last page.")
+
+
+# --- orders ---------------------------------------------------------------------------------------------------
+
+
+class OrderOut(BaseModel):
+    id: int
+    hold_id: str
+    sale_id: int | None
+    product_id: int
+    brand_id: int
+    room_id: int | None
+    buyer_id: int
+    quantity: int
+    unit_price_minor: int
+    total_minor: int
+    currency: str
+    status: OrderStatus
+    payment_ref: str | None
+    held_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+    updated_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut] = Field(description="Newest first.")
+    next: int | None = Field(description="Pass as `after` to get the next (older) page; null on the last page.")
+
+
+class OrderQuery(PageQuery):
+    status: OrderStatus | None = None
+
+
+class BrandOrderQuery(OrderQuery):
+    sale_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only this flash sale's orders.")
+
+
+class OrderExportQuery(BaseModel):
+    """Filters of a brand's CSV export (it has no pages: the whole list streams)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: OrderStatus | None = None
+    sale_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only this flash sale's orders.")
+
+
+class SaleStatsOut(BaseModel):
+    """A flash sale's figures now. `available + held + paid = total` while `live`."""
+
+    sale_id: int
+    status: SaleStatus
+    live: bool = Field(description="True: unit counts from the sale's live pool; false: from SQL (not loaded).")
+    available: int = Field(description="Units anyone may still take.")
+    held: int = Field(description="Units in buyers' holds, not paid yet.")
+    paid: int = Field(description="Units sold and paid.")
+    total: int = Field(description="Units the sale sells.")
+    sold_out: bool
+    gmv_minor: int = Field(description="Paid units times the sale price, in the currency's minor unit.")
+    currency: str
+    orders_paid: int = Field(description="Paid orders recorded in SQL (the worker records them a moment later).")
+    ts_ms: int = Field(description="When these figures were read, in ms since the epoch.")
+
+
 # --- health ---------------------------------------------------------------------------------------------------
 
 
@@ -338,3 +513,45 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "unavailable"]
     checks: dict[str, str] = Field(description="Each dependency and `ok` or what is wrong with it.")
+
+
+# --- buying ---------------------------------------------------------------------------------------------------
+
+
+class BuyIn(BaseModel):
+    """A tap on Buy. Send a fresh `idempotency_key` per tap and the same one on a retry: the retry then returns
+    the same hold instead of taking more units."""
+
+    model_config = _STRICT
+
+    product_id: Id
+    quantity: Annotated[int, Field(ge=1, le=100)] = 1
+    idempotency_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = Field(
+        default=None, description="An invite code, for sales open to code holders."
+    )
+
+
+class CheckoutIn(BaseModel):
+    model_config = _STRICT
+
+    card_number: Annotated[str, StringConstraints(pattern=r"^[0-9 ]{12,23}$")] = Field(
+        description="Test mode: 4242 4242 4242 4242 approves, 4000 0000 0000 0002 is declined."
+    )
+
+
+class HoldOut(BaseModel):
+    """Units reserved for you until `expires_at_ms` (ms since the epoch); pay before then."""
+
+    id: str
+    state: Literal["held", "paying", "paid", "cancelled", "expired"]
+    product_id: int
+    sale_id: int | None
+    room_id: int | None
+    quantity: int
+    unit_price_minor: int
+    total_minor: int
+    currency: str
+    expires_at_ms: int
+    payment_ref: str | None
+    replayed: bool = Field(description="True when this answers a retry: the hold the key already had.")

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 POOL_REGISTRY: Final = "livecommerce:pools"  # set of pool names the worker sweeps and drains
 MAX_BATCH: Final = 500  # reservations per function call (pools.lua MAX_BATCH)
+_RELOAD_ATTEMPTS: Final = 3  # flushed again while we reload: a storm of FUNCTION FLUSH, tried a few times
 _LIBRARY: Final = "livecommerce_pools"
 _PARTS: Final = ("cfg", "stock", "holds", "expiry", "buyers", "idem", "invites", "codes", "outbox")
 
@@ -318,14 +319,17 @@ class Inventory:
         await self._redis.function_load(self._code, replace=True)
 
     async def _fcall(self, function: str, pool: PoolId, *args: Any) -> Any:
-        try:
-            return await self._redis.fcall(function, 9, *pool.keys, *args)
-        except ResponseError as exc:
-            if not _missing_function(exc):
-                raise
-        log.warning("the pool functions were missing from Redis (restarted or flushed?); loading them again")
-        await self.load_library()
-        return await self._redis.fcall(function, 9, *pool.keys, *args)
+        """Call a pool function, loading the library again if Redis lost it (a restart without it, or a
+        FUNCTION FLUSH). A missing function ran nothing, so calling again cannot apply anything twice."""
+        for attempt in range(_RELOAD_ATTEMPTS):
+            try:
+                return await self._redis.fcall(function, 9, *pool.keys, *args)
+            except ResponseError as exc:
+                if not _missing_function(exc) or attempt == _RELOAD_ATTEMPTS - 1:
+                    raise
+            log.warning("the pool functions were missing from Redis (restarted or flushed?); loading them again")
+            await self.load_library()
+        raise AssertionError("unreachable")
 
     # --- configuration ----------------------------------------------------------------------------------------
 

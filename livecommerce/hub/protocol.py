@@ -18,7 +18,10 @@ __all__ = [
     "CHAT_MAX_CHARS",
     "CLIENT_EVENTS",
     "MAX_EVENT_BYTES",
+    "Buy",
+    "CancelHold",
     "Chat",
+    "Checkout",
     "Join",
     "Leave",
     "Like",
@@ -80,6 +83,36 @@ class Unpin(BaseModel):
     model_config = _STRICT
 
     room_id: RoomId
+
+
+HoldId = Annotated[str, StringConstraints(pattern=r"^[sp][1-9][0-9]{0,14}\.[1-9][0-9]{0,15}$")]
+
+
+class Buy(BaseModel):
+    """Reserve the product shown in a room. `key` identifies the tap: a retry with it returns the same hold."""
+
+    model_config = _STRICT
+
+    room_id: RoomId
+    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    quantity: Annotated[int, Field(ge=1, le=100)] = 1
+    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = None
+
+
+class Checkout(BaseModel):
+    """Pay for a hold with a card (test mode: see docs/protocol.md for the test card numbers)."""
+
+    model_config = _STRICT
+
+    hold_id: HoldId
+    card_number: Annotated[str, StringConstraints(pattern=r"^[0-9 ]{12,23}$")]
+
+
+class CancelHold(BaseModel):
+    model_config = _STRICT
+
+    hold_id: HoldId
 
 
 class _Mute(BaseModel):
@@ -146,6 +179,9 @@ CLIENT_EVENTS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
     "pin": Pin,
     "unpin": Unpin,
     "moderate": MODERATE,
+    "buy": Buy,
+    "checkout": Checkout,
+    "cancel_hold": CancelHold,
 }
 
 

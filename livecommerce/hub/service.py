@@ -26,6 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from livecommerce import rooms as room_rules
 from livecommerce.api.routing import validation_problem
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
+from livecommerce.commerce.buying import Buying, hold_wire
+from livecommerce.commerce.pools import PoolId, Stock
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 _EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
 _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
 _COUNTER_INTERVAL = 0.25
+_STOCK_INTERVAL = 0.1  # stock counters: at most ~10 updates a second per product, whatever the purchase rate
 _REMEMBERED_SEQS = 2048  # per room: enough to cover a catch-up overlapping live delivery
 
 
@@ -89,6 +92,7 @@ class Hub:
         bus: Bus,
         sessions: async_sessionmaker[AsyncSession],
         signer: TokenSigner,
+        buying: Buying,
     ) -> None:
         self.sio = sio
         self.fanout = fanout
@@ -96,7 +100,12 @@ class Hub:
         self.bus = bus
         self.sessions = sessions
         self.signer = signer
+        self.buying = buying
+        buying.batcher.on_stock = self._stock_reported
         self._connections: dict[str, _Connection] = {}
+        # Stock counters: the pool each room shows (from its pin), and the last stock sent for each pool.
+        self._room_pools: dict[int, PoolId] = {}
+        self._sent_stock: dict[PoolId, Stock] = {}
         self._pending_likes: dict[int, int] = {}
         self._counted_rooms: set[int] = set()
         # Catch-up after a bus outage: where each room's bus stream was (bus events arrive in log order), and
@@ -112,6 +121,9 @@ class Hub:
             "pin": self._pin,
             "unpin": self._unpin,
             "moderate": self._moderate,
+            "buy": self._buy,
+            "checkout": self._checkout,
+            "cancel_hold": self._cancel_hold,
         }
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
@@ -125,6 +137,7 @@ class Hub:
             group.create_task(self.fanout.run(), name="hub-fanout")
             group.create_task(self.bus.run(self._on_bus_event, self._on_bus_reconnect), name="hub-bus")
             group.create_task(self._counters_loop(), name="hub-counters")
+            group.create_task(self._stock_loop(), name="hub-stock")
 
     # --- connections ------------------------------------------------------------------------------------------
 
@@ -197,7 +210,14 @@ class Hub:
                 return {"room_id": room.id, "replay": [e.as_wire() for e in missed]}
         snapshot = await self.store.snapshot(room.id)
         self._bus_seq.setdefault(room.id, snapshot.seq)
-        return {"room_id": room.id, "snapshot": {"room": _room_wire(room), **snapshot.as_wire()}}
+        self._track_pin(room.id, snapshot.pinned)
+        stock = None
+        pool = self._room_pools.get(room.id)
+        if pool is not None:
+            found = (await self.buying.inventory.stock([pool])).get(pool)
+            stock = None if found is None else self._stock_wire(room.id, pool, found)
+        wire = {"room": _room_wire(room), **snapshot.as_wire(), "stock": stock}
+        return {"room_id": room.id, "snapshot": wire}
 
     async def _leave(self, sid: str, connection: _Connection, event: p.Leave) -> dict[str, Any]:
         if event.room_id in connection.rooms:
@@ -275,20 +295,26 @@ class Hub:
             raise NotFound(f"no product with id {event.product_id}")
         if product.brand_id not in {brand.id for brand in room.brands}:
             raise Forbidden("this product's brand is not featured in the room; feature the brand first")
+        self.buying.forget_room(room.id)
+        offer = await self.buying.offer(await self.buying.room(room.id, connection.who), product.id, fresh=True)
+        stock = (await self.buying.inventory.stock([offer.pool])).get(offer.pool)
         pinned = {
             "room_id": room.id,
             "product": {
                 "id": product.id, "brand_id": product.brand_id, "title": product.title,
-                "image_url": product.image_url, "price_minor": product.price_minor, "currency": product.currency,
-                "stock": product.stock,
+                "image_url": product.image_url, "price_minor": offer.price_minor, "currency": product.currency,
+                "stock": stock.available if stock is not None else 0,
             },
+            "offer": offer.as_wire(),
             "ts": _now_ms(),
         }  # fmt: skip
+        self._track_pin(room.id, pinned)
         return await self._publish_state(room.id, "pinned", pinned)
 
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "unpin products")
         unpinned = {"room_id": room.id, "product": None, "ts": _now_ms()}
+        self._track_pin(room.id, None)
         return await self._publish_state(room.id, "pinned", unpinned, keep=False)
 
     async def _publish_state(
@@ -344,14 +370,88 @@ class Hub:
         self.fanout.add_event(room, name, {**payload, "seq": seq})
         return seq
 
+    # --- buying -----------------------------------------------------------------------------------------------
+
+    async def _buy(self, sid: str, connection: _Connection, event: p.Buy) -> dict[str, Any]:
+        self._require_member(connection, event.room_id)
+        hold, replayed = await self.buying.buy(
+            connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code
+        )
+        return {"hold": hold_wire(hold), "replayed": replayed}
+
+    async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:
+        hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number)
+        return {"hold": hold_wire(hold)}
+
+    async def _cancel_hold(self, sid: str, connection: _Connection, event: p.CancelHold) -> dict[str, Any]:
+        hold = await self.buying.cancel(connection.who, event.hold_id)
+        return {"hold": hold_wire(hold)}
+
+    def _track_pin(self, room: int, pinned: dict[str, Any] | None) -> None:
+        """Remember which pool a room's pinned product sells from, for its stock counter."""
+        offer = (pinned or {}).get("offer") if (pinned or {}).get("product") else None
+        pool = offer.get("pool") if isinstance(offer, dict) else None
+        if isinstance(pool, str):
+            try:
+                self._room_pools[room] = PoolId.parse(pool)
+                return
+            except ValueError:
+                pass
+        self._room_pools.pop(room, None)
+
+    def _stock_wire(self, room: int, pool: PoolId, stock: Stock) -> dict[str, Any]:
+        return {"room_id": room, "pool": pool.name, **stock.as_wire(), "ts": _now_ms()}
+
+    def _push_stock(self, pool: PoolId, stock: Stock) -> None:
+        """Send `stock` to the local viewers of every room showing `pool`, if it changed (latest wins)."""
+        if self._sent_stock.get(pool) == stock:
+            return
+        self._sent_stock[pool] = stock
+        for room, shown in self._room_pools.items():
+            if shown == pool:
+                self.fanout.set_state(room, "stock", "stock", self._stock_wire(room, pool, stock))
+
+    def _stock_reported(self, pool: PoolId, stock: Stock) -> None:
+        """A reservation here just saw `pool`'s stock: sold out is shown at once, other changes wait for the
+        next poll (so the rate of updates does not follow the rate of purchases)."""
+        if stock.sold_out:
+            self._push_stock(pool, stock)
+
+    async def _stock_loop(self) -> None:
+        """Poll the stock of pools shown in rooms with local viewers, ten times a second, in one round trip."""
+        while True:
+            await asyncio.sleep(_STOCK_INTERVAL)
+            local = self.fanout.rooms()
+            for room in [room for room in self._room_pools if room not in local]:
+                del self._room_pools[room]
+            pools = sorted(set(self._room_pools.values()))
+            for pool in [pool for pool in self._sent_stock if pool not in pools]:
+                del self._sent_stock[pool]
+            if not pools:
+                continue
+            try:
+                stocks = await self.buying.inventory.stock(pools)
+            except Exception:
+                log.exception("reading stock counters failed; retrying")
+                continue
+            for pool, stock in stocks.items():
+                self.buying.batcher.stock_changed(pool, stock)
+                self._push_stock(pool, stock)
+
     # --- from REST and from other processes -------------------------------------------------------------------
 
     async def room_status_changed(self, room: Room) -> None:
         """Called after a REST go-live or end has committed: every viewer of the room hears it."""
+        self.buying.forget_room(room.id)
         payload = {"room_id": room.id, "status": room.status.value, "ts": _now_ms()}
         seq = await self.store.set_status(room.id, room.status.value)
         self._seen(room.id, seq)
         self.fanout.add_event(room.id, "room_status", {**payload, "seq": seq})
+
+    async def announce_countdown(self, room_id: int, sale_id: int, starts_at_ms: int) -> None:
+        """Called after a REST countdown has committed: the room's viewers see when the sale starts."""
+        payload = {"room_id": room_id, "sale_id": sale_id, "starts_at": starts_at_ms, "ts": _now_ms()}
+        await self._publish_event(room_id, "countdown", payload)
 
     def _seen(self, room: int, seq: str) -> bool:
         """Remember `seq` as delivered here; False if it already was."""
@@ -393,6 +493,7 @@ class Hub:
         if event == "chat":
             self.fanout.add_chat(room, payload)
         elif event == "pinned":
+            self._track_pin(room, payload)
             self.fanout.set_state(room, "pinned", "pinned", {**payload, "seq": seq})
         else:
             self.fanout.add_event(room, event, {**payload, "seq": seq})

@@ -125,6 +125,7 @@ class RoomSnapshot:
         """The room-state part of a join's `snapshot` (the SQL part, `room`, is the caller's)."""
         return {
             "pinned": self.pinned,
+            "video": self.state.get("video"),  # written by livecommerce/media: {"room_id", "state", "ts"}
             "chat": [message.payload for message in self.chat],
             "slow_mode": self.slow_mode,
             "viewers": self.viewers,

@@ -147,7 +147,8 @@ async def test_snapshot_holds_state_last_chat_counters_and_seq(store: RoomStore,
     wire = snapshot.as_wire()
     assert wire["chat"][0] == {"id": messages[2].seq, "user": {"id": 3, "name": "user3"}, "text": "message 3",
                                "ts": messages[2].payload["ts"]}  # fmt: skip
-    assert set(wire) == {"pinned", "chat", "slow_mode", "viewers", "likes", "seq"}
+    assert set(wire) == {"pinned", "chat", "slow_mode", "viewers", "likes", "seq", "video"}
+    assert wire["video"] is None  # nobody has published in this room
     assert (await store.snapshot(ROOM, chat_limit=50)).chat == (messages[0], *messages[2:])
     empty = await store.snapshot(404)
     assert (empty.seq, empty.status, empty.chat, empty.likes, empty.viewers, empty.pinned) == (

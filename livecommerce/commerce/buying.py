@@ -1,0 +1,480 @@
+"""From a tap on Buy to a paid hold: what a buyer may buy in a room, at which price, from which pool.
+
+A product shown in a room sells from a flash sale's pool while a sale of it runs (or is scheduled) in that
+room, else from the product's own pool. Every rule that protects a unit is enforced in Redis
+(`commerce.pools`); this module finds the pool, words each refusal for a person, and runs checkout:
+
+    begin_payment (the hold becomes "paying": the sweeper waits) → provider.charge(key = hold id, so a retry
+    never charges twice) → complete_payment → paid. A decline puts the hold back to "held". A charge that
+    lands after the hold was released is refunded at once. A provider that does not answer leaves the hold
+    "paying"; the worker asks the provider after the deadline and completes or releases it.
+
+Room and offer lookups are cached for a second: a burst of taps must not become a burst of SQL queries.
+Redis re-checks the window and the stock on every tap, so a stale cache can refuse late, never oversell.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from livecommerce.auth import Principal
+from livecommerce.commerce.batcher import ReservationBatcher
+from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider
+from livecommerce.commerce.pools import (
+    Hold,
+    HoldState,
+    Inventory,
+    PoolConfig,
+    PoolId,
+    Refusal,
+    Refused,
+    ReserveRequest,
+)
+from livecommerce.errors import ClientError, Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from livecommerce.models import (
+    FlashSale,
+    Product,
+    Role,
+    Room,
+    RoomStatus,
+    RoomVisibility,
+    SaleAudience,
+    SaleStatus,
+    room_brands,
+    sale_rooms,
+)
+from livecommerce.recent import RecentCache
+
+__all__ = [
+    "Buying",
+    "HoldExpired",
+    "Offer",
+    "PaymentInProgress",
+    "PurchaseRefused",
+    "hold_wire",
+]
+
+PRODUCT_POOL_LIMIT = 10  # units one buyer may hold or buy of a product outside flash sales
+PRODUCT_HOLD_MS = 10 * 60_000
+PAYMENT_GRACE_MS = 60_000  # how long a hold stays "paying" before the worker asks the provider
+_FOREVER_MS = 10**15 - 1
+_CACHE_SECONDS = 1.0  # a change made elsewhere shows within a second (or at once where we drop the key)
+_STALE_SECONDS = 5.0  # served while one refresh runs, so a burst never waits on SQL
+_AUDIENCE = {SaleAudience.OPEN: "open", SaleAudience.INVITE_LIST: "list", SaleAudience.INVITE_CODES: "codes"}
+
+
+# --- refusals, worded for buyers ------------------------------------------------------------------------------
+
+
+class PurchaseRefused(ClientError):
+    """The pool did not take units; each subclass's `code` names why (listed in `docs/protocol.md`)."""
+
+    status = 409
+    code = "purchase_refused"
+    title = "Not bought"
+
+
+class SoldOut(PurchaseRefused):
+    status = 409
+    code = "sold_out"
+    title = "Sold out"
+
+
+class NotEnoughLeft(PurchaseRefused):
+    status = 409
+    code = "not_enough_left"
+    title = "Not enough left"
+
+
+class LimitReached(PurchaseRefused):
+    status = 409
+    code = "limit_reached"
+    title = "Limit reached"
+
+
+class OverLimit(PurchaseRefused):
+    status = 422
+    code = "over_limit"
+    title = "Too many"
+
+
+class NotInvited(PurchaseRefused):
+    status = 403
+    code = "not_invited"
+    title = "Invite only"
+
+
+class InviteCodeRequired(PurchaseRefused):
+    status = 403
+    code = "invite_code_required"
+    title = "Invite code needed"
+
+
+class InviteCodeInvalid(PurchaseRefused):
+    status = 403
+    code = "invite_code_invalid"
+    title = "Invite code not valid"
+
+
+class InviteCodeUsed(PurchaseRefused):
+    status = 409
+    code = "invite_code_used"
+    title = "Invite code used"
+
+
+class SaleNotStarted(PurchaseRefused):
+    status = 409
+    code = "sale_not_started"
+    title = "Not started yet"
+
+
+class SaleEnded(PurchaseRefused):
+    status = 409
+    code = "sale_ended"
+    title = "Sale ended"
+
+
+class SaleNotOpen(PurchaseRefused):
+    status = 409
+    code = "sale_not_open"
+    title = "Not open yet"
+
+
+class KeyReused(PurchaseRefused):
+    status = 422
+    code = "idempotency_key_reused"
+    title = "Key already used"
+
+
+class RoomNotLive(PurchaseRefused):
+    status = 409
+    code = "room_not_live"
+    title = "The room is not live"
+
+
+class HoldExpired(ClientError):
+    status = 410
+    code = "hold_expired"
+    title = "Hold expired"
+
+
+class PaymentInProgress(Conflict):
+    code = "payment_in_progress"
+    title = "Payment in progress"
+
+
+def _clock(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+
+
+def refusal_error(refused: Refused, offer: Offer) -> PurchaseRefused:
+    """The buyer-facing error for a pool's refusal."""
+    r = refused.refusal
+    if r is Refusal.SOLD_OUT:
+        return SoldOut(f"{offer.title} is sold out")
+    if r is Refusal.NOT_ENOUGH:
+        return NotEnoughLeft(f"only {refused.available} left; ask for fewer")
+    if r is Refusal.LIMIT:
+        return LimitReached(f"limit of {refused.limit} per buyer reached: you already have {refused.have}")
+    if r is Refusal.OVER_LIMIT:
+        return OverLimit(f"at most {refused.limit} per buyer; ask for fewer")
+    if r is Refusal.NOT_INVITED:
+        return NotInvited("this sale is invite-only, and you are not on its list")
+    if r is Refusal.CODE_REQUIRED:
+        return InviteCodeRequired("this sale is invite-only: enter your invite code")
+    if r is Refusal.CODE_INVALID:
+        return InviteCodeInvalid("that invite code is not valid for this sale")
+    if r is Refusal.CODE_USED:
+        return InviteCodeUsed("that invite code has already been used")
+    if r is Refusal.NOT_STARTED:
+        assert refused.starts_at_ms is not None
+        wait = max(1, round((refused.starts_at_ms - time.time() * 1000) / 1000))
+        return SaleNotStarted(f"the sale starts at {_clock(refused.starts_at_ms)} (in {wait} s)")
+    if r in (Refusal.ENDED, Refusal.CLOSED):
+        return SaleEnded("this sale has ended")
+    if r is Refusal.KEY_REUSED:
+        return KeyReused("this idempotency key was used for a different purchase; send a new key for each tap")
+    if r is Refusal.NOT_LOADED:
+        return SaleNotOpen("this sale is not open for buying yet")
+    raise AssertionError(f"unhandled refusal {r}")
+
+
+# --- what a room sells ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    id: int
+    status: RoomStatus
+    visibility: RoomVisibility
+    host_id: int
+    brand_ids: frozenset[int]
+
+    def visible_to(self, who: Principal) -> bool:
+        """`rooms.visible_to`, for one room already loaded."""
+        return (
+            who.is_admin
+            or self.visibility is RoomVisibility.PUBLIC
+            or (who.user_id is not None and who.user_id == self.host_id)
+            or (who.role is Role.BRAND_STAFF and who.brand_id in self.brand_ids)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """A product as sold in a room right now: its pool, price and terms."""
+
+    pool: PoolId
+    room_id: int
+    product_id: int
+    brand_id: int
+    title: str
+    image_url: str | None
+    price_minor: int
+    list_price_minor: int
+    currency: str
+    per_buyer_limit: int
+    hold_seconds: int
+    sale_id: int | None = None
+    starts_at_ms: int | None = None
+    ends_at_ms: int | None = None
+    audience: str = "open"
+
+    def as_wire(self) -> dict[str, Any]:
+        sale = None
+        if self.sale_id is not None:
+            sale = {
+                "id": self.sale_id,
+                "starts_at_ms": self.starts_at_ms,
+                "ends_at_ms": self.ends_at_ms,
+                "audience": _AUDIENCE_WIRE.get(self.audience, self.audience),
+            }
+        return {
+            "pool": self.pool.name,
+            "price_minor": self.price_minor,
+            "list_price_minor": self.list_price_minor,
+            "currency": self.currency,
+            "per_buyer_limit": self.per_buyer_limit,
+            "hold_seconds": self.hold_seconds,
+            "sale": sale,
+        }
+
+
+_AUDIENCE_WIRE = {"open": "open", "list": "invite_list", "codes": "invite_codes"}
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def product_pool_config(product: Product) -> PoolConfig:
+    """A product's own pool: open, always on, the product's price; loading it again never replaces stock."""
+    return PoolConfig(
+        version=_ms(product.updated_at), product_id=product.id, brand_id=product.brand_id, sale_id=None,
+        price_minor=product.price_minor, currency=product.currency, quantity=product.stock,
+        per_buyer_limit=PRODUCT_POOL_LIMIT, starts_at_ms=0, ends_at_ms=_FOREVER_MS, hold_ms=PRODUCT_HOLD_MS,
+    )  # fmt: skip
+
+
+def hold_wire(hold: Hold) -> dict[str, Any]:
+    """A hold as buyers see it (REST and socket)."""
+    return {
+        "id": hold.id,
+        "state": hold.state.value,
+        "product_id": hold.product_id,
+        "sale_id": hold.sale_id,
+        "room_id": hold.room_id,
+        "quantity": hold.quantity,
+        "unit_price_minor": hold.unit_price_minor,
+        "total_minor": hold.total_minor,
+        "currency": hold.currency,
+        "expires_at_ms": hold.expires_at_ms,
+        "payment_ref": hold.payment_ref,
+    }
+
+
+# --- the service ----------------------------------------------------------------------------------------------
+
+
+class Buying:
+    """One per web process: the REST routes and the hub's `buy`/`checkout`/`cancel_hold` events call it."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        inventory: Inventory,
+        batcher: ReservationBatcher,
+        provider: PaymentProvider,
+        payment_grace_ms: int = PAYMENT_GRACE_MS,
+    ) -> None:
+        self.sessions = sessions
+        self.inventory = inventory
+        self.batcher = batcher
+        self.provider = provider
+        self.payment_grace_ms = payment_grace_ms
+        self._rooms: RecentCache[int, RoomInfo] = RecentCache(_CACHE_SECONDS, _STALE_SECONDS)
+        self._offers: RecentCache[tuple[int, int], Offer] = RecentCache(_CACHE_SECONDS, _STALE_SECONDS)
+
+    # --- lookups ----------------------------------------------------------------------------------------------
+
+    async def room(self, room_id: int, who: Principal) -> RoomInfo:
+        info = await self._rooms.get(room_id, lambda: self._lookup_room(room_id))
+        if not info.visible_to(who):
+            raise NotFound(f"no room with id {room_id}")
+        return info
+
+    async def _lookup_room(self, room_id: int) -> RoomInfo:
+        async with self.sessions() as session:
+            room = await session.get(Room, room_id)
+            if room is None:
+                raise NotFound(f"no room with id {room_id}")
+            brands = await session.scalars(select(room_brands.c.brand_id).where(room_brands.c.room_id == room_id))
+            return RoomInfo(room.id, room.status, room.visibility, room.host_id, frozenset(brands))
+
+    def forget_room(self, room_id: int) -> None:
+        """The room changed (went live, ended): look it up again next time."""
+        self._rooms.drop(room_id)
+
+    async def offer(self, room: RoomInfo, product_id: int, *, fresh: bool = False) -> Offer:
+        """How `product_id` sells in `room` now; loads the product's own pool into Redis when it sells outside
+        a sale. `fresh` bypasses the cache (a pin must show the current terms)."""
+
+        async def load() -> Offer:
+            async with self.sessions() as session:
+                return await self._lookup_offer(session, room, product_id)
+
+        return await self._offers.get((room.id, product_id), load, fresh=fresh)
+
+    async def _lookup_offer(self, session: AsyncSession, room: RoomInfo, product_id: int) -> Offer:
+        product = await session.get(Product, product_id)
+        if product is None:
+            raise NotFound(f"no product with id {product_id}")
+        if product.brand_id not in room.brand_ids:
+            raise Forbidden("this product's brand is not featured in the room")
+        sale = await session.scalar(
+            select(FlashSale)
+            .join(sale_rooms, and_(sale_rooms.c.sale_id == FlashSale.id, sale_rooms.c.room_id == room.id))
+            .where(
+                FlashSale.product_id == product_id,
+                FlashSale.status.in_([SaleStatus.SCHEDULED, SaleStatus.LIVE]),
+                FlashSale.ends_at > datetime.now(UTC),
+            )
+            .order_by(FlashSale.starts_at)
+            .limit(1)
+        )
+        if sale is not None:
+            return Offer(
+                pool=PoolId.sale(sale.id), room_id=room.id, product_id=product.id, brand_id=product.brand_id,
+                title=product.title, image_url=product.image_url, price_minor=sale.price_minor,
+                list_price_minor=product.price_minor, currency=product.currency,
+                per_buyer_limit=sale.per_buyer_limit, hold_seconds=sale.hold_seconds, sale_id=sale.id,
+                starts_at_ms=_ms(sale.starts_at), ends_at_ms=_ms(sale.ends_at), audience=_AUDIENCE[sale.audience],
+            )  # fmt: skip
+        pool = PoolId.product(product.id)
+        await self.inventory.load(pool, product_pool_config(product))
+        return Offer(
+            pool=pool, room_id=room.id, product_id=product.id, brand_id=product.brand_id, title=product.title,
+            image_url=product.image_url, price_minor=product.price_minor, list_price_minor=product.price_minor,
+            currency=product.currency, per_buyer_limit=PRODUCT_POOL_LIMIT, hold_seconds=PRODUCT_HOLD_MS // 1000,
+        )  # fmt: skip
+
+    # --- buying -----------------------------------------------------------------------------------------------
+
+    async def buy(
+        self,
+        who: Principal,
+        room_id: int,
+        product_id: int,
+        *,
+        quantity: int = 1,
+        key: str | None = None,
+        code: str | None = None,
+    ) -> tuple[Hold, bool]:
+        """Reserve `quantity` of `product_id` as sold in `room_id`. Returns (hold, replayed): a retry with the
+        same `key` gets the same hold back."""
+        if not who.authenticated or who.user_id is None:
+            raise Unauthorized("sign in to buy")
+        room = await self.room(room_id, who)
+        if room.status is not RoomStatus.LIVE:
+            raise RoomNotLive("the room is not live; you can buy while the show is on")
+        offer = await self.offer(room, product_id)
+        request = ReserveRequest(
+            buyer_id=who.user_id,
+            key=key or uuid.uuid4().hex,
+            quantity=quantity,
+            code=(code or "").strip().upper(),
+            room_id=room.id,
+        )
+        result = await self.batcher.reserve(offer.pool, request)
+        if isinstance(result, Refused):
+            raise refusal_error(result, offer)
+        return result.hold, result.replayed
+
+    async def hold(self, who: Principal, hold_id: str) -> Hold:
+        """The caller's own hold (staff see holds through orders)."""
+        if not who.authenticated or who.user_id is None:
+            raise Unauthorized("sign in to see your holds")
+        pool = _pool_of(hold_id)
+        hold = await self.inventory.hold(pool, hold_id)
+        if hold is None or hold.buyer_id != who.user_id:
+            raise NotFound(f"no hold {hold_id} of yours")
+        return hold
+
+    async def cancel(self, who: Principal, hold_id: str) -> Hold:
+        if not who.authenticated or who.user_id is None:
+            raise Unauthorized("sign in to manage your holds")
+        reply = await self.inventory.cancel(_pool_of(hold_id), hold_id, who.user_id)
+        if reply.hold is None:
+            raise NotFound(f"no hold {hold_id} of yours")
+        if reply.status == "ok":
+            return reply.hold
+        if reply.status == "paying":
+            raise PaymentInProgress("this hold is being paid for; it can no longer be cancelled")
+        if reply.status == "paid":
+            raise Conflict("this hold is paid; ask the brand for a refund instead")
+        raise Conflict(f"this hold is already {reply.status}")
+
+    async def checkout(self, who: Principal, hold_id: str, card_number: str) -> Hold:
+        """Pay for a hold. Idempotent: paying a paid hold returns it; the provider is asked with the hold id as
+        its idempotency key, so no path charges twice."""
+        if not who.authenticated or who.user_id is None:
+            raise Unauthorized("sign in to check out")
+        pool = _pool_of(hold_id)
+        begun = await self.inventory.begin_payment(pool, hold_id, who.user_id, self.payment_grace_ms)
+        if begun.hold is None:
+            raise NotFound(f"no hold {hold_id} of yours")
+        hold = begun.hold
+        if begun.status == "paid":
+            return hold
+        if begun.status == "paying":
+            raise PaymentInProgress("a payment for this hold is already in progress; wait for its answer")
+        if begun.status == "expired" or hold.state is HoldState.EXPIRED:
+            raise HoldExpired("your hold expired before payment and its units went back on sale; tap Buy again")
+        if begun.status != "ok":
+            raise Conflict(f"this hold was {hold.state.value}; tap Buy again")
+        try:
+            charge = await self.provider.charge(hold_id, hold.total_minor, hold.currency, card_number)
+        except (PaymentDeclined, InvalidCard):
+            await self.inventory.abort_payment(pool, hold_id)  # held again until its own expiry
+            raise
+        # Any other failure leaves the hold "paying": the worker asks the provider after the deadline.
+        done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
+        if done.status in ("ok", "paid") and done.hold is not None:
+            return done.hold
+        await self.provider.refund(hold_id)
+        raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+
+
+def _pool_of(hold_id: str) -> PoolId:
+    try:
+        return PoolId.parse(hold_id)
+    except ValueError:
+        raise InvalidRequest(f"{hold_id!r} is not a hold id (like s12.345 or p7.8)") from None

@@ -1,0 +1,204 @@
+"""Payment providers: the interface checkout and the worker use, and the test-mode provider that ships.
+
+A provider charges a card under an idempotency key (livecommerce uses the hold id): the same key never
+charges twice, whichever process asks and however often, so a retried checkout, two tabs paying one hold, or
+the worker reconciling a payment that timed out can never take the money twice. A declined attempt consumes
+nothing: the buyer may try another card under the same key.
+
+`TestModeProvider` is explicit test mode — no money moves. Its ledger lives in Redis (hash
+``livecommerce:testpay:charges``, key → JSON), written by one small script (`lua/testpay_record.lua`), so
+every web process and the worker see the same charges, as they would with an external provider. Test cards
+(spaces and dashes are ignored):
+
+====================  ===============================================
+card number           outcome
+====================  ===============================================
+4242 4242 4242 4242   approved
+4000 0000 0000 0002   declined: ``card_declined``
+4000 0000 0000 9995   declined: ``insufficient_funds``
+any other number      approved if it passes the Luhn check, else `InvalidCard`
+====================  ===============================================
+
+It answers after a configurable delay (`LIVECOMMERCE_PAYMENT_DELAY_MS`), to rehearse a slow provider.
+A real provider plugs in by implementing `PaymentProvider`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import secrets
+from dataclasses import asdict, dataclass
+from importlib import resources
+from typing import Any, Final, Protocol
+
+import orjson
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from livecommerce.errors import ClientError
+
+__all__ = [
+    "TEST_CARDS",
+    "Charge",
+    "ChargeStatus",
+    "InvalidCard",
+    "PaymentDeclined",
+    "PaymentProvider",
+    "TestModeProvider",
+]
+
+LEDGER: Final = "livecommerce:testpay:charges"
+APPROVED: Final = "4242424242424242"
+DECLINED: Final = "4000000000000002"
+INSUFFICIENT_FUNDS: Final = "4000000000009995"
+TEST_CARDS: Final = {APPROVED: None, DECLINED: "card_declined", INSUFFICIENT_FUNDS: "insufficient_funds"}
+_MAX_KEY = 64
+
+
+class ChargeStatus(enum.StrEnum):
+    CHARGED = "charged"
+    DECLINED = "declined"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """The outcome a provider recorded for one idempotency key."""
+
+    key: str
+    ref: str  # the provider's reference (what `complete_payment` records); "" for a decline
+    amount_minor: int
+    currency: str
+    status: ChargeStatus
+    decline_reason: str | None = None  # "card_declined", "insufficient_funds", … when declined
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Charge:
+        d: dict[str, Any] = orjson.loads(raw)
+        return cls(
+            key=d["key"],
+            ref=d["ref"],
+            amount_minor=int(d["amount_minor"]),
+            currency=d["currency"],
+            status=ChargeStatus(d["status"]),
+            decline_reason=d.get("decline_reason"),
+        )
+
+
+_DECLINE_DETAIL: Final = {
+    "card_declined": "your card was declined; try another card",
+    "insufficient_funds": "insufficient funds on this card; try another card",
+}
+
+
+class PaymentDeclined(ClientError):
+    """The provider refused the card. `reason` is the provider's code; the detail says what to do."""
+
+    status = 402
+    code = "payment_declined"
+    title = "Payment declined"
+
+    def __init__(self, reason: str, detail: str | None = None) -> None:
+        super().__init__(detail or _DECLINE_DETAIL.get(reason, "your card was declined; try another card"))
+        self.reason = reason
+
+
+class InvalidCard(ClientError):
+    """The card number cannot be a card (wrong length, not digits, or failing the Luhn check)."""
+
+    status = 422
+    code = "invalid_card"
+    title = "The card number is not valid"
+
+
+class PaymentProvider(Protocol):
+    """What checkout and the worker need from a payment provider.
+
+    `charge` is idempotent per `key`: while a key is charged (or refunded) every call returns that first
+    charge — possibly with status ``refunded`` if it was refunded since: check `status` — and never charges
+    again. A declined attempt raises `PaymentDeclined` and leaves the key free for another card; a malformed
+    card number raises `InvalidCard`. `lookup` returns what the provider recorded for a key (None: it never
+    saw it). `refund` refunds a charged key and returns its record (None: unknown key).
+    """
+
+    async def charge(self, key: str, amount_minor: int, currency: str, card_number: str) -> Charge: ...
+
+    async def lookup(self, key: str) -> Charge | None: ...
+
+    async def refund(self, key: str) -> Charge | None: ...
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, char in enumerate(reversed(digits)):
+        n = int(char)
+        if i % 2:
+            n = n * 2 - 9 if n > 4 else n * 2
+        total += n
+    return total % 10 == 0
+
+
+def card_digits(card_number: str) -> str:
+    """The digits of a card number (spaces and dashes dropped), or `InvalidCard`."""
+    digits = card_number.replace(" ", "").replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and 12 <= len(digits) <= 19):
+        raise InvalidCard("a card number is 12 to 19 digits; check it and try again")
+    if not _luhn(digits):
+        raise InvalidCard("that card number is not valid (a digit is wrong?); check it and try again")
+    return digits
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key) > _MAX_KEY:
+        raise ValueError(f"a charge key is 1 to {_MAX_KEY} characters, got {key!r}")
+
+
+class TestModeProvider:
+    """The shipped provider: explicit test mode, no money moves, the ledger in Redis (see the module doc)."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    def __init__(self, redis: Redis, delay_s: float = 0.0) -> None:
+        if delay_s < 0:
+            raise ValueError("delay_s must not be negative")
+        self._redis = redis
+        self.delay_s = delay_s
+        source = resources.files("livecommerce").joinpath("lua/testpay_record.lua").read_text()
+        self._record: AsyncScript = redis.register_script(source)
+
+    async def charge(self, key: str, amount_minor: int, currency: str, card_number: str) -> Charge:
+        _check_key(key)
+        if amount_minor < 0:
+            raise ValueError("amount_minor must not be negative")
+        if not (len(currency) == 3 and currency.isascii() and currency.isupper()):
+            raise ValueError(f"currency must be an ISO 4217 code such as USD, got {currency!r}")
+        digits = card_digits(card_number)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        reason = TEST_CARDS.get(digits)
+        if reason is None:
+            attempt = Charge(key, "tp_" + secrets.token_hex(12), amount_minor, currency, ChargeStatus.CHARGED)
+        else:
+            attempt = Charge(key, "", amount_minor, currency, ChargeStatus.DECLINED, reason)
+        stands = Charge.from_json(await self._record(keys=[LEDGER], args=["charge", key, attempt.to_json()]))
+        if (stands.amount_minor, stands.currency) != (amount_minor, currency):
+            raise ValueError(
+                f"charge key {key!r} was used for {stands.amount_minor} {stands.currency}, "
+                f"not {amount_minor} {currency}"
+            )
+        if stands.status is ChargeStatus.DECLINED:
+            raise PaymentDeclined(stands.decline_reason or "card_declined")
+        return stands
+
+    async def lookup(self, key: str) -> Charge | None:
+        raw = await self._redis.hget(LEDGER, key)
+        return None if raw is None else Charge.from_json(raw)
+
+    async def refund(self, key: str) -> Charge | None:
+        _check_key(key)
+        raw = await self._record(keys=[LEDGER], args=["refund", key])
+        return None if raw is None else Charge.from_json(raw)

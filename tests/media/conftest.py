@@ -1,0 +1,62 @@
+"""Fixtures of the media tests: the whole app on loopback with short media timeouts, and ICE on 127.0.0.1.
+
+The media tests run on SQLite only: they exercise peer connections and Redis, not SQL, and each takes
+seconds of real media.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import aioice.ice
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from livecommerce.app import create_app
+from livecommerce.media.http import MEDIA, MEDIA_CONFIG
+from livecommerce.media.sessions import MediaConfig, MediaService
+from livecommerce.settings import Settings
+from tests.helpers import World, seed_world
+
+FAST = MediaConfig(
+    keyframe_interval=0.2, connect_timeout=5.0, viewer_timeout=2.0, publisher_timeout=1.5, reconnect_grace=30.0
+)
+
+
+@pytest.fixture(autouse=True)
+def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gather host candidates on 127.0.0.1 only (aioice skips loopback by default), for every peer."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
+    return
+
+
+@pytest.fixture
+def media_config() -> MediaConfig:
+    return FAST
+
+
+@pytest.fixture
+async def media_client(
+    settings: Settings, engine: AsyncEngine, redis_url: str, media_config: MediaConfig
+) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(settings, redis_url=redis_url)
+    app[MEDIA_CONFIG] = media_config
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+@pytest.fixture
+async def world(media_client: TestClient[Any, Any], engine: AsyncEngine) -> World:
+    return await seed_world(media_client, engine)
+
+
+@pytest.fixture
+def media(media_client: TestClient[Any, Any]) -> MediaService:
+    service: MediaService = media_client.app[MEDIA]
+    return service
+
+
+__all__ = ["FAST", "replace"]

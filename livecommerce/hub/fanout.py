@@ -81,7 +81,7 @@ class _Viewer:
 class _Room:
     """A room's local viewers and what it produced since the last tick."""
 
-    __slots__ = ("chat", "counters", "counters_due", "events", "sent_counters", "state", "viewers")
+    __slots__ = ("chat", "counters", "counters_due", "events", "flush_due", "sent_counters", "state", "viewers")
 
     def __init__(self) -> None:
         self.viewers: dict[str, _Viewer] = {}
@@ -91,6 +91,7 @@ class _Room:
         self.counters: tuple[int, int] | None = None
         self.sent_counters: tuple[int, int] | None = None
         self.counters_due = 0.0
+        self.flush_due = 0.0  # large rooms: not flushed again before this
 
 
 class Fanout:
@@ -105,9 +106,13 @@ class Fanout:
         counter_interval: float = 0.25,
         soft_limit: int = 256 * 1024,
         hard_limit: int = 1024 * 1024,
+        viewers_per_tick: int = 2_000,
+        max_room_interval: float = 0.25,
     ) -> None:
         if tick <= 0 or chat_per_tick < 1 or counter_interval < 0 or not 0 < soft_limit <= hard_limit:
             raise ValueError("need tick > 0, chat_per_tick >= 1, counter_interval >= 0, 0 < soft_limit <= hard_limit")
+        if viewers_per_tick < 1 or max_room_interval < tick:
+            raise ValueError("need viewers_per_tick >= 1 and max_room_interval >= tick")
         self.stats = FanoutStats()
         self._sio = sio
         self._tick = tick
@@ -115,6 +120,11 @@ class Fanout:
         self._counter_interval = counter_interval
         self._soft_limit = soft_limit
         self._hard_limit = hard_limit
+        # A write per viewer costs the same whatever it carries: a room with many local viewers is flushed less
+        # often (one more tick per `viewers_per_tick` viewers, at most every `max_room_interval`), so stock,
+        # counters and chat of a hot room share one write instead of each costing one.
+        self._viewers_per_tick = viewers_per_tick
+        self._max_room_interval = max_room_interval
         self._rooms: dict[int, _Room] = {}
         self._viewers: dict[str, _Viewer] = {}
         self._dirty: set[int] = set()  # rooms with something to send
@@ -239,6 +249,12 @@ class Fanout:
             room = self._rooms.get(room_id)
             if room is None:
                 continue
+            if len(room.viewers) > self._viewers_per_tick:
+                if now < room.flush_due:
+                    self._dirty.add(room_id)  # a large room: its next write carries this too
+                    continue
+                ticks = -(-len(room.viewers) // self._viewers_per_tick)
+                room.flush_due = now + min(self._max_room_interval, ticks * self._tick) - self._tick / 2
             try:
                 self._flush_room(room_id, room, now)
             except Exception:  # a bug in one room must not stop delivery to every other room

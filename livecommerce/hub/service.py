@@ -43,6 +43,7 @@ from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.store import RoomStore
 from livecommerce.models import Product, Room, RoomStatus
+from livecommerce.recent import RecentCache
 from livecommerce.users import get_user
 
 __all__ = ["Hub"]
@@ -103,6 +104,8 @@ class Hub:
         self.buying = buying
         buying.batcher.on_stock = self._stock_reported
         self._connections: dict[str, _Connection] = {}
+        # Display names for chat, read once per user per minute: a crowd connecting at once is not a query each.
+        self._names: RecentCache[int, str] = RecentCache(60.0, 300.0)
         # Stock counters: the pool each room shows (from its pin), and the last stock sent for each pool.
         self._room_pools: dict[int, PoolId] = {}
         self._sent_stock: dict[PoolId, Stock] = {}
@@ -150,11 +153,15 @@ class Hub:
                     raise Unauthorized("auth.token must be a string")
                 who = self.signer.verify(token)
                 assert who.user_id is not None
-                async with self.sessions() as session:
-                    name = (await get_user(session, who.user_id)).display_name
+                name = await self._names.get(who.user_id, lambda: self._display_name(who.user_id))
             except ClientError as error:
                 raise socketio.exceptions.ConnectionRefusedError(p.error_ack(error)["error"]) from None
         self._connections[sid] = _Connection(who=who, name=name)
+
+    async def _display_name(self, user_id: int | None) -> str:
+        assert user_id is not None
+        async with self.sessions() as session:
+            return (await get_user(session, user_id)).display_name
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._connections.pop(sid, None)

@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -599,3 +600,30 @@ async def test_run_stops_cleanly_when_cancelled() -> None:
     ticks = fanout.stats.ticks
     await asyncio.sleep(0.05)
     assert fanout.stats.ticks == ticks, "no tick after cancellation"
+
+
+async def test_a_large_room_is_flushed_less_often_and_loses_nothing() -> None:
+    """Past `viewers_per_tick` local viewers a room's writes are spaced out; state still ends at its latest."""
+    async with (
+        serve(viewers_per_tick=1, max_room_interval=0.2) as hub,  # 3 viewers: every 3 ticks (150 ms)
+        Viewer.connected(hub, 1) as a,
+        Viewer.connected(hub, 1) as b,
+        Viewer.connected(hub, 1) as c,
+    ):
+        started = time.monotonic()
+        for n in range(50):  # a state change every ~20 ms for ~1 s
+            hub.fanout.set_state(1, "stock", "stock", {"n": n})
+            hub.fanout.add_chat(1, {"id": n})
+            await asyncio.sleep(0.02)  # pacing the producer
+        for viewer in (a, b, c):
+            await viewer.wait_event("stock", numbered(49))
+        elapsed = time.monotonic() - started
+        for viewer in (a, b, c):
+            stock = viewer.named("stock")
+            assert len(stock) <= elapsed / 0.15 + 2, (len(stock), elapsed)  # not one per 50 ms tick
+            assert [s["n"] for s in stock] == sorted({s["n"] for s in stock})
+            await viewer.wait_for(partial(_chat_count_is, viewer, 50))
+
+
+def _chat_count_is(viewer: Viewer, count: int) -> bool:
+    return sum(len(batch["messages"]) for batch in viewer.named("chat")) == count

@@ -6,9 +6,11 @@ Start-up fails fast with a `ConfigError` naming the unreachable service.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -20,13 +22,14 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from livecommerce import health, ratelimit
+from livecommerce import health, ratelimit, webapp
 from livecommerce.api.middleware import authenticate, problems
 from livecommerce.api.openapi import build_openapi
 from livecommerce.api.rest import ROUTER
 from livecommerce.auth import TokenSigner
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.buying import Buying
+from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
 from livecommerce.database import open_database, session_factory
@@ -105,6 +108,21 @@ async def _commerce_context(app: web.Application) -> AsyncIterator[None]:
     await batcher.close()
 
 
+async def _demo_worker_context(app: web.Application) -> AsyncIterator[None]:
+    """Demo mode runs the worker's jobs inside the web process, so `make demo` is a whole system: sales load
+    and close, holds expire, orders land in SQL. Production runs `livecommerce worker` processes instead."""
+    buying = app[BUYING]
+    jobs = worker_jobs(
+        app[REDIS], app[SESSIONS], buying.inventory, buying.provider,
+        consumer=f"{socket.gethostname()}:{os.getpid()}:web", claim_after_ms=app[SETTINGS].worker_claim_after_ms,
+    )  # fmt: skip
+    tasks = [asyncio.create_task(job.run(), name=f"demo {job.name}") for job in jobs]
+    yield
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def _database_context(app: web.Application) -> AsyncIterator[None]:
     engine = await open_database(app[SETTINGS].effective_database_url)
     app[ENGINE] = engine
@@ -123,9 +141,12 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     app.cleanup_ctx.append(_redis_context(redis_url))
     app.cleanup_ctx.append(_database_context)
     app.cleanup_ctx.append(_commerce_context)
+    if settings.demo:
+        app.cleanup_ctx.append(_demo_worker_context)
     ratelimit.install(app)
     hub_runtime.install(app)
     media_http.install(app)
+    webapp.install(app)
     ROUTER.install(app)
     health.add_routes(app)
     document = orjson.dumps(build_openapi(ROUTER.endpoints, media_http.openapi_paths()))

@@ -434,6 +434,25 @@ def test_demo_mode_prints_users_and_enables_demo_login(launcher: Launcher, tmp_p
     status, _, me = http("GET", demo.base + "/api/v1/me", token=login["token"])
     assert (status, me["email"]) == (200, DEMO_HOST)
 
+    # The demo is a whole system: its worker jobs run in the server, so a paid hold becomes an order in SQL.
+    viewer = tokens["viewer@demo.livecommerce.dev"]
+    room = http("GET", demo.base + "/api/v1/rooms", token=tokens[DEMO_HOST])[2]["items"][0]["id"]
+    product = http("GET", demo.base + "/api/v1/products")[2]["items"][0]["id"]
+    assert http("POST", f"{demo.base}/api/v1/rooms/{room}/live", token=tokens[DEMO_HOST])[0] == 200
+    status, _, hold = http("POST", f"{demo.base}/api/v1/rooms/{room}/buy", token=viewer, body={"product_id": product})
+    assert status == 201, hold
+    card = {"card_number": "4242424242424242"}
+    assert http("POST", f"{demo.base}/api/v1/holds/{hold['id']}/checkout", token=viewer, body=card)[0] == 200
+    deadline = time.monotonic() + 10
+
+    def orders() -> list[tuple[str, str]]:
+        mine = http("GET", demo.base + "/api/v1/orders", token=viewer)[2]["items"]
+        return [(o["hold_id"], o["status"]) for o in mine]
+
+    while (seen := orders()) != [(hold["id"], "paid")]:  # the order appears as "held", then "paid"
+        assert time.monotonic() < deadline, f"the demo's order writer never wrote the paid order: {seen}"
+        time.sleep(0.1)
+
     status, content_type, problem = http("POST", plain.base + "/api/v1/auth/demo-login", body={"email": DEMO_HOST})
     assert (status, content_type) == (404, "application/problem+json")
     assert (problem["status"], problem["code"]) == (404, "not_found")

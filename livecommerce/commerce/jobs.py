@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from livecommerce.aio import raise_if_cancelled
 from livecommerce.commerce import sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.orders import OrderWriter, pool_drained
@@ -58,6 +59,7 @@ class Job:
         while True:
             try:
                 busy = await self.step()
+                raise_if_cancelled()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -65,6 +67,7 @@ class Job:
                 delay = min(self.backoff_max, self.backoff_start * 2 ** min(failures - 1, 16))
                 log.exception("%s failed (%d in a row); retrying in %.1f s", self.name, failures, delay)
                 self.recover()
+                raise_if_cancelled()  # a redis-py timeout may have swallowed our cancellation
                 await asyncio.sleep(delay)
                 continue
             if failures:

@@ -26,6 +26,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
+from livecommerce.aio import raise_if_cancelled
 from livecommerce.hub.store import bus_channel
 
 __all__ = ["Bus", "OnEvent", "OnReconnect"]
@@ -150,6 +151,7 @@ class Bus:
                             self._gap = self._healed = False
                             self._report_gap(on_reconnect)
                         message = await pubsub.get_message(timeout=self._poll_interval)
+                        raise_if_cancelled()
                         if message is not None:
                             self._handle(message, on_event)
                 except (RedisError, OSError) as exc:
@@ -160,6 +162,7 @@ class Bus:
                     log.warning("room bus connection lost (%s); reconnecting in %.2f s", reason, delay)
                 finally:
                     await self._disconnect(pubsub)
+                raise_if_cancelled()
                 await asyncio.sleep(delay)
         finally:
             self._running = False

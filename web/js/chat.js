@@ -1,0 +1,56 @@
+// The chat list shared by the viewer page and the host console: messages keyed by id, deleted ones removed,
+// at most `limit` kept, scrolled to the newest unless the reader scrolled up. Text is inserted as text.
+
+import { el } from "/web/js/api.js";
+
+function hue(id) {
+  return (Number(id) * 137) % 360;
+}
+
+export function chatList(list, { limit = 200, tools } = {}) {
+  const nodes = new Map();
+
+  function nearBottom() {
+    return list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+  }
+
+  function add(message) {
+    if (nodes.has(message.id)) return;
+    const name = message.user?.name || "Someone";
+    const item = el(
+      "li",
+      { class: "chat-message", testid: "chat-message", dataset: { messageId: message.id, userId: String(message.user?.id ?? "") } },
+      el("span", { class: "avatar", "aria-hidden": "true", style: `background: hsl(${hue(message.user?.id ?? 0)} 55% 42%)`, text: name.trim().charAt(0).toUpperCase() || "?" }),
+      el("div", { class: "body" }, el("span", { class: "chat-author", testid: "chat-author", text: name }), el("span", { class: "chat-text", testid: "chat-text", text: message.text })),
+      tools ? tools(message) : null,
+    );
+    nodes.set(message.id, item);
+    list.append(item);
+  }
+
+  return {
+    /** Add messages (oldest first); already shown ids are skipped. */
+    add(messages) {
+      const stick = nearBottom();
+      for (const message of messages) add(message);
+      while (nodes.size > limit) {
+        const [id, node] = nodes.entries().next().value;
+        node.remove();
+        nodes.delete(id);
+      }
+      if (stick) list.scrollTop = list.scrollHeight;
+    },
+    remove(ids) {
+      for (const id of ids) {
+        nodes.get(id)?.remove();
+        nodes.delete(id);
+      }
+    },
+    reset(messages) {
+      nodes.clear();
+      list.replaceChildren();
+      this.add(messages);
+      list.scrollTop = list.scrollHeight;
+    },
+  };
+}

@@ -1,0 +1,487 @@
+// The host console, /host/{room_id}: go live, camera (WHIP) or OBS, pin products, flash-sale countdowns,
+// live metrics with a chart, chat moderation, end the room.
+
+import { api, byTestId as t, compact, dateTime, el, getToken, money, renderAccount, requireRole, say } from "/web/js/api.js";
+import { legend, lineChart } from "/web/js/chart.js";
+import { chatList } from "/web/js/chat.js";
+import { joinRoom } from "/web/js/live.js";
+import { publish, whipUrl } from "/web/js/webrtc.js";
+
+const roomId = Number(location.pathname.split("/")[2]);
+const MUTE_SECONDS = 300;
+const WHIP_RETRIES = 20;
+const WHIP_RETRY_MS = 3000;
+
+const state = {
+  me: null,
+  room: null,
+  products: new Map(),
+  sales: [],
+  pinned: null,
+  viewers: 0,
+  likes: 0,
+  pools: new Map(), // pool -> {sold, price_minor, currency}
+  currency: "USD",
+  saleStats: new Map(), // sale id -> GET /sales/{id}/stats
+};
+
+const message = t("message");
+const show = (text, kind = "info", code) => say(message, text, kind, code);
+const refuse = (error) => show(error?.message || "Something went wrong.", "error", error?.code);
+
+let live = null;
+
+// --- room status ------------------------------------------------------------------------------------------------
+
+function renderStatus() {
+  const status = state.room?.status;
+  const badge = t("room-status");
+  badge.textContent = status || "";
+  badge.className = "badge" + (status === "live" ? " live" : status === "scheduled" ? " warn" : "");
+  t("go-live").hidden = status !== "scheduled";
+  t("end-room").hidden = status === "ended" || !status;
+  if (status === "ended") t("end-room-confirm").hidden = true;
+  t("publish-camera").disabled = status === "ended" || Boolean(camera.session) || camera.starting;
+  for (const button of document.querySelectorAll("[data-testid=pin-button],[data-testid=unpin-button]")) button.disabled = status !== "live";
+  document.body.dataset.roomStatus = status || "";
+}
+
+t("go-live").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  try {
+    state.room = await api(`/rooms/${roomId}/live`, { method: "POST", auth: "required" });
+    show("You're live! Start the camera, or stream from OBS.", "ok");
+  } catch (error) {
+    refuse(error);
+  } finally {
+    button.disabled = false;
+    renderStatus();
+  }
+});
+
+t("end-room").addEventListener("click", () => {
+  t("end-room-confirm").hidden = false;
+  t("end-room").hidden = true;
+  show("End the show for everyone? Viewers stay connected but chat, pins and video stop.", "warn");
+});
+
+t("end-room-confirm").addEventListener("click", async () => {
+  t("end-room-confirm").hidden = true;
+  try {
+    state.room = await api(`/rooms/${roomId}/end`, { method: "POST", auth: "required" });
+    await stopCamera();
+    show("The room has ended.", "ok");
+  } catch (error) {
+    refuse(error);
+  }
+  renderStatus();
+});
+
+// --- camera (WHIP) and OBS --------------------------------------------------------------------------------------
+
+const camera = { stream: null, session: null, starting: false };
+
+function setPublishState(text) {
+  const badge = t("publish-state");
+  badge.textContent = text;
+  badge.className = "badge" + (text === "publishing" ? " live" : text === "failed" ? " warn" : "");
+}
+
+t("publish-camera").addEventListener("click", async () => {
+  camera.starting = true;
+  renderStatus();
+  setPublishState("connecting");
+  try {
+    camera.stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: true });
+    t("preview").srcObject = camera.stream;
+    t("preview-off").hidden = true;
+    const onState = (pcState) => {
+      if (pcState === "connected") setPublishState("publishing");
+      else if (pcState === "failed") setPublishState("failed");
+    };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        camera.session = await publish(roomId, camera.stream, { onState });
+        break;
+      } catch (error) {
+        // A session from an earlier page (a reload, a crash) holds the room until the server notices it is gone.
+        if (error.status !== 409 || attempt >= WHIP_RETRIES || !camera.stream) throw error;
+        show("The previous camera session is still closing; retrying in a moment…", "warn", error.code);
+        await new Promise((resolve) => setTimeout(resolve, WHIP_RETRY_MS));
+      }
+    }
+    say(message, "");
+    if (camera.session.pc.connectionState === "connected") setPublishState("publishing");
+    t("stop-camera").hidden = false;
+    if (state.room?.status !== "live") show("Your camera is connected. Press Go live so viewers can see you.", "info");
+  } catch (error) {
+    setPublishState("failed");
+    camera.stream?.getTracks().forEach((track) => track.stop());
+    camera.stream = null;
+    t("preview").srcObject = null;
+    t("preview-off").hidden = false;
+    show(error.name === "NotAllowedError" ? "Camera access was refused: allow it in the browser's site settings." : error.message, "error", error.code);
+  } finally {
+    camera.starting = false;
+    renderStatus();
+  }
+});
+
+async function stopCamera() {
+  await camera.session?.close();
+  camera.session = null;
+  camera.stream?.getTracks().forEach((track) => track.stop());
+  camera.stream = null;
+  t("preview").srcObject = null;
+  t("preview-off").hidden = false;
+  t("stop-camera").hidden = true;
+  setPublishState("idle");
+  renderStatus();
+}
+
+t("stop-camera").addEventListener("click", stopCamera);
+addEventListener("pagehide", () => camera.session?.close());
+
+t("show-stream-key").addEventListener("click", (event) => {
+  const key = t("stream-key");
+  key.classList.toggle("shown");
+  event.currentTarget.textContent = key.classList.contains("shown") ? "Hide" : "Show";
+});
+t("copy-stream-key").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText(getToken() || "");
+    show("Stream key copied.", "ok");
+  } catch {
+    show("Copy failed: select the key and copy it by hand.", "warn");
+  }
+});
+
+// --- products and pinning ---------------------------------------------------------------------------------------
+
+function renderProducts() {
+  const box = t("product-list");
+  box.replaceChildren();
+  if (!state.products.size) {
+    box.append(el("p", { class: "empty", text: state.room?.brands.length ? "The featured brands have no products yet." : "Feature a brand in this room to sell its products." }));
+    return;
+  }
+  const pinnedId = state.pinned?.product?.id;
+  const isLive = state.room?.status === "live";
+  for (const product of state.products.values()) {
+    const pinned = product.id === pinnedId;
+    box.append(
+      el(
+        "div",
+        { class: "item" + (pinned ? " pinned" : ""), testid: "product-row", dataset: { productId: String(product.id), pinned: pinned ? "true" : "false" } },
+        el(
+          "div",
+          { class: "grow" },
+          el("div", { class: "name", title: product.title, text: product.title }),
+          el("div", { class: "sub", text: `${money(product.price_minor, product.currency)} · ${product.stock} in stock · ${product.sku}` }),
+        ),
+        pinned
+          ? el("button", { type: "button", class: "secondary small", testid: "unpin-button", text: "Unpin", disabled: !isLive, onclick: unpin })
+          : el("button", { type: "button", class: "small", testid: "pin-button", text: "Pin", disabled: !isLive, onclick: () => pin(product.id) }),
+      ),
+    );
+  }
+  t("pinned-name").textContent = state.pinned?.product ? "Pinned: " + state.pinned.product.title : "Nothing pinned";
+}
+
+async function pin(productId) {
+  const ack = await live.request("pin", { room_id: roomId, product_id: productId });
+  if (ack.ok) onPinned(ack.data);
+  else refuse(ack.error);
+}
+
+async function unpin() {
+  const ack = await live.request("unpin", { room_id: roomId });
+  if (ack.ok) onPinned(ack.data);
+  else refuse(ack.error);
+}
+
+function onPinned(payload) {
+  state.pinned = payload.product ? payload : null;
+  if (payload.product && payload.offer) {
+    const pool = state.pools.get(payload.offer.pool) || { sold: 0 };
+    pool.price_minor = payload.offer.price_minor;
+    pool.currency = payload.offer.currency;
+    state.currency = payload.offer.currency;
+    state.pools.set(payload.offer.pool, pool);
+  }
+  renderProducts();
+}
+
+async function loadProducts() {
+  state.products.clear();
+  for (const brand of state.room.brands) {
+    let after = null;
+    do {
+      const page = await api(`/products?brand_id=${brand.id}&limit=100${after ? "&after=" + after : ""}`);
+      for (const product of page.items) state.products.set(product.id, product);
+      after = page.next;
+    } while (after);
+  }
+  renderProducts();
+}
+
+// --- flash sales ------------------------------------------------------------------------------------------------
+
+async function loadSales() {
+  const page = await api(`/sales?room_id=${roomId}&limit=100`, { auth: "required" });
+  state.sales = page.items;
+  renderSales();
+}
+
+function renderSales() {
+  const box = t("sale-list");
+  box.replaceChildren();
+  if (!state.sales.length) {
+    box.append(el("p", { class: "empty", text: "No flash sales in this room. Brands schedule them from their dashboard." }));
+    return;
+  }
+  for (const sale of state.sales) {
+    const product = state.products.get(sale.product_id);
+    const seconds = el("input", { type: "number", min: 10, max: 300, value: "30", testid: "countdown-seconds", "aria-label": "Countdown seconds", style: "width: 80px" });
+    const startable = sale.status === "scheduled";
+    const start = el("button", {
+      type: "button",
+      class: "small",
+      testid: "countdown-button",
+      text: "Start countdown",
+      onclick: async () => {
+        const value = Number(seconds.value);
+        if (!(value >= 10 && value <= 300)) return show("The countdown lasts 10 to 300 seconds.", "error", "invalid_request");
+        start.disabled = true;
+        try {
+          const started = await api(`/sales/${sale.id}/countdown`, { method: "POST", body: { room_id: roomId, seconds: value }, auth: "required" });
+          show(`Countdown started: the sale opens at ${new Date(started.starts_at).toLocaleTimeString()}.`, "ok");
+          await loadSales();
+        } catch (error) {
+          refuse(error);
+          start.disabled = false;
+        }
+      },
+    });
+    box.append(
+      el(
+        "div",
+        { class: "item stacked", testid: "sale-row", dataset: { saleId: String(sale.id), status: sale.status } },
+        el(
+          "div",
+          { class: "row" },
+          el("div", { class: "name grow", text: `${product ? product.title : "Product " + sale.product_id}` }),
+          el("span", { class: "status-pill", dataset: { status: sale.status }, text: sale.status }),
+        ),
+        el("div", {
+          class: "sub",
+          text: `${money(sale.price_minor, sale.currency)} · ${sale.quantity} units · starts ${dateTime(sale.starts_at)}${sale.audience !== "open" ? " · " + sale.audience.replace("_", " ") : ""}`,
+        }),
+        startable ? el("div", { class: "row" }, el("label", { class: "inline" }, "Countdown", seconds, "s"), start) : null,
+      ),
+    );
+  }
+}
+
+// --- metrics ----------------------------------------------------------------------------------------------------
+
+const series = [
+  { name: "Viewers", color: "#3b6ff5", format: (v) => compact(v) },
+  { name: "GMV", color: "#e0245e", format: (v) => money(v, state.currency) },
+  { name: "Units sold", color: "#13a05a", format: (v) => compact(v) },
+];
+const chart = lineChart(t("metrics-chart"), series, { keep: 90 });
+chart.push([0, 0, 0]);
+document.getElementById("metrics-legend").replaceWith(legend(series));
+
+/**
+ * Units sold and GMV in this room: each flash sale's figures from `GET /sales/{id}/stats` (polled), plus the
+ * products sold at their own price, from the `stock` events of their pools (sold units × price).
+ */
+function totals() {
+  let units = 0;
+  let gmv = 0;
+  for (const [name, pool] of state.pools) {
+    if (name.startsWith("s") && state.saleStats.has(Number(name.slice(1)))) continue;
+    units += pool.sold || 0;
+    gmv += (pool.sold || 0) * (pool.price_minor || 0);
+  }
+  for (const stats of state.saleStats.values()) {
+    units += stats.paid;
+    gmv += stats.gmv_minor;
+  }
+  return { units, gmv };
+}
+
+async function pollSaleStats() {
+  const started = state.sales.filter((sale) => ["scheduled", "live", "ended"].includes(sale.status));
+  await Promise.all(
+    started.map(async (sale) => {
+      try {
+        state.saleStats.set(sale.id, await api(`/sales/${sale.id}/stats`));
+      } catch {
+        /* not readable (or gone): the stock events still count */
+      }
+    }),
+  );
+  renderMetrics();
+}
+
+function renderMetrics() {
+  const { units, gmv } = totals();
+  t("metric-viewers").textContent = String(state.viewers);
+  t("metric-likes").textContent = String(state.likes);
+  t("metric-units").textContent = String(units);
+  t("metric-gmv").textContent = money(gmv, state.currency);
+  t("metric-gmv").dataset.minor = String(gmv);
+}
+
+setInterval(async () => {
+  if (state.room?.status === "live") await pollSaleStats();
+  const { units, gmv } = totals();
+  chart.push([state.viewers, gmv, units]);
+}, 2000);
+
+// --- chat moderation --------------------------------------------------------------------------------------------
+
+async function moderate(payload, done) {
+  const ack = await live.request("moderate", { room_id: roomId, ...payload });
+  if (ack.ok) {
+    if (done) show(done, "ok");
+  } else refuse(ack.error);
+  return ack.ok;
+}
+
+function tools(messageData) {
+  const own = messageData.user?.id === state.me?.id;
+  return el(
+    "div",
+    { class: "chat-tools" },
+    el("button", {
+      type: "button", class: "ghost small", testid: "delete-button", title: "Delete this message", text: "Delete",
+      onclick: async () => {
+        if (await moderate({ action: "delete", message_id: messageData.id })) chat.remove([messageData.id]);
+      },
+    }),
+    own ? null : el("button", {
+      type: "button", class: "ghost small", testid: "mute-button", title: "Mute for 5 minutes", text: "Mute 5m",
+      onclick: () => moderate({ action: "mute", user_id: messageData.user.id, seconds: MUTE_SECONDS }, `${messageData.user.name} is muted for 5 minutes.`),
+    }),
+    own ? null : el("button", {
+      type: "button", class: "ghost small", testid: "ban-button", title: "Ban from this room's chat", text: "Ban",
+      onclick: () => moderate({ action: "ban", user_id: messageData.user.id }, `${messageData.user.name} is banned from the chat.`),
+    }),
+  ); // prettier-ignore
+}
+
+const chat = chatList(t("chat-list"), { tools });
+
+t("slow-mode").addEventListener("change", async (event) => {
+  const seconds = Number(event.currentTarget.value);
+  await moderate({ action: "slow_mode", seconds }, seconds ? `Slow mode: one message every ${seconds} s per viewer.` : "Slow mode is off.");
+});
+
+t("block-words-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const words = t("block-words").value.split(",").map((w) => w.trim()).filter(Boolean);
+  await moderate({ action: "block_words", words }, words.length ? `Blocking ${words.length} word${words.length > 1 ? "s" : ""}.` : "No words are blocked.");
+});
+
+function setSlowMode(seconds) {
+  const select = t("slow-mode");
+  if (![...select.options].some((o) => Number(o.value) === seconds)) select.append(el("option", { value: String(seconds), text: `${seconds} s` }));
+  select.value = String(seconds);
+}
+
+// --- live connection --------------------------------------------------------------------------------------------
+
+function connect() {
+  live = joinRoom(roomId, {
+    online(up) {
+      t("offline-banner").hidden = up;
+    },
+    snapshot(snapshot) {
+      state.room = { ...state.room, status: snapshot.room.status };
+      state.viewers = snapshot.viewers;
+      state.likes = snapshot.likes;
+      onPinned(snapshot.pinned || { product: null });
+      if (snapshot.stock) onStock(snapshot.stock);
+      chat.reset(snapshot.chat || []);
+      setSlowMode(snapshot.slow_mode || 0);
+      renderStatus();
+      renderMetrics();
+    },
+    joinError: refuse,
+    authLost: () => location.reload(),
+    pinned: onPinned,
+    stock: onStock,
+    room_status(payload) {
+      state.room = { ...state.room, status: payload.status };
+      renderStatus();
+      renderProducts();
+    },
+    countdown() {
+      loadSales().catch(() => {});
+    },
+    chat(payload) {
+      chat.add(payload.messages);
+    },
+    chat_deleted(payload) {
+      chat.remove(payload.ids);
+    },
+    chat_settings(payload) {
+      setSlowMode(payload.slow_mode);
+    },
+    counters(payload) {
+      state.viewers = payload.viewers;
+      state.likes = payload.likes;
+      renderMetrics();
+    },
+    video(payload) {
+      if (payload.state === "live" && camera.session) setPublishState("publishing");
+      else if (payload.state === "reconnecting") setPublishState("reconnecting");
+    },
+  });
+}
+
+function onStock(stock) {
+  const pool = state.pools.get(stock.pool) || {};
+  pool.sold = stock.sold;
+  if (pool.price_minor === undefined && state.pinned?.offer?.pool === stock.pool) pool.price_minor = state.pinned.offer.price_minor;
+  state.pools.set(stock.pool, pool);
+  renderMetrics();
+}
+
+async function main() {
+  state.me = await requireRole(["host", "admin"]);
+  renderAccount(document.getElementById("account"), state.me);
+  t("whip-url").textContent = whipUrl(roomId);
+  t("stream-key").textContent = getToken();
+  t("viewer-link").href = `/watch/${roomId}`;
+  try {
+    state.room = await api(`/rooms/${roomId}`, { auth: "required" });
+  } catch (error) {
+    t("room-title").textContent = "Room unavailable";
+    return refuse(error);
+  }
+  if (state.me.role !== "admin" && state.room.host.id !== state.me.id) {
+    t("room-title").textContent = state.room.title;
+    show("This is another host's room: only its host or an admin can run it.", "error", "forbidden");
+    document.querySelector(".console").hidden = true;
+    return;
+  }
+  t("room-title").textContent = state.room.title;
+  document.title = state.room.title + " · Host console";
+  renderStatus();
+  connect();
+  try {
+    await loadProducts();
+    await loadSales();
+    await pollSaleStats();
+  } catch (error) {
+    refuse(error);
+  }
+}
+
+main();

@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 JS_STAMP := tests/hub/js/node_modules/.installed
+# The browser tests drive Debian's Chromium with Playwright (never `playwright install`: no browser downloads).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo -n)
 
 .PHONY: demo serve check lint types test migration clean
 
@@ -14,10 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Only the tests need Node.js: the official JavaScript Socket.IO client checked against the hub.
+# Only the tests need Node.js (the official JavaScript Socket.IO client checked against the hub) and Chromium.
 $(JS_STAMP): tests/hub/js/package-lock.json
 	cd tests/hub/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
+
+$(CHROMIUM):
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium < /dev/null
 
 demo: $(STAMP)
 	$(BIN)/livecommerce serve --demo --open
@@ -32,8 +39,8 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) $(JS_STAMP)
-	$(BIN)/pytest
+test: $(STAMP) $(JS_STAMP) $(CHROMIUM)
+	$(BIN)/pytest -n 2
 
 check: lint types test
 
@@ -42,4 +49,4 @@ migration: $(STAMP)
 	$(BIN)/python -m livecommerce.migrations.autogenerate "$(m)"
 
 clean:
-	rm -rf $(VENV) .livecommerce .pytest_cache .mypy_cache .ruff_cache tests/hub/js/node_modules
+	rm -rf $(VENV) .livecommerce .pytest_cache .mypy_cache .ruff_cache tests/hub/js/node_modules tests/web/artifacts

@@ -149,6 +149,7 @@ CASES = [
         mutates=False,
     ),
     Case("GET", "/api/v1/brands/{brand}/orders", None, only({"admin": 200, "staff": 200}), mutates=False),
+    Case("GET", "/api/v1/brands/{brand}/orders.csv", None, only({"admin": 200, "staff": 200}), mutates=False),
     # buying: room is not live yet, so those who may see it are told so; holds live in Redis (none here)
     Case(
         "POST",

@@ -378,3 +378,4 @@ async def list_brand_orders(call: Call, brand_id: int, query: s.BrandOrderQuery)
 # The buying and reporting routes live in their own modules on this router (imported last: they import ROUTER
 # from here).
 from livecommerce.api import purchases as _purchases  # noqa: E402, F401
+from livecommerce.api import reports as _reports  # noqa: E402, F401

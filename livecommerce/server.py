@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import logging
 import os
 import signal
@@ -55,6 +56,16 @@ async def wait_for_signal() -> int:
         return await received
 
 
+def _tune_garbage_collector() -> None:
+    """A hub holds thousands of connections, each a few hundred long-lived objects; CPython's default cyclic
+    collector (a young collection every 700 allocations, promoting into full scans of that whole heap) spent
+    a third of a hub's CPU in the burst benchmark. Start-up objects are frozen out of every scan, and young
+    collections run every 50,000 allocations instead: our own objects rarely form cycles."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 async def serve(settings: Settings, redis_url: str, *, open_browser: bool = False) -> None:
     app = create_app(settings, redis_url=redis_url)
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=10)
@@ -71,6 +82,7 @@ async def serve(settings: Settings, redis_url: str, *, open_browser: bool = Fals
                     ) from None
                 raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}") from None
             base = f"http://{settings.host}:{settings.port}"
+            _tune_garbage_collector()
             log.info("livecommerce listening on %s", base)
             if settings.demo:
                 await _announce_demo(app, base)

@@ -71,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 PYTHON = sys.executable
-PARTS = ("hub", "sql", "ceiling", "batcher", "multi")
+PARTS = ("hub-default-gc", "hub", "sql", "ceiling", "batcher", "multi")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -292,9 +292,16 @@ def summarise_profile(path: Path, top: int = 12) -> list[str]:
 # The hub burst
 
 
+# `livecommerce serve` with CPython's default garbage collector settings (the server tunes them at start-up).
+_DEFAULT_GC_SERVE = (
+    "import sys, livecommerce.server as server; server._tune_garbage_collector = lambda: None; "
+    "from livecommerce.cli import main; sys.exit(main())"
+)
+
+
 def run_hub(
     label: str, world: World, db: Database, redis: RedisServer, plan: list[int], args: argparse.Namespace,
-    logs: Path, budget: Budget, hubs: int,
+    logs: Path, budget: Budget, hubs: int, default_gc: bool = False,
 ) -> HubResult:  # fmt: skip
     result = HubResult(label=label, hubs=hubs)
     available = sorted(os.sched_getaffinity(0))
@@ -313,6 +320,8 @@ def run_hub(
         processes = []
         for i, port in enumerate(ports):
             command = [PYTHON, "-m", "livecommerce.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            if default_gc:  # the baseline for livecommerce.server._tune_garbage_collector: CPython's defaults
+                command[1:3] = ["-c", _DEFAULT_GC_SERVE]
             log = logs / f"{label}-hub{i}.log"
             print(f"[{label}] hub {i}: taskset -c {server_cpus[i]} {shlex.join(command)} (log {log})", flush=True)
             processes.append(stack.enter_context(server_process(command, env, server_cpus[i], log)))
@@ -471,7 +480,8 @@ def write_report(
 def _verdict(
     args: argparse.Namespace, hubs: list[HubResult], sql: list[SqlResult], ceilings: list[CeilingResult]
 ) -> str:
-    one = next((r for r in hubs if r.hubs == 1 and r.burst), None)
+    one = next((r for r in hubs if r.label == "one hub" and r.burst), None)
+    default_gc = next((r for r in hubs if r.label == "one hub, default GC" and r.burst), None)
     many = next((r for r in hubs if r.hubs > 1 and r.burst), None)
     best_sql = max((s.rate for s in sql), default=0.0)
     ceiling = max((c.rate for c in ceilings if c.kind == "ceiling"), default=0.0)
@@ -483,6 +493,9 @@ def _verdict(
             ratio = one.rate / best_sql
             out.append(f"- ≥ 10x the naive SQL peer: {one.rate:,.0f} vs the faster SQL approach {best_sql:,.0f}/s = "
                        f"**{ratio:.1f}x — {'met' if ratio >= 10 else 'missed'}**.")  # fmt: skip
+    if one and default_gc and default_gc.rate:
+        out.append(f"- The server's garbage-collector tuning: {one.rate:,.0f}/s against {default_gc.rate:,.0f}/s with "
+                   f"CPython's defaults in this run (**{one.rate / default_gc.rate:.1f}x**).")  # fmt: skip
     audits = [r.audit for r in hubs if r.audit]
     if audits:
         good = all(a.ok for a in audits)
@@ -602,16 +615,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(db.note, flush=True)
         busy = wait_for_quiet(budget, args.quiet_wait)
         print(f"machine {busy:.0%} busy before the start", flush=True)
-        for part in [p for p in parts if p in ("hub", "multi")]:
-            hubs_n = 1 if part == "hub" else args.hubs
-            label = "one hub" if part == "hub" else f"{hubs_n} hubs"
+        for part in [p for p in parts if p in ("hub-default-gc", "hub", "multi")]:
+            hubs_n = args.hubs if part == "multi" else 1
+            label = {"hub": "one hub", "hub-default-gc": "one hub, default GC"}.get(part, f"{hubs_n} hubs")
             with RedisServer(logs / f"redis-{part}", args.server_cpu) as redis:
                 if world is None:
                     world = asyncio.run(seed(db.url, redis.url, users=args.users, units=args.units, cap=args.cap))
                 else:
                     world = asyncio.run(new_sale(db.url, redis.url, world))
                 try:
-                    result = run_hub(label, world, db, redis, plan, args, logs, budget, hubs_n)
+                    result = run_hub(label, world, db, redis, plan, args, logs, budget, hubs_n,
+                                     default_gc=part == "hub-default-gc")  # fmt: skip
                 except (OSError, TimeoutError, RuntimeError, BudgetExceeded) as exc:
                     result = HubResult(label=label, hubs=hubs_n, error=f"{type(exc).__name__}: {exc}"[:200])
             hubs.append(result)

@@ -1,6 +1,7 @@
 """Liveness and readiness probes.
 
-`/health` answers as long as the process serves requests; `/ready` also checks that Redis and the database
+`/health` answers as long as the process serves requests, with `demo` telling whether the server runs in demo
+mode (the sign-in page then offers the demo accounts); `/ready` also checks that Redis and the database
 answer within a short timeout, so a load balancer stops sending traffic to a process that cannot serve it.
 """
 
@@ -12,15 +13,15 @@ from aiohttp import web
 from sqlalchemy import text
 
 from livecommerce.api.schemas import Health, Readiness
-from livecommerce.state import ENGINE, REDIS
+from livecommerce.state import ENGINE, REDIS, SETTINGS
 
 __all__ = ["add_routes"]
 
 _TIMEOUT = 2.0
 
 
-async def _health(_request: web.Request) -> web.Response:
-    return web.json_response(Health(status="ok").model_dump())
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response(Health(status="ok", demo=request.app[SETTINGS].demo).model_dump())
 
 
 async def _check(name: str, probe: asyncio.Future[object] | object) -> tuple[str, str]:

@@ -237,7 +237,7 @@ def test_serve_without_configuration_starts_and_stops_cleanly(launcher: Launcher
     server = launcher.serve(cwd=cwd, env=_env())
     ready = server.wait_ready()
     assert ready == {"status": "ready", "checks": {"redis": "ok", "database": "ok"}}
-    assert http("GET", server.base + "/health")[::2] == (200, {"status": "ok"})
+    assert http("GET", server.base + "/health")[::2] == (200, {"status": "ok", "demo": False})
     assert (cwd / ".livecommerce" / "livecommerce.db").is_file()
     redis_pid = int((_redis_dir(cwd) / "redis.pid").read_text())
     assert "redis-server" in " ".join(psutil.Process(redis_pid).cmdline())
@@ -422,6 +422,8 @@ def test_demo_mode_prints_users_and_enables_demo_login(launcher: Launcher, tmp_p
     plain = launcher.serve(cwd=tmp_path / "plain", env=env, name="plain")
     demo.wait_ready()
     plain.wait_ready()
+    assert http("GET", demo.base + "/health")[::2] == (200, {"status": "ok", "demo": True})
+    assert http("GET", plain.base + "/health")[::2] == (200, {"status": "ok", "demo": False})
 
     tokens = demo_tokens(demo.wait_output("Stop with Ctrl-C."))
     assert set(tokens) == {DEMO_ADMIN, DEMO_HOST, "brand@demo.livecommerce.dev", "viewer@demo.livecommerce.dev"}

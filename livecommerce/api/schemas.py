@@ -508,6 +508,7 @@ class SaleStatsOut(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"]
+    demo: bool = Field(description="Whether the server runs in demo mode (the demo login works).")
 
 
 class Readiness(BaseModel):

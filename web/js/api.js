@@ -126,6 +126,33 @@ export function el(tag, props = {}, ...children) {
   return node;
 }
 
+/**
+ * The first letter or digit of `text`, upper-cased, for an avatar or a thumbnail: never half of an emoji's
+ * surrogate pair, and never an emoji (which shows as an empty box where no emoji font is installed).
+ */
+export function initial(text, fallback = "?") {
+  const match = /[\p{L}\p{N}]/u.exec(String(text ?? ""));
+  return match ? match[0].toUpperCase() : fallback;
+}
+
+const ICONS = {
+  check: "M9.5 16.2 5.3 12l-1.4 1.4 5.6 5.6 11-11-1.4-1.4z",
+};
+
+/** A small inline-SVG icon (a name in ICONS) in the text colour: the pages' icons never rely on emoji. */
+export function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const node = document.createElementNS(ns, "svg");
+  node.setAttribute("class", "icon");
+  node.setAttribute("viewBox", "0 0 24 24");
+  node.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", ICONS[name]);
+  path.setAttribute("fill", "currentColor");
+  node.append(path);
+  return node;
+}
+
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 

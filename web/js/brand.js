@@ -74,12 +74,12 @@ function renderProducts() {
       el(
         "tr",
         { testid: "product-row", dataset: { productId: String(product.id) } },
-        el("td", {}, el("div", { class: "name", testid: "product-name", text: product.title })),
+        el("td", { class: "cell-main" }, el("div", { class: "name", testid: "product-name", text: product.title }), el("div", { class: "muted small card-only", text: "SKU " + product.sku })),
         el("td", { class: "muted hide-sm", text: product.sku }),
-        el("td", { class: "num" }, price),
-        el("td", { class: "num" }, stock),
-        el("td", { class: "num", text: String(product.units_sold) }),
-        el("td", { class: "num" }, save),
+        el("td", { class: "num", "data-label": "Price" }, price),
+        el("td", { class: "num", "data-label": "Stock" }, stock),
+        el("td", { class: "num", "data-label": "Sold", text: String(product.units_sold) }),
+        el("td", { class: "num cell-end" }, save),
       ),
     );
   }
@@ -156,7 +156,7 @@ function renderSales() {
   }
   for (const sale of state.sales) {
     const product = state.products.get(sale.product_id);
-    const actions = el("div", { class: "row", style: "justify-content: flex-end; flex-wrap: nowrap" });
+    const actions = el("div", { class: "row actions" });
     if (sale.status === "draft") {
       actions.append(el("button", { type: "button", class: "small", testid: "schedule-button", text: "Schedule", onclick: () => saleAction(sale, "schedule", "Sale scheduled: its units are reserved from stock.") }));
     }
@@ -177,16 +177,25 @@ function renderSales() {
       el(
         "tr",
         { testid: "sale-row", dataset: { saleId: String(sale.id), status: sale.status } },
-        el("td", {}, el("div", { class: "name", text: product ? product.title : `Product ${sale.product_id}` }), el("div", { class: "muted small", text: `Limit ${sale.per_buyer_limit} per buyer · hold ${sale.hold_seconds} s` })),
-        el("td", { class: "num", text: money(sale.price_minor, sale.currency) }),
-        el("td", { class: "num", text: String(sale.quantity) }),
-        el("td", { class: "small hide-sm", text: `${dateTime(sale.starts_at)} → ${dateTime(sale.ends_at)}` }),
-        el("td", { text: audience }),
-        el("td", {}, el("span", { class: "status-pill", testid: "sale-status", dataset: { status: sale.status }, text: sale.status })),
-        el("td", {}, actions),
+        el("td", { class: "cell-main" }, el("div", { class: "name", text: product ? product.title : `Product ${sale.product_id}` }), el("div", { class: "muted small", text: `Limit ${sale.per_buyer_limit} per buyer · hold ${sale.hold_seconds} s` })),
+        el("td", { class: "num", "data-label": "Price", text: money(sale.price_minor, sale.currency) }),
+        el("td", { class: "num", "data-label": "Units", text: String(sale.quantity) }),
+        el("td", { class: "small hide-sm cell-wide cell-late", "data-label": "Window", text: saleWindow(sale) }),
+        el("td", { "data-label": "Audience", text: audience }),
+        el("td", { class: "cell-aside" }, el("span", { class: "status-pill", testid: "sale-status", dataset: { status: sale.status }, text: sale.status })),
+        el("td", { class: "cell-wide cell-last" }, actions),
       ),
     );
   }
+}
+
+/** "Nov 21, 2026, 9:12 PM – 10:12 PM" (the end's date only when it is another day). */
+function saleWindow(sale) {
+  const starts = new Date(sale.starts_at);
+  const ends = new Date(sale.ends_at);
+  const sameDay = starts.toDateString() === ends.toDateString();
+  const end = sameDay ? ends.toLocaleTimeString(undefined, { timeStyle: "short" }) : dateTime(sale.ends_at);
+  return `${dateTime(sale.starts_at)} – ${end}`;
 }
 
 async function showCodes(sale) {
@@ -277,7 +286,7 @@ const saleSeries = [
   { name: "In holds", color: "#e39b00" },
 ];
 const saleChart = lineChart(t("sale-chart"), saleSeries, { keep: 120 });
-document.getElementById("sale-legend").replaceWith(legend(saleSeries));
+document.getElementById("sale-legend").replaceWith(legend(saleSeries, saleChart));
 let saleTimer = null;
 
 function watchSale(saleId) {
@@ -307,7 +316,7 @@ async function pollSale() {
     const status = t("sale-live-status");
     status.textContent = stats.sold_out ? "sold out" : stats.status;
     status.dataset.status = stats.status;
-    saleChart.push([stats.gmv_minor, stats.paid, stats.held]);
+    saleChart.push([stats.gmv_minor, stats.paid, stats.held], stats.ts_ms);
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 0) refuse(error);
   }
@@ -336,13 +345,13 @@ async function loadOrders() {
       el(
         "tr",
         { testid: "order-row", dataset: { orderId: String(order.id), status: order.status, holdId: order.hold_id } },
-        el("td", { class: "num", text: "#" + order.id }),
-        el("td", { class: "small", text: dateTime(order.paid_at || order.held_at) }),
-        el("td", { text: (product ? product.title : `Product ${order.product_id}`) + (order.sale_id ? ` · sale #${order.sale_id}` : "") }),
-        el("td", { class: "num", text: String(order.quantity) }),
-        el("td", { class: "num", text: money(order.total_minor, order.currency) }),
-        el("td", {}, el("span", { class: "status-pill", dataset: { status: order.status }, text: order.status })),
-        el("td", { class: "muted hide-sm", text: "User " + order.buyer_id }),
+        el("td", { class: "cell-main tabular" }, el("span", { class: "card-only", text: "Order " }), "#" + order.id),
+        el("td", { class: "small cell-wide cell-late", "data-label": "Time", text: dateTime(order.paid_at || order.held_at) }),
+        el("td", { class: "cell-wide", "data-label": "Product", text: (product ? product.title : `Product ${order.product_id}`) + (order.sale_id ? ` · sale #${order.sale_id}` : "") }),
+        el("td", { class: "num", "data-label": "Qty", text: String(order.quantity) }),
+        el("td", { class: "num", "data-label": "Total", text: money(order.total_minor, order.currency) }),
+        el("td", { class: "cell-aside" }, el("span", { class: "status-pill", dataset: { status: order.status }, text: order.status })),
+        el("td", { class: "muted hide-sm", "data-label": "Buyer", text: "User " + order.buyer_id }),
       ),
     );
   }

@@ -10,12 +10,17 @@ function svg(tag, attrs = {}) {
 }
 
 /**
- * A chart in `host` (an <svg> element). `series`: [{name, color, format}]. Returns {push(values), clear()}:
- * push one sample (an array, one value per series) and the chart redraws, keeping the last `keep` samples.
+ * A chart in `host` (an <svg> element). `series`: [{name, color, format}]. Returns {push(values), clear(),
+ * caption}: push one sample (an array, one value per series) and the chart redraws, keeping the last `keep`
+ * samples. The x axis spans the samples kept, from the first to the newest (at least `minSpanMs`), so a chart
+ * opened a few seconds ago uses the whole width; `caption` (an element to show near the chart, e.g. in the
+ * legend) says how much time that is.
  */
-export function lineChart(host, series, { keep = 120, height = 120 } = {}) {
-  const samples = [];
+export function lineChart(host, series, { keep = 120, height = 120, minSpanMs = 10_000 } = {}) {
+  const samples = []; // {at: ms, values: [...]}
   const width = 600;
+  const caption = document.createElement("span");
+  caption.className = "chart-span";
   host.setAttribute("viewBox", `0 0 ${width} ${height}`);
   host.setAttribute("preserveAspectRatio", "none");
   host.setAttribute("role", "img");
@@ -26,28 +31,35 @@ export function lineChart(host, series, { keep = 120, height = 120 } = {}) {
       const y = (height * i) / 4;
       host.append(svg("line", { x1: 0, x2: width, y1: y, y2: y, class: "grid" }));
     }
+    caption.textContent = samples.length ? "Collecting…" : "";
     if (samples.length < 2) return;
-    const step = width / (keep - 1);
-    const start = width - (samples.length - 1) * step;
+    const first = samples[0].at;
+    const last = samples[samples.length - 1].at;
+    const span = Math.max(last - first, minSpanMs);
+    const x = (at) => ((at - first) / span) * width;
+    const x0 = x(first).toFixed(1);
+    const x1 = x(last).toFixed(1);
     series.forEach((s, index) => {
-      const values = samples.map((sample) => sample[index] ?? 0);
+      const values = samples.map((sample) => sample.values[index] ?? 0);
       const top = Math.max(...values, 1);
-      const points = values.map((v, i) => `${(start + i * step).toFixed(1)},${(height - 6 - (v / top) * (height - 16)).toFixed(1)}`);
-      const area = `M${start.toFixed(1)},${height} L${points.join(" L")} L${width},${height} Z`;
+      const points = samples.map((sample, i) => `${x(sample.at).toFixed(1)},${(height - 6 - (values[i] / top) * (height - 16)).toFixed(1)}`);
+      const area = `M${x0},${height} L${points.join(" L")} L${x1},${height} Z`;
       host.append(svg("path", { d: area, fill: s.color, "fill-opacity": 0.1, stroke: "none" }));
       host.append(svg("polyline", { points: points.join(" "), fill: "none", stroke: s.color, "stroke-width": 2.5, "vector-effect": "non-scaling-stroke", "stroke-linejoin": "round" }));
     });
     const title = svg("title");
-    const latest = samples[samples.length - 1];
+    const latest = samples[samples.length - 1].values;
     title.textContent = series.map((s, i) => `${s.name}: ${s.format ? s.format(latest[i]) : latest[i]}`).join(", ");
     host.append(title);
     host.setAttribute("aria-label", title.textContent);
+    const seconds = Math.round(span / 1000);
+    caption.textContent = seconds < 90 ? `Last ${seconds} s` : `Last ${Math.round(seconds / 60)} min`;
   }
 
   draw();
   return {
-    push(values) {
-      samples.push(values);
+    push(values, at = Date.now()) {
+      samples.push({ at, values });
       if (samples.length > keep) samples.shift();
       draw();
     },
@@ -58,11 +70,12 @@ export function lineChart(host, series, { keep = 120, height = 120 } = {}) {
     get length() {
       return samples.length;
     },
+    caption,
   };
 }
 
-/** A legend for `series` (HTML, text only). */
-export function legend(series) {
+/** A legend for `series` (HTML, text only), with the chart's time caption at its end when given. */
+export function legend(series, chart) {
   const box = document.createElement("div");
   box.className = "legend";
   for (const s of series) {
@@ -72,5 +85,6 @@ export function legend(series) {
     item.append(swatch, document.createTextNode(s.name));
     box.append(item);
   }
+  if (chart?.caption) box.append(chart.caption);
   return box;
 }

@@ -1,7 +1,7 @@
 // The chat list shared by the viewer page and the host console: messages keyed by id, deleted ones removed,
 // at most `limit` kept, scrolled to the newest unless the reader scrolled up. Text is inserted as text.
 
-import { el } from "/web/js/api.js";
+import { el, initial } from "/web/js/api.js";
 
 function hue(id) {
   return (Number(id) * 137) % 360;
@@ -20,7 +20,7 @@ export function chatList(list, { limit = 200, tools } = {}) {
     const item = el(
       "li",
       { class: "chat-message", testid: "chat-message", dataset: { messageId: message.id, userId: String(message.user?.id ?? "") } },
-      el("span", { class: "avatar", "aria-hidden": "true", style: `background: hsl(${hue(message.user?.id ?? 0)} 55% 42%)`, text: name.trim().charAt(0).toUpperCase() || "?" }),
+      el("span", { class: "avatar", "aria-hidden": "true", style: `background: hsl(${hue(message.user?.id ?? 0)} 55% 42%)`, text: initial(name) }),
       el("div", { class: "body" }, el("span", { class: "chat-author", testid: "chat-author", text: name }), el("span", { class: "chat-text", testid: "chat-text", text: message.text })),
       tools ? tools(message) : null,
     );

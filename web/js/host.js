@@ -293,7 +293,7 @@ const series = [
 ];
 const chart = lineChart(t("metrics-chart"), series, { keep: 90 });
 chart.push([0, 0, 0]);
-document.getElementById("metrics-legend").replaceWith(legend(series));
+document.getElementById("metrics-legend").replaceWith(legend(series, chart));
 
 /**
  * Units sold and GMV in this room: each flash sale's figures from `GET /sales/{id}/stats` (polled), plus the

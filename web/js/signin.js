@@ -1,4 +1,4 @@
-// /signin: demo buttons (when the server runs with --demo) or a pasted bearer token; then back to `next`.
+// /signin: a pasted bearer token, or demo buttons when `/health` says `demo: true`; then back to `next`.
 
 import { api, byTestId as t, say, setToken } from "/web/js/api.js";
 
@@ -34,10 +34,20 @@ async function finish(token) {
   }
 }
 
+/** Show the demo accounts only when `/health` says the server runs in demo mode; otherwise the token form is
+ * the way in. `/health` is asked without the token: a stale one would be refused there too. */
 async function probeDemo() {
-  // The server says whether it runs in demo mode through the OpenAPI document's demo-login route only, which
-  // exists in every mode; so the buttons show, and outside demo mode a click explains that they do not work.
-  t("demo-section").hidden = false;
+  let demo = false;
+  try {
+    const response = await fetch("/health", { headers: { Accept: "application/json" } });
+    demo = response.ok && (await response.json()).demo === true;
+  } catch {
+    /* unreachable or not JSON: no demo buttons */
+  }
+  t("demo-section").hidden = !demo;
+  document.body.dataset.demo = String(demo);
+  t("token-title").textContent = demo ? "Or use a token" : "Sign in with a token";
+  if (demo) t("token-input").placeholder = "Paste a token (livecommerce serve --demo prints one per demo user)";
 }
 
 for (const button of document.querySelectorAll("[data-email]")) {

@@ -1,6 +1,6 @@
 // The viewer page, /watch/{room_id}: video (WHEP), chat, likes, the pinned product and buying.
 
-import { api, byTestId as t, clock, compact, el, getToken, goSignIn, money, renderAccount, say, tapKey, whoAmI } from "/web/js/api.js";
+import { api, byTestId as t, clock, compact, el, getToken, goSignIn, icon, initial, money, renderAccount, say, tapKey, whoAmI } from "/web/js/api.js";
 import { chatList } from "/web/js/chat.js";
 import { joinRoom } from "/web/js/live.js";
 import { watch } from "/web/js/webrtc.js";
@@ -20,6 +20,7 @@ const state = {
   saleStarts: new Map(), // sale id -> starts_at (server ms), from countdown events and the sales list
   hold: null,
   holdProduct: null,
+  holdUntil: null, // {id, ms}: the local time a hold ends at the latest (the buy's send time + the hold length)
   buyKey: null,
   busy: false,
   likes: 0,
@@ -262,7 +263,7 @@ function renderPinned() {
   if (product.image_url) {
     thumb.append(el("img", { class: "thumb", testid: "pinned-image", src: product.image_url, alt: "", referrerpolicy: "no-referrer" }));
   } else {
-    thumb.textContent = product.title.trim().charAt(0).toUpperCase();
+    thumb.textContent = initial(product.title, "");
   }
   const currency = offer.currency || product.currency;
   const price = offer.price_minor ?? product.price_minor;
@@ -344,7 +345,11 @@ function renderHold() {
     ui.pay.textContent = hold.state === "paying" ? "Paying…" : "Pay " + money(hold.total_minor, hold.currency);
     ui.pay.disabled = hold.state === "paying";
     const tick = () => {
-      const left = hold.expires_at_ms - live.serverNow();
+      // The server's clock is estimated from events' `ts`, which arrive late: the estimate runs behind, and
+      // alone it would show more time than the hold lasts (10:01 for 10 minutes). The hold cannot outlast
+      // the moment the buy was sent plus its length, so that bounds it.
+      let left = hold.expires_at_ms - live.serverNow();
+      if (state.holdUntil?.id === hold.id) left = Math.min(left, state.holdUntil.ms - Date.now());
       ui.holdTimer.textContent = clock(left);
       if (left <= 0 && state.hold === hold && hold.state === "held") {
         state.hold = null;
@@ -357,7 +362,7 @@ function renderHold() {
   }
   if (hold && hold.state === "paid") {
     ui.confirmation.replaceChildren(
-      el("span", { text: "✓ Paid — your order is confirmed" }),
+      el("span", { class: "confirmed" }, icon("check"), "Paid — your order is confirmed"),
       el("span", { class: "small", text: `${state.holdProduct || "Item"} × ${hold.quantity} · ${money(hold.total_minor, hold.currency)}` }),
       hold.payment_ref ? el("span", { class: "small", testid: "payment-ref", text: "Payment ref " + hold.payment_ref }) : null,
     );
@@ -373,6 +378,8 @@ ui.buy.addEventListener("click", async () => {
   const payload = { room_id: roomId, product_id: product.id, quantity: 1, key: tapKey() };
   const code = ui.code.hidden ? "" : ui.code.value.trim();
   if (code) payload.code = code;
+  const holdMs = (state.pinned?.offer?.hold_seconds ?? 0) * 1000;
+  const sent = Date.now();
   state.busy = true;
   say(ui.message, "");
   renderBuy();
@@ -382,6 +389,7 @@ ui.buy.addEventListener("click", async () => {
   if (ack.ok) {
     state.hold = ack.data.hold;
     state.holdProduct = product.title;
+    state.holdUntil = holdMs > 0 ? { id: state.hold.id, ms: sent + holdMs } : null;
     if (state.hold.state === "paid") show("You already bought this.", "ok");
     renderHold();
     if (state.hold.state === "held") ui.card_input.focus();

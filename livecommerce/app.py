@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce import health, ratelimit, webapp
+from livecommerce.aio import cancel_and_wait
 from livecommerce.api.middleware import authenticate, problems
 from livecommerce.api.openapi import build_openapi
 from livecommerce.api.rest import ROUTER
@@ -118,9 +119,7 @@ async def _demo_worker_context(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     tasks = [asyncio.create_task(job.run(), name=f"demo {job.name}") for job in jobs]
     yield
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_and_wait(tasks)
 
 
 async def _database_context(app: web.Application) -> AsyncIterator[None]:

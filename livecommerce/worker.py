@@ -9,13 +9,13 @@ every job is idempotent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 
 from redis.asyncio import Redis
 
+from livecommerce.aio import cancel_and_wait
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
@@ -66,11 +66,7 @@ async def run_worker(settings: Settings, redis_url: str) -> None:
         tasks += [asyncio.create_task(job.run(), name=job.name) for job in jobs]
         log.info("worker started (%s)", key)
         await wait_for_signal()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         await redis.delete(key)
         log.info("worker stopped")
     finally:

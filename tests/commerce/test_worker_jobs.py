@@ -89,19 +89,21 @@ async def test_a_sale_is_loaded_goes_live_closes_and_returns_its_unsold_units_on
     loader, closer = SaleLoader(sessions, inventory), SaleCloser(redis, sessions, inventory)
     sweeper = Sweeper(inventory, provider)
     writer = OrderWriter(redis, sessions, inventory, consumer="test", block_ms=10)
+    # The product also sells outside the sale, so its own pool is in Redis and must get the returned units too
+    # (80: what SQL keeps once the two sales below take theirs).
+    own = PoolId.product(shop.product_id)
+    await inventory.load(
+        own, PoolConfig(1, shop.product_id, shop.brand_id, None, 500, "USD", 80, 5, 0, 10**15 - 1, 60_000)
+    )
+    # The window leaves room for the checks before the start on a busy machine (the suite runs in parallel).
     now = utcnow()
-    sale_id = await add_sale(engine, shop, quantity=10, per_buyer_limit=3, starts_at=now + timedelta(seconds=1),
-                             ends_at=now + timedelta(seconds=2.5))  # fmt: skip
+    sale_id = await add_sale(engine, shop, quantity=10, per_buyer_limit=3, starts_at=now + timedelta(seconds=2.5),
+                             ends_at=now + timedelta(seconds=5))  # fmt: skip
     later_id = await add_sale(engine, shop, quantity=10, starts_at=now + timedelta(minutes=20),
                               ends_at=now + timedelta(minutes=30))  # fmt: skip
     assert await product_row(engine, shop.product_id) == (80, 0)
     pool = PoolId.sale(sale_id)
     b = shop.buyer_ids
-    # The product also sells outside the sale, so its own pool is in Redis and must get the returned units too.
-    own = PoolId.product(shop.product_id)
-    await inventory.load(
-        own, PoolConfig(1, shop.product_id, shop.brand_id, None, 500, "USD", 80, 5, 0, 10**15 - 1, 60_000)
-    )
 
     # Before the start: loaded (once, at the sale's version), not yet live; a sale 20 minutes away is not loaded.
     await loader.step()

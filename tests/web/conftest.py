@@ -15,7 +15,6 @@ Screenshots go to tests/web/artifacts/ (ignored by git).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -30,6 +29,7 @@ from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, as
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from livecommerce.aio import cancel_and_wait
 from livecommerce.app import create_app
 from livecommerce.auth import TokenSigner
 from livecommerce.commerce.jobs import worker_jobs
@@ -122,11 +122,7 @@ async def site(database: Database, redis_server: str, tmp_path_factory: pytest.T
         try:
             yield Site(str(client.make_url("")).rstrip("/"), app, engine, world, signer)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(tasks)
     await engine.dispose()
 
 

@@ -6,8 +6,10 @@ Redis, the limit of a burst. So taps wait here while a call is in flight and go 
 sends a lone tap at once, so a quiet room pays no added latency.
 
 Once a pool answers sold out, further taps on it are refused here for `sold_out_for` seconds without a round
-trip (holds that expire or are cancelled put units back, so the flag is short-lived). A retry of a tap this
-process reserved is never refused that way: it goes to Redis and gets its hold back.
+trip (holds that expire or are cancelled put units back, so the flag is short-lived) — but only taps whose
+idempotency key was made here for them. A tap with the buyer's own key may be a retry of one another process
+(or this one before a restart) reserved: it must reach Redis to get its hold back, so it goes in the next
+batched call like any tap.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +26,6 @@ from livecommerce.commerce.pools import (
     PoolId,
     Refusal,
     Refused,
-    Reserved,
     ReserveRequest,
     ReserveResult,
     Stock,
@@ -36,7 +36,6 @@ __all__ = ["ReservationBatcher"]
 log = logging.getLogger(__name__)
 
 _SOLD_OUT = Refused(Refusal.SOLD_OUT)
-_REMEMBERED_KEYS = 100_000  # taps that got a hold here: their retries bypass the sold-out flag
 
 
 @dataclass(slots=True)
@@ -64,20 +63,22 @@ class ReservationBatcher:
         self._queue: dict[PoolId, list[_Tap]] = {}
         self._in_flight = 0
         self._sold_out: dict[PoolId, float] = {}
-        self._reserved: OrderedDict[tuple[PoolId, int, str], None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0  # round trips made (for benchmarks and tests)
         self.refused_locally = 0
 
-    async def reserve(self, pool: PoolId, request: ReserveRequest) -> ReserveResult:
-        """The pool's answer to one tap (a Redis error propagates: retrying with the same key is safe)."""
+    async def reserve(self, pool: PoolId, request: ReserveRequest, *, new_key: bool = False) -> ReserveResult:
+        """The pool's answer to one tap (a Redis error propagates: retrying with the same key is safe).
+
+        `new_key`: the request's key was made for this tap (the buyer sent none), so it cannot name an earlier
+        hold and a recent sold-out answer may refuse it here."""
         until = self._sold_out.get(pool)
         if until is not None:
-            if time.monotonic() < until and (pool, request.buyer_id, request.key) not in self._reserved:
-                self.refused_locally += 1
-                return _SOLD_OUT
             if time.monotonic() >= until:
                 del self._sold_out[pool]
+            elif new_key:
+                self.refused_locally += 1
+                return _SOLD_OUT
         future: asyncio.Future[ReserveResult] = asyncio.get_running_loop().create_future()
         self._queue.setdefault(pool, []).append(_Tap(request, future))
         self._send()
@@ -121,8 +122,6 @@ class ReservationBatcher:
                     continue
                 results, stock = outcome
                 for tap, result in zip(taps, results, strict=True):
-                    if isinstance(result, Reserved):
-                        self._remember(pool, tap.request)
                     if not tap.future.done():
                         tap.future.set_result(result)
                 if stock.sold_out:
@@ -135,11 +134,6 @@ class ReservationBatcher:
         finally:
             self._in_flight -= 1
             self._send()
-
-    def _remember(self, pool: PoolId, request: ReserveRequest) -> None:
-        self._reserved[(pool, request.buyer_id, request.key)] = None
-        if len(self._reserved) > _REMEMBERED_KEYS:
-            self._reserved.popitem(last=False)
 
     async def close(self) -> None:
         """Wait for calls in flight (their taps get answers)."""

@@ -413,7 +413,7 @@ class Buying:
             code=(code or "").strip().upper(),
             room_id=room.id,
         )
-        result = await self.batcher.reserve(offer.pool, request)
+        result = await self.batcher.reserve(offer.pool, request, new_key=key is None)
         if isinstance(result, Refused):
             raise refusal_error(result, offer)
         return result.hold, result.replayed

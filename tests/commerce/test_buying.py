@@ -210,3 +210,22 @@ async def test_rest_buying_and_holds_belong_to_their_buyer(pair: Pair) -> None:
     status, answer = await api.call("GET", "/api/v1/holds/not-a-hold", who="viewer")
     assert status in (400, 404), answer
     assert answer["detail"]
+
+
+async def test_a_retry_on_another_hub_gets_its_hold_even_after_that_hub_saw_sold_out(pair: Pair) -> None:
+    """A tap whose answer was lost on A is retried on B with its key, after B has seen the pool sell out: the
+    buyer gets the hold A took (not "sold out" from B's local flag), so it can be paid."""
+    world, room, product, _, buyer, _ = await pinned_room(pair)  # stock 10; the buyer is on A
+    _, _, b, viewers = pair
+    lost = await buyer.call("buy", {"room_id": room, "product_id": product, "key": "lost-tap"})
+    assert lost["ok"], lost
+    other, _ = await viewer_in(viewers, b, room, world.api.tokens["staff"])
+    assert (await other.call("buy", {"room_id": room, "product_id": product, "quantity": 9}))["ok"]
+    refused = await other.call("buy", {"room_id": room, "product_id": product})
+    assert refused["error"]["code"] == "sold_out"  # B now holds a local sold-out flag for the pool
+    again, _ = await viewer_in(viewers, b, room, world.api.tokens["viewer"])
+    retry = await again.call("buy", {"room_id": room, "product_id": product, "key": "lost-tap"})
+    assert retry["ok"], retry
+    assert (retry["data"]["hold"]["id"], retry["data"]["replayed"]) == (lost["data"]["hold"]["id"], True)
+    paid = await again.call("checkout", {"hold_id": retry["data"]["hold"]["id"], "card_number": APPROVE})
+    assert paid["data"]["hold"]["state"] == "paid", paid

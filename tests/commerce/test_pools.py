@@ -14,6 +14,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.pools import (
     HoldState,
     Inventory,
@@ -400,3 +401,23 @@ async def test_a_timed_out_call_retried_by_redis_py_takes_one_unit(redis_url: st
     finally:
         await retrying.aclose()
         await proxy.close()
+
+
+async def test_the_sold_out_flag_refuses_only_taps_that_cannot_be_retries(redis: Redis, inventory: Inventory) -> None:
+    """A keyless tap (the server made its key) after a sold-out answer is refused without a round trip; a tap
+    with the buyer's own key may be a retry of a hold another process took, so it still reaches Redis."""
+    await inventory.load(POOL, await open_config(redis, quantity=1))
+    elsewhere = await reserve_one(inventory, ReserveRequest(7, "tap-1"))  # taken by "another process"
+    assert isinstance(elsewhere, Reserved)
+    batcher = ReservationBatcher(inventory, sold_out_for=60)
+    try:
+        assert await batcher.reserve(POOL, ReserveRequest(8, "x")) == Refused(Refusal.SOLD_OUT)  # sets the flag
+        calls = batcher.calls
+        assert await batcher.reserve(POOL, ReserveRequest(9, "fresh"), new_key=True) == Refused(Refusal.SOLD_OUT)
+        assert (batcher.calls, batcher.refused_locally) == (calls, 1)
+        retry = await batcher.reserve(POOL, ReserveRequest(7, "tap-1"))
+        assert isinstance(retry, Reserved), retry
+        assert (retry.hold.id, retry.replayed) == (elsewhere.hold.id, True)
+        assert batcher.calls == calls + 1
+    finally:
+        await batcher.close()

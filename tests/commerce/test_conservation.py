@@ -78,13 +78,11 @@ async def test_a_burst_sells_exactly_the_stock_once(
         request = ReserveRequest(buyer, f"tap-{n}", rng.choice([1, 1, 1, 2]))
         copies = 2 if rng.random() < 0.3 else 1  # a network retry: the same tap sent again
         results = await asyncio.gather(*(batcher.reserve(pool, request) for _ in range(copies)))
-        first = results[0]
-        for other in results[1:]:  # a retry answers with the same hold or the same refusal
-            if isinstance(first, Refused):
-                assert isinstance(other, Refused)
-            else:
-                assert not isinstance(other, Refused)
-                assert other.hold.id == first.hold.id
+        # Copies of one tap that got holds got the same hold; a refusal is not remembered under the key, so a
+        # copy refused (sold out) and one answered after a cancel or expiry put units back may differ.
+        holds = {result.hold.id for result in results if not isinstance(result, Refused)}
+        assert len(holds) <= 1, f"one tap took {len(holds)} holds: {holds}"
+        first = next((result for result in results if not isinstance(result, Refused)), results[0])
         if isinstance(first, Refused):
             if buyer not in invited:  # (or sold out, refused by this process's sold-out flag before Redis)
                 assert first.refusal in {Refusal.NOT_INVITED, Refusal.SOLD_OUT}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -19,26 +18,7 @@ from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolConfig, 
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus, SaleAudience, SaleCode, utcnow
 from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import Shop, add_sale, outbox_entries, product_row, redis_ms, seed_shop, sql_snapshot
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def inventory(redis: Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.load_library()
-    return inventory
-
-
-@pytest.fixture
-async def shop(engine: AsyncEngine) -> Shop:
-    return await seed_shop(engine, stock=100)
+from tests.commerce.shop import Shop, add_sale, outbox_entries, product_row, redis_ms, sql_snapshot
 
 
 def writer(redis: Redis, engine: AsyncEngine, inventory: Inventory, **kwargs: int | str) -> OrderWriter:

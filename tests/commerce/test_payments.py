@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -21,13 +20,6 @@ from livecommerce.commerce.payments import (
 APPROVED = "4242 4242 4242 4242"
 DECLINED = "4000 0000 0000 0002"
 NO_FUNDS = "4000-0000-0000-9995"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import pytest
@@ -28,20 +27,6 @@ from livecommerce.commerce.pools import (
 from tests.commerce.audit import audit_pool, until
 
 POOL = PoolId.sale(1)
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def inventory(redis: Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.load_library()
-    return inventory
 
 
 async def redis_ms(redis: Redis) -> int:

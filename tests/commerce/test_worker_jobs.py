@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -32,28 +31,9 @@ from livecommerce.commerce.pools import (
 from livecommerce.database import session_factory
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleAudience, SaleStatus, utcnow
 from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import Shop, add_sale, product_row, redis_ms, seed_shop
+from tests.commerce.shop import Shop, add_sale, product_row, redis_ms
 
 APPROVED = "4242 4242 4242 4242"
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def inventory(redis: Redis) -> Inventory:
-    inventory = Inventory(redis)
-    await inventory.load_library()
-    return inventory
-
-
-@pytest.fixture
-async def shop(engine: AsyncEngine) -> Shop:
-    return await seed_shop(engine, stock=100)
 
 
 async def reached(redis: Redis, ms: int) -> bool:

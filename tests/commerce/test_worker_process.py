@@ -7,7 +7,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,13 +38,6 @@ def processes(tmp_path: Path) -> Iterator[Launcher]:
         yield launcher
     finally:
         launcher.kill_all()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 def start_worker(launcher: Launcher, cwd: Path, redis_url: str, database_url: str, name: str) -> Proc:

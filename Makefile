@@ -22,9 +22,13 @@ $(JS_STAMP): tests/hub/js/package-lock.json
 	cd tests/hub/js && npm ci --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
 
+# Best effort: without apt-get (or sudo) the browser tests say they were skipped and why; under CI=true they fail.
 $(CHROMIUM):
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium < /dev/null
+	@if command -v apt-get >/dev/null; then \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium < /dev/null || \
+		echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "no apt-get: install Chromium at $(CHROMIUM) to run the browser tests"; fi
 
 demo: $(STAMP)
 	$(BIN)/livecommerce serve --demo --open

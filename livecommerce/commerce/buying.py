@@ -15,18 +15,20 @@ Redis re-checks the window and the stock on every tap, so a stale cache can refu
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.auth import Principal
 from livecommerce.commerce.batcher import ReservationBatcher
-from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider
+from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider, refund_owed
 from livecommerce.commerce.pools import (
     Hold,
     HoldState,
@@ -37,7 +39,15 @@ from livecommerce.commerce.pools import (
     Refused,
     ReserveRequest,
 )
-from livecommerce.errors import ClientError, Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from livecommerce.errors import (
+    ClientError,
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from livecommerce.models import (
     FlashSale,
     Product,
@@ -57,6 +67,7 @@ __all__ = [
     "HoldExpired",
     "Offer",
     "PaymentInProgress",
+    "PaymentPending",
     "PurchaseRefused",
     "hold_wire",
 ]
@@ -65,6 +76,8 @@ PRODUCT_POOL_LIMIT = 10  # units one buyer may hold or buy of a product outside 
 PRODUCT_HOLD_MS = 10 * 60_000
 PAYMENT_GRACE_MS = 60_000  # how long a hold stays "paying" before the worker asks the provider
 _FOREVER_MS = 10**15 - 1
+log = logging.getLogger(__name__)
+
 _CACHE_SECONDS = 1.0  # a change made elsewhere shows within a second (or at once where we drop the key)
 _STALE_SECONDS = 5.0  # served while one refresh runs, so a burst never waits on SQL
 _AUDIENCE = {SaleAudience.OPEN: "open", SaleAudience.INVITE_LIST: "list", SaleAudience.INVITE_CODES: "codes"}
@@ -168,6 +181,13 @@ class HoldExpired(ClientError):
 class PaymentInProgress(Conflict):
     code = "payment_in_progress"
     title = "Payment in progress"
+
+
+class PaymentPending(ServiceUnavailable):
+    """Charged, but the hold could not be marked paid yet: the worker settles it with the provider."""
+
+    code = "payment_pending"
+    title = "Payment being confirmed"
 
 
 def _clock(ms: int) -> str:
@@ -413,7 +433,13 @@ class Buying:
             code=(code or "").strip().upper(),
             room_id=room.id,
         )
-        result = await self.batcher.reserve(offer.pool, request, new_key=key is None)
+        try:
+            result = await self.batcher.reserve(offer.pool, request, new_key=key is None)
+        except (RedisError, OSError):
+            log.warning("reserving in %s failed", offer.pool.name, exc_info=True)
+            raise ServiceUnavailable(
+                "we could not reach the stock service; try again with the same key (it never takes a unit twice)"
+            ) from None
         if isinstance(result, Refused):
             raise refusal_error(result, offer)
         return result.hold, result.replayed
@@ -448,7 +474,11 @@ class Buying:
         if not who.authenticated or who.user_id is None:
             raise Unauthorized("sign in to check out")
         pool = _pool_of(hold_id)
-        begun = await self.inventory.begin_payment(pool, hold_id, who.user_id, self.payment_grace_ms)
+        try:
+            begun = await self.inventory.begin_payment(pool, hold_id, who.user_id, self.payment_grace_ms)
+        except (RedisError, OSError):
+            log.warning("starting the payment of %s failed", hold_id, exc_info=True)
+            raise ServiceUnavailable("we could not reach the stock service; nothing was charged, try again") from None
         if begun.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
         hold = begun.hold
@@ -463,13 +493,23 @@ class Buying:
         try:
             charge = await self.provider.charge(hold_id, hold.total_minor, hold.currency, card_number)
         except (PaymentDeclined, InvalidCard):
-            await self.inventory.abort_payment(pool, hold_id)  # held again until its own expiry
+            try:
+                await self.inventory.abort_payment(pool, hold_id)  # held again until its own expiry
+            except (RedisError, OSError):  # the decline still stands; the worker settles the hold (unpaid)
+                log.warning("hold %s: could not put it back to held after a decline", hold_id, exc_info=True)
             raise
         # Any other failure leaves the hold "paying": the worker asks the provider after the deadline.
-        done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
-        if done.status in ("ok", "paid") and done.hold is not None:
-            return done.hold
-        await self.provider.refund(hold_id)
+        try:
+            done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
+            if done.status in ("ok", "paid") and done.hold is not None:
+                return done.hold
+            await refund_owed(self.inventory.redis, self.provider, hold_id)
+        except (RedisError, OSError):
+            log.warning("hold %s: charged (%s) but not yet recorded", hold_id, charge.ref, exc_info=True)
+            raise PaymentPending(
+                "your card was charged and we are confirming the payment; look at this hold again in a minute "
+                "(it will be paid, or refunded if its units were released) — you will not be charged twice"
+            ) from None
         raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
 
 

@@ -24,7 +24,7 @@ from livecommerce.aio import raise_if_cancelled
 from livecommerce.commerce import sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.orders import OrderWriter, pool_drained
-from livecommerce.commerce.payments import ChargeStatus, PaymentProvider
+from livecommerce.commerce.payments import ChargeStatus, PaymentProvider, refund_owed, retry_owed_refunds
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.commerce.product_stock import give_units
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleStatus, utcnow
@@ -195,6 +195,7 @@ class Sweeper(Job):
 
     async def step(self) -> bool:
         failed: list[BaseException] = []
+        await retry_owed_refunds(self.inventory.redis, self.provider)
         for pool in await self.inventory.registered():
             try:
                 await self.sweep(pool)
@@ -220,7 +221,7 @@ class Sweeper(Job):
             if done.status in ("ok", "paid"):
                 log.info("hold %s: the provider had charged it (%s); paid", hold_id, charge.ref)
                 return "paid"
-            await self.provider.refund(hold_id)
+            await refund_owed(self.inventory.redis, self.provider, hold_id)
             log.warning("hold %s was %s when its charge was found; refunded", hold_id, done.status)
             return done.status
         expired = await self.inventory.expire(pool, hold_id)

@@ -46,9 +46,12 @@ __all__ = [
     "PaymentDeclined",
     "PaymentProvider",
     "TestModeProvider",
+    "refund_owed",
+    "retry_owed_refunds",
 ]
 
 LEDGER: Final = "livecommerce:testpay:charges"
+REFUNDS_OWED: Final = "livecommerce:payments:refunds_owed"  # charge keys to refund until the provider confirms
 APPROVED: Final = "4242424242424242"
 DECLINED: Final = "4000000000000002"
 INSUFFICIENT_FUNDS: Final = "4000000000009995"
@@ -202,3 +205,21 @@ class TestModeProvider:
         _check_key(key)
         raw = await self._record(keys=[LEDGER], args=["refund", key])
         return None if raw is None else Charge.from_json(raw)
+
+
+async def refund_owed(redis: Redis, provider: PaymentProvider, key: str) -> None:
+    """Refund the charge `key`, durably: it is written down as owed before the provider is asked and crossed
+    off only after it answered, so a failure in between leaves it for `retry_owed_refunds` (the sweeper)."""
+    await redis.sadd(REFUNDS_OWED, key)
+    await provider.refund(key)
+    await redis.srem(REFUNDS_OWED, key)
+
+
+async def retry_owed_refunds(redis: Redis, provider: PaymentProvider, batch: int = 100) -> int:
+    """Ask the provider again for refunds still owed (refunds are idempotent per key); returns how many."""
+    keys: list[bytes] = await redis.srandmember(REFUNDS_OWED, batch)  # type: ignore[assignment]
+    for raw in keys:
+        key = raw.decode()
+        await provider.refund(key)
+        await redis.srem(REFUNDS_OWED, key)
+    return len(keys)

@@ -315,6 +315,10 @@ class Inventory:
         self._redis = redis
         self._code = resources.files("livecommerce").joinpath("lua/pools.lua").read_text()
 
+    @property
+    def redis(self) -> Redis:
+        return self._redis
+
     async def load_library(self) -> None:
         await self._redis.function_load(self._code, replace=True)
 

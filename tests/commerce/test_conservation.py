@@ -19,7 +19,7 @@ from livecommerce.commerce.pools import HoldState, Inventory, PoolConfig, PoolId
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus
 from tests.commerce.audit import audit_pool, until
-from tests.commerce.test_pools import redis_ms
+from tests.commerce.shop import redis_ms
 from tests.helpers import World, seed_world
 
 UNITS = 1000

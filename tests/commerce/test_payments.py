@@ -7,15 +7,20 @@ import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from livecommerce.commerce.payments import (
     LEDGER,
+    REFUNDS_OWED,
     Charge,
     ChargeStatus,
     InvalidCard,
     PaymentDeclined,
     TestModeProvider,
+    refund_owed,
+    retry_owed_refunds,
 )
+from tests.helpers import free_port
 
 APPROVED = "4242 4242 4242 4242"
 DECLINED = "4000 0000 0000 0002"
@@ -111,3 +116,25 @@ async def test_the_delay(redis: Redis) -> None:
     started = time.monotonic()
     await slow.charge("s7.1", 1, "USD", APPROVED)
     assert time.monotonic() - started >= 0.2
+
+
+async def test_a_refund_the_provider_could_not_take_stays_owed_until_it_does(
+    redis: Redis, provider: TestModeProvider
+) -> None:
+    """The refund is written down before the provider is asked: a provider out of reach leaves it owed, and the
+    sweeper's retry settles it once."""
+    charge = await provider.charge("s8.1", 500, "USD", APPROVED)
+    nowhere = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await refund_owed(redis, TestModeProvider(nowhere), "s8.1")
+    finally:
+        await nowhere.aclose()
+    assert await redis.smembers(REFUNDS_OWED) == {b"s8.1"}
+    assert (await provider.lookup("s8.1")).status is ChargeStatus.CHARGED  # type: ignore[union-attr]
+    assert await retry_owed_refunds(redis, provider) == 1
+    refunded = await provider.lookup("s8.1")
+    assert refunded is not None
+    assert (refunded.ref, refunded.status) == (charge.ref, ChargeStatus.REFUNDED)
+    assert await redis.smembers(REFUNDS_OWED) == set()
+    assert await retry_owed_refunds(redis, provider) == 0

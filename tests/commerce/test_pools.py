@@ -25,13 +25,9 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
 )
 from tests.commerce.audit import audit_pool, until
+from tests.commerce.shop import redis_ms
 
 POOL = PoolId.sale(1)
-
-
-async def redis_ms(redis: Redis) -> int:
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
 
 
 async def open_config(redis: Redis, **changes: object) -> PoolConfig:

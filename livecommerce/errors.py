@@ -3,11 +3,14 @@
 `LivecommerceError` is the root. `ConfigError` is for operators (bad settings, unreachable services) and ends
 the process with one line. `ClientError` is for callers: it carries an HTTP status, a stable machine-readable
 `code`, and a `detail` a person can act on; the REST layer renders it as RFC 9457 problem details and the
-socket hub as an error acknowledgement, so both speak the same codes.
+socket hub as an error acknowledgement, so both speak the same codes. Whether retrying helps (`retryable`)
+and how long to wait first (`retry_after`, seconds) are part of every client error and reach the caller the
+same way on both transports (REST adds the `Retry-After` header).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 __all__ = [
@@ -42,27 +45,35 @@ class ClientError(LivecommerceError):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
-    retryable: ClassVar[bool] = False
+    retryable: ClassVar[bool] = False  # the same request may succeed later, unchanged
 
-    def __init__(self, detail: str, *, errors: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, errors: list[dict[str, Any]] | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
+        self.retry_after = retry_after  # seconds to wait before retrying, when waiting helps
 
     @property
     def headers(self) -> dict[str, str]:
-        """Response headers that go with this error (e.g. `Retry-After`)."""
-        return {}
+        """Response headers that go with this error: `Retry-After` (whole seconds, at least 1) when known."""
+        if self.retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
 
     def to_problem(self, instance: str | None = None) -> dict[str, Any]:
-        """RFC 9457 problem details, with `code` and `errors` as extension members."""
+        """RFC 9457 problem details, with `code`, `retryable`, `retry_after` and `errors` as extension members."""
         body: dict[str, Any] = {
             "type": f"https://livecommerce.dev/problems/{self.code}",
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
             "code": self.code,
+            "retryable": self.retryable,
         }
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
         if instance is not None:
             body["instance"] = instance
         if self.errors:
@@ -130,17 +141,19 @@ class TooManyRequests(ClientError):
     title = "Too many requests"
     retryable = True
 
-    def __init__(self, detail: str, *, retry_after: int) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after)}
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__(detail, retry_after=retry_after)
 
 
 class ServiceUnavailable(ClientError):
+    """A dependency (the database, Redis) is down or overloaded: the same request may work after `retry_after`."""
+
     status = 503
     code = "unavailable"
     title = "Service unavailable"
     retryable = True
+
+    def __init__(
+        self, detail: str, *, errors: list[dict[str, Any]] | None = None, retry_after: float | None = 5
+    ) -> None:
+        super().__init__(detail, errors=errors, retry_after=retry_after)

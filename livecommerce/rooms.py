@@ -7,7 +7,7 @@ an admin may edit, start or end it. An ended room is final.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, Select, exists, or_, select, true, update
@@ -20,7 +20,17 @@ from livecommerce.errors import Conflict, InvalidRequest, NotFound
 from livecommerce.models import Brand, Role, Room, RoomStatus, RoomVisibility, User, room_brands, utcnow
 from livecommerce.paging import cut_page
 
-__all__ = ["create_room", "end_room", "get_room", "go_live", "list_rooms", "update_room", "visible_to"]
+__all__ = [
+    "can_see",
+    "create_room",
+    "end_room",
+    "get_room",
+    "go_live",
+    "list_rooms",
+    "load_room",
+    "update_room",
+    "visible_to",
+]
 
 _SCHEDULE_PAST_LEEWAY = timedelta(minutes=5)
 _SCHEDULE_HORIZON = timedelta(days=366)
@@ -42,8 +52,23 @@ def visible_to(who: Principal) -> ColumnElement[bool]:
     return or_(*conditions)
 
 
+def can_see(who: Principal, visibility: RoomVisibility, host_id: int, brand_ids: Collection[int]) -> bool:
+    """`visible_to` for a room already loaded (the buy path checks a cached room without a query)."""
+    return (
+        who.is_admin
+        or visibility is RoomVisibility.PUBLIC
+        or (who.user_id is not None and who.user_id == host_id)
+        or (who.role is Role.BRAND_STAFF and who.brand_id in brand_ids)
+    )
+
+
 def _visible_filter(who: Principal) -> Select[Room]:
     return _loaded().where(visible_to(who))
+
+
+async def load_room(session: AsyncSession, room_id: int) -> Room | None:
+    """The room with its host and brands, whoever asks (the caller applies `can_see`)."""
+    return await session.scalar(_loaded().where(Room.id == room_id))
 
 
 async def get_room(session: AsyncSession, who: Principal, room_id: int) -> Room:

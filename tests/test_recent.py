@@ -1,12 +1,15 @@
-"""RecentCache: a burst of misses for one key becomes one load; stale values are served during one refresh."""
+"""RecentCache: a burst of misses for one key becomes one load; stale values are served during one refresh;
+the last good value is kept, for a bounded time, through refreshes that fail."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 
 import pytest
 
+from livecommerce.errors import NotFound
 from livecommerce.recent import RecentCache
 
 
@@ -17,6 +20,7 @@ class Source:
         self.reads = 0
         self.value = "v1"
         self.fail = False
+        self.error: Exception = LookupError("gone")
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -24,7 +28,7 @@ class Source:
         self.reads += 1
         await self.gate.wait()
         if self.fail:
-            raise LookupError("gone")
+            raise self.error
         return self.value
 
 
@@ -77,18 +81,95 @@ async def test_failures_are_shared_but_not_cached() -> None:
     assert source.reads == 2
 
 
-async def test_a_failed_refresh_drops_the_stale_value() -> None:
-    cache: RecentCache[int, str] = RecentCache(0, 60)
-    source = Source()
-    await cache.get(1, source.read)
-    source.fail = True
-    assert await cache.get(1, source.read) == "v1"  # served stale; the refresh fails behind it
+class Clock:
+    """Time for the cache, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def settled(cache: RecentCache[int, str]) -> None:
+    """Let a background refresh finish (it needs a few loop turns)."""
     for _ in range(100):
         await asyncio.sleep(0)
-        if source.reads == 2 and not cache._loading:
-            break
+        if not cache._loading:
+            return
+    raise AssertionError("the refresh did not finish")
+
+
+async def test_a_failed_refresh_keeps_the_last_good_value_for_a_bounded_time(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    cache: RecentCache[int, str] = RecentCache(1, 5, keep_seconds=60, clock=clock)
+    source = Source()
+    assert await cache.get(1, source.read) == "v1"
+    source.fail = True  # the database goes down
+    caplog.set_level(logging.WARNING, logger="livecommerce.recent")
+    clock.now += 2
+    assert await cache.get(1, source.read) == "v1"  # stale, the refresh fails behind it
+    await settled(cache)
+    assert source.reads == 2
+    clock.now += 0.5
+    assert [await cache.get(1, source.read) for _ in range(50)] == ["v1"] * 50
+    await settled(cache)
+    assert source.reads == 2  # a failing key is retried at most once per fresh_seconds, not per call
+    clock.now += 20  # past stale_seconds: still served at once, without waiting on the failing source
+    source.gate.clear()
+    assert await cache.get(1, source.read) == "v1"
+    await asyncio.sleep(0)
+    assert source.reads == 3  # and one retry started behind it
+    source.gate.set()
+    await settled(cache)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]  # once per key per outage, not per failure
+    assert "LookupError" in warnings[0].getMessage()
+    clock.now += 40  # 62 s after the load: too old to serve, so the caller gets the failure
     with pytest.raises(LookupError):
         await cache.get(1, source.read)
+    source.fail = False  # back: the next call loads
+    source.value = "v2"
+    assert await cache.get(1, source.read) == "v2"
+
+
+async def test_a_caller_waiting_on_a_failed_load_gets_the_kept_value_but_fresh_gets_the_error() -> None:
+    clock = Clock()
+    cache: RecentCache[int, str] = RecentCache(1, 5, keep_seconds=60, clock=clock)
+    source = Source()
+    await cache.get(1, source.read)
+    clock.now += 10  # past stale: a caller waits for the refresh
+    source.fail = True
+    assert await cache.get(1, source.read) == "v1"  # the refresh failed; the last good value answers
+    with pytest.raises(LookupError):
+        await cache.get(1, source.read, fresh=True)  # who needs current data hears that there is none
+    assert await cache.get(1, source.read) == "v1"
+    source.fail = False
+    source.value = "v2"
+    clock.now += 1
+    assert await cache.get(1, source.read) == "v1"  # the retry runs behind the kept value...
+    await settled(cache)
+    assert await cache.get(1, source.read) == "v2"  # ...and its result replaces it
+
+
+async def test_an_answer_from_the_source_is_never_served_from_the_cache() -> None:
+    clock = Clock()
+    cache: RecentCache[int, str] = RecentCache(1, 5, keep_seconds=60, clock=clock)
+    source = Source()
+    await cache.get(1, source.read)
+    source.fail, source.error = True, NotFound("no room with id 1")  # deleted: a real answer, not an outage
+    clock.now += 2
+    assert await cache.get(1, source.read) == "v1"  # stale, refreshed behind
+    await settled(cache)
+    with pytest.raises(NotFound):
+        await cache.get(1, source.read)
+    with pytest.raises(NotFound):
+        await cache.get(1, source.read)
+
+
+def test_the_bounds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="keep_seconds"):
+        RecentCache(1, 5, keep_seconds=2)
 
 
 async def test_fresh_waits_for_a_new_load_and_drop_forgets() -> None:

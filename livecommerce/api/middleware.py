@@ -1,8 +1,9 @@
 """Request middleware: identify the caller, and answer every failure as RFC 9457 problem JSON.
 
 Nothing reaches a client as an HTML error page or a traceback: `ClientError`s become their problem, aiohttp's
-own HTTP errors (unknown route, wrong method, oversized body) are translated, and anything unexpected is
-logged with a reference the caller can quote and answered as a generic 500.
+own HTTP errors (unknown route, wrong method, oversized body) are translated, a dependency that is down (the
+database, Redis) is a 503 with `Retry-After` (`livecommerce.outage`), and anything else unexpected is logged
+with a reference the caller can quote and answered as a generic 500.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from livecommerce.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
+from livecommerce.outage import Warnings, dependency_down, unavailable
 from livecommerce.state import PRINCIPAL, SIGNER
 
 __all__ = ["authenticate", "problem_response", "problems"]
 
 log = logging.getLogger(__name__)
+_outages = Warnings(log)
 
 PROBLEM_TYPE = "application/problem+json"
 
@@ -75,7 +78,11 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         if isinstance(exc, web.HTTPMethodNotAllowed):
             response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
         return response
-    except Exception:
+    except Exception as exc:
+        down = unavailable(exc)
+        if down is not None:  # a dependency is down, not a bug: say when to retry
+            _outages.failed(dependency_down(exc) or "a service", f"{request.method} {request.path}", exc)
+            return problem_response(down, request)
         reference = secrets.token_hex(6)
         log.exception("unhandled error in %s %s (reference %s)", request.method, request.path, reference)
         body = {
@@ -84,6 +91,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             "status": 500,
             "detail": f"an unexpected error occurred; nothing was changed. Report reference {reference}",
             "code": "internal",
+            "retryable": False,
             "instance": request.path,
         }
         return web.Response(body=orjson.dumps(body), status=500, content_type=PROBLEM_TYPE)

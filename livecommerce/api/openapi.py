@@ -32,7 +32,7 @@ _STATUS_TEXT = {
     415: "The body is not JSON",
     422: "A field or parameter is not valid, or a query parameter is unknown; `errors` lists each",
     429: "Too many requests from this caller; retry after `Retry-After` seconds",
-    503: "A dependency is unavailable",
+    503: "A dependency (the database, Redis) is unavailable; retry after `Retry-After` seconds",
 }
 # What every /api route may answer whatever it does: an invalid bearer token is refused (401) even where no
 # sign-in is needed, query parameters the route does not take are refused (422), and the rate limiter
@@ -97,7 +97,7 @@ def problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
             "description": _STATUS_TEXT.get(status, "Error"),
             "content": {_PROBLEM_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
         }
-        if status == 429:
+        if status in (429, 503):
             response["headers"] = _RETRY_AFTER
         responses[str(status)] = response
     return responses

@@ -138,6 +138,10 @@ class Problem(BaseModel):
     status: int
     detail: str = Field(description="What went wrong and what to do about it.")
     code: str = Field(description="Stable machine-readable reason.")
+    retryable: bool = Field(default=False, description="Whether the same request may succeed later, unchanged.")
+    retry_after: float | None = Field(
+        default=None, description="Seconds to wait before retrying (the `Retry-After` header, unrounded)."
+    )
     instance: str | None = None
     errors: list[FieldError] | None = None
 

@@ -11,6 +11,9 @@ room, else from the product's own pool. Every rule that protects a unit is enfor
 
 Room and offer lookups are cached for a second: a burst of taps must not become a burst of SQL queries.
 Redis re-checks the window and the stock on every tap, so a stale cache can refuse late, never oversell.
+The same caches keep their last good value while the database is down (up to five minutes), so a loaded
+sale in a live room sells and is paid for through a database outage: a buy and a checkout need only Redis,
+and the order writer turns the outbox into orders when the database is back.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider, refund_owed
@@ -51,13 +55,10 @@ from livecommerce.errors import (
 from livecommerce.models import (
     FlashSale,
     Product,
-    Role,
-    Room,
     RoomStatus,
     RoomVisibility,
     SaleAudience,
     SaleStatus,
-    room_brands,
     sale_rooms,
 )
 from livecommerce.recent import RecentCache
@@ -80,6 +81,7 @@ log = logging.getLogger(__name__)
 
 _CACHE_SECONDS = 1.0  # a change made elsewhere shows within a second (or at once where we drop the key)
 _STALE_SECONDS = 5.0  # served while one refresh runs, so a burst never waits on SQL
+_KEEP_SECONDS = 300.0  # served while the database is down (refreshes fail), so a live sale keeps selling
 _AUDIENCE = {SaleAudience.OPEN: "open", SaleAudience.INVITE_LIST: "list", SaleAudience.INVITE_CODES: "codes"}
 
 
@@ -231,20 +233,21 @@ def refusal_error(refused: Refused, offer: Offer) -> PurchaseRefused:
 
 @dataclass(frozen=True, slots=True)
 class RoomInfo:
+    """What buying and joining need of a room, cached: it keeps serving while the database is down."""
+
     id: int
     status: RoomStatus
     visibility: RoomVisibility
     host_id: int
     brand_ids: frozenset[int]
+    title: str
+    host_name: str
+    brands: tuple[tuple[int, str], ...]  # (id, name), by id
+    started_at: datetime | None
 
     def visible_to(self, who: Principal) -> bool:
-        """`rooms.visible_to`, for one room already loaded."""
-        return (
-            who.is_admin
-            or self.visibility is RoomVisibility.PUBLIC
-            or (who.user_id is not None and who.user_id == self.host_id)
-            or (who.role is Role.BRAND_STAFF and who.brand_id in self.brand_ids)
-        )
+        """`rooms.can_see`, for this room."""
+        return room_rules.can_see(who, self.visibility, self.host_id, self.brand_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,24 +343,34 @@ class Buying:
         self.batcher = batcher
         self.provider = provider
         self.payment_grace_ms = payment_grace_ms
-        self._rooms: RecentCache[int, RoomInfo] = RecentCache(_CACHE_SECONDS, _STALE_SECONDS)
-        self._offers: RecentCache[tuple[int, int], Offer] = RecentCache(_CACHE_SECONDS, _STALE_SECONDS)
+        self._rooms: RecentCache[int, RoomInfo] = RecentCache(
+            _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="room"
+        )
+        self._offers: RecentCache[tuple[int, int], Offer] = RecentCache(
+            _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="offer (room, product)"
+        )
 
     # --- lookups ----------------------------------------------------------------------------------------------
 
-    async def room(self, room_id: int, who: Principal) -> RoomInfo:
-        info = await self._rooms.get(room_id, lambda: self._lookup_room(room_id))
+    async def room(self, room_id: int, who: Principal, *, fresh: bool = False) -> RoomInfo:
+        """The room as `who` may see it (else NotFound). Cached; while the database is down, the last good
+        value (up to `_KEEP_SECONDS` old). `fresh` reads the database now and fails when it is down."""
+        info = await self._rooms.get(room_id, lambda: self._lookup_room(room_id), fresh=fresh)
         if not info.visible_to(who):
             raise NotFound(f"no room with id {room_id}")
         return info
 
     async def _lookup_room(self, room_id: int) -> RoomInfo:
         async with self.sessions() as session:
-            room = await session.get(Room, room_id)
+            room = await room_rules.load_room(session, room_id)
             if room is None:
                 raise NotFound(f"no room with id {room_id}")
-            brands = await session.scalars(select(room_brands.c.brand_id).where(room_brands.c.room_id == room_id))
-            return RoomInfo(room.id, room.status, room.visibility, room.host_id, frozenset(brands))
+            brands = sorted((brand.id, brand.name) for brand in room.brands)
+            return RoomInfo(
+                id=room.id, status=room.status, visibility=room.visibility, host_id=room.host_id,
+                brand_ids=frozenset(b for b, _ in brands), title=room.title, host_name=room.host.display_name,
+                brands=tuple(brands), started_at=room.started_at,
+            )  # fmt: skip
 
     def forget_room(self, room_id: int) -> None:
         """The room changed (went live, ended): look it up again next time."""

@@ -3,7 +3,7 @@
 Documented for client authors in `docs/protocol.md`; this module is the executable form of that page.
 Every client event is validated against its model here (strict, unknown fields refused) before any rule
 runs, and every acknowledgement is either `{"ok": true, "data": {...}}` or
-`{"ok": false, "error": {"code", "message", "retry_after"?}}` with the same codes the REST API uses.
+`{"ok": false, "error": {"code", "message", "retryable", "retry_after"?}}` with the same codes the REST API uses.
 """
 
 from __future__ import annotations
@@ -190,10 +190,11 @@ def ok_ack(data: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def error_ack(error: ClientError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": error.code, "message": error.detail}
-    retry_after = getattr(error, "retry_after", None)
-    if retry_after is not None:
-        body["retry_after"] = retry_after
+    """The refusal as the REST problem document words it: `code`, `message` (its `detail`), `retryable`, and
+    `retry_after` (seconds) when waiting helps."""
+    body: dict[str, Any] = {"code": error.code, "message": error.detail, "retryable": error.retryable}
+    if error.retry_after is not None:
+        body["retry_after"] = error.retry_after
     if error.errors:
         body["errors"] = error.errors
     return {"ok": False, "error": body}

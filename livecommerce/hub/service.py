@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from livecommerce import rooms as room_rules
 from livecommerce.api.routing import validation_problem
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
-from livecommerce.commerce.buying import Buying, hold_wire
+from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
 from livecommerce.commerce.pools import PoolId, Stock
 from livecommerce.errors import (
     ClientError,
@@ -43,12 +43,14 @@ from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.store import RoomStore
 from livecommerce.models import Product, Room, RoomStatus
+from livecommerce.outage import Warnings, dependency_down, unavailable
 from livecommerce.recent import RecentCache
 from livecommerce.users import get_user
 
 __all__ = ["Hub"]
 
 log = logging.getLogger(__name__)
+_outages = Warnings(log)
 
 _EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
 _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
@@ -190,7 +192,11 @@ class Hub:
             return p.ok_ack(await handler(sid, connection, payload))
         except ClientError as error:
             return p.error_ack(error)
-        except Exception:  # a fault must not end the connection or go unanswered
+        except Exception as exc:  # a fault must not end the connection or go unanswered
+            down = unavailable(exc)
+            if down is not None:  # the database or Redis is down: say when to retry, as REST does
+                _outages.failed(dependency_down(exc) or "a service", f"hub event {event}", exc)
+                return p.error_ack(down)
             log.exception("hub event %s failed", event)
             return p.error_ack(_Internal("something went wrong on the server; nothing was changed"))
 
@@ -200,11 +206,22 @@ class Hub:
         async with self.sessions() as session:
             return await room_rules.get_room(session, who, room_id)
 
+    async def _joinable(self, who: Principal, room_id: int) -> tuple[RoomInfo, bool]:
+        """The room to join, read from the database now (True); while the database is down, the last good
+        value the buying cache keeps (False), so viewers re-join a live room through the outage."""
+        try:
+            return await self.buying.room(room_id, who, fresh=True), True
+        except Exception as exc:
+            if dependency_down(exc) is None:
+                raise
+            return await self.buying.room(room_id, who), False
+
     async def _join(self, sid: str, connection: _Connection, event: p.Join) -> dict[str, Any]:
-        room = await self._room(connection.who, event.room_id)
+        room, current = await self._joinable(connection.who, event.room_id)
         if room.id not in connection.rooms and len(connection.rooms) >= p.MAX_ROOMS_PER_CONNECTION:
             raise Conflict(f"a connection may be in {p.MAX_ROOMS_PER_CONNECTION} rooms at once; leave one first")
-        seq = await self.store.sync_status(room.id, room.status.value)
+        # Only the database's own answer may correct Redis; a kept value may be older than Redis's status.
+        seq = await self.store.sync_status(room.id, room.status.value) if current else None
         if seq is not None:  # Redis had missed a status change (e.g. it was restarted): tell local viewers too
             self.fanout.add_event(room.id, "room_status", {"room_id": room.id, "status": room.status.value, "seq": seq})
         connection.rooms.add(room.id)
@@ -223,7 +240,8 @@ class Hub:
         if pool is not None:
             found = (await self.buying.inventory.stock([pool])).get(pool)
             stock = None if found is None else self._stock_wire(room.id, pool, found)
-        wire = {"room": _room_wire(room), **snapshot.as_wire(), "stock": stock}
+        status = room.status.value if current else (snapshot.status or room.status.value)
+        wire = {"room": _room_wire(room, status), **snapshot.as_wire(), "stock": stock}
         return {"room_id": room.id, "snapshot": wire}
 
     async def _leave(self, sid: str, connection: _Connection, event: p.Leave) -> dict[str, Any]:
@@ -528,12 +546,12 @@ def _seq_key(seq: str) -> tuple[int, int]:
     return int(ms), int(n or 0)
 
 
-def _room_wire(room: Room) -> dict[str, Any]:
+def _room_wire(room: RoomInfo, status: str) -> dict[str, Any]:
     return {
         "id": room.id,
         "title": room.title,
-        "status": room.status.value,
-        "host": {"id": room.host.id, "display_name": room.host.display_name},
-        "brands": [{"id": brand.id, "name": brand.name} for brand in room.brands],
+        "status": status,
+        "host": {"id": room.host_id, "display_name": room.host_name},
+        "brands": [{"id": brand_id, "name": name} for brand_id, name in room.brands],
         "started_at": room.started_at.isoformat() if room.started_at else None,
     }

@@ -144,14 +144,6 @@ class ChatRefused(ClientError):
     code = "chat_refused"
     title = "Message not posted"
 
-    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
-        super().__init__(detail)
-        self.retry_after = retry_after
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {} if self.retry_after is None else {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
-
 
 class ChatBanned(ChatRefused):
     code = "banned"

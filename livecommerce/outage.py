@@ -45,7 +45,10 @@ def dependency_down(exc: BaseException) -> str | None:
     if isinstance(exc, _REDIS_DOWN):
         return "Redis"
     if isinstance(exc, OSError):  # refused, reset, timed out (TimeoutError is an OSError): whose socket?
-        return _raised_in(exc) or "a service"
+        origin = _raised_in(exc)
+        if origin is not None:
+            return origin
+        return "a service" if isinstance(exc, ConnectionError | TimeoutError) else None  # not a missing file
     return None
 
 

@@ -56,9 +56,17 @@ async def test_a_redis_nobody_listens_on_is_redis_being_down() -> None:
     [
         IntegrityError("INSERT", {}, Exception("duplicate key value violates unique constraint")),
         ValueError("a bug"),
+        FileNotFoundError("no such file"),
         KeyError("missing"),
     ],
 )
 def test_faults_stay_faults(fault: Exception) -> None:
     assert dependency_down(fault) is None
     assert unavailable(fault) is None
+
+
+def test_a_refused_connection_from_elsewhere_is_still_unavailable() -> None:
+    assert dependency_down(ConnectionRefusedError(111, "Connection refused")) == "a service"
+    error = unavailable(TimeoutError())
+    assert error is not None
+    assert error.detail.startswith("a service this server needs is not answering right now; retry in 5 s")

@@ -34,6 +34,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK_ID = 0x6C697665  # "live": one advisory lock id for schema migrations
+_CONNECT_TIMEOUT = 3.0  # seconds a PostgreSQL connect may take before it counts as the database being down
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
@@ -54,6 +55,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    # A server that does not answer fails a connect within seconds (asyncpg waits 60 s by default), well inside
+    # the buy path's stale window, so the caches switch to their kept values instead of holding buyers.
+    kwargs.setdefault("connect_args", {"timeout": _CONNECT_TIMEOUT})
     return create_async_engine(url, **kwargs)
 
 

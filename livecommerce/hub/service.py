@@ -57,6 +57,7 @@ _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
 _COUNTER_INTERVAL = 0.25
 _STOCK_INTERVAL = 0.1  # stock counters: at most ~10 updates a second per product, whatever the purchase rate
 _REMEMBERED_SEQS = 2048  # per room: enough to cover a catch-up overlapping live delivery
+_JOIN_DB_WAIT = 2.0  # seconds a join waits for the database before it uses the kept room
 
 
 @dataclass
@@ -207,10 +208,11 @@ class Hub:
             return await room_rules.get_room(session, who, room_id)
 
     async def _joinable(self, who: Principal, room_id: int) -> tuple[RoomInfo, bool]:
-        """The room to join, read from the database now (True); while the database is down, the last good
-        value the buying cache keeps (False), so viewers re-join a live room through the outage."""
+        """The room to join, read from the database now (True); while the database is down (or slower than
+        `_JOIN_DB_WAIT`), the last good value the buying cache keeps (False), so viewers re-join a live room
+        through the outage. The read goes on behind a timed-out wait and refreshes the cache."""
         try:
-            return await self.buying.room(room_id, who, fresh=True), True
+            return await asyncio.wait_for(self.buying.room(room_id, who, fresh=True), _JOIN_DB_WAIT), True
         except Exception as exc:
             if dependency_down(exc) is None:
                 raise

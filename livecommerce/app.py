@@ -23,6 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce import health, ratelimit, webapp
+from livecommerce.accounts import Accounts
 from livecommerce.aio import cancel_and_wait
 from livecommerce.api.middleware import authenticate, problems
 from livecommerce.api.openapi import build_openapi
@@ -39,7 +40,7 @@ from livecommerce.errors import ConfigError
 from livecommerce.hub import runtime as hub_runtime
 from livecommerce.media import http as media_http
 from livecommerce.settings import Settings
-from livecommerce.state import BUYING, ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
+from livecommerce.state import ACCOUNTS, BUYING, ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
 
 __all__ = ["create_app", "resolve_secret"]
 
@@ -130,6 +131,15 @@ async def _database_context(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+async def _accounts_context(app: web.Application) -> AsyncIterator[None]:
+    """Current accounts (what a token may do now), and the listener that hears other processes' changes."""
+    accounts = Accounts(app[SESSIONS], app[REDIS])
+    app[ACCOUNTS] = accounts
+    task = asyncio.create_task(accounts.run(), name="account changes")
+    yield
+    await cancel_and_wait([task])
+
+
 def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     """The application for `settings`, using the Redis at `redis_url` (embedded or configured)."""
     app = web.Application(
@@ -139,6 +149,7 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     app[SIGNER] = TokenSigner(resolve_secret(settings), settings.token_ttl)
     app.cleanup_ctx.append(_redis_context(redis_url))
     app.cleanup_ctx.append(_database_context)
+    app.cleanup_ctx.append(_accounts_context)
     app.cleanup_ctx.append(_commerce_context)
     if settings.demo:
         app.cleanup_ctx.append(_demo_worker_context)

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AccountStatus",
     "Base",
     "Brand",
     "FlashSale",
@@ -77,6 +78,12 @@ class Role(enum.StrEnum):
     HOST = "host"
     BRAND_STAFF = "brand_staff"
     ADMIN = "admin"
+
+
+class AccountStatus(enum.StrEnum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # can be reinstated
+    DELETED = "deleted"  # anonymised for good; the row stays so orders keep their buyer
 
 
 class RoomStatus(enum.StrEnum):
@@ -149,15 +156,24 @@ class Brand(Base):
 
 
 class User(Base):
+    """A person. Never removed: a deleted account is anonymised in place, so orders keep their buyer."""
+
     __tablename__ = "users"
-    __table_args__ = (CheckConstraint("(role = 'brand_staff') = (brand_id IS NOT NULL)", name="staff_has_brand"),)
+    __table_args__ = (
+        CheckConstraint("(role = 'brand_staff') = (brand_id IS NOT NULL)", name="staff_has_brand"),
+        CheckConstraint("(status = 'deleted') = (deleted_at IS NOT NULL)", name="deleted_has_time"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     display_name: Mapped[str] = mapped_column(String(80))
     role: Mapped[Role] = mapped_column(_enum(Role, "role"))
     brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"), index=True)
+    status: Mapped[AccountStatus] = mapped_column(
+        _enum(AccountStatus, "account_status"), default=AccountStatus.ACTIVE, server_default=AccountStatus.ACTIVE.value
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None]
 
 
 class Product(Base):

@@ -9,12 +9,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 if TYPE_CHECKING:
+    from livecommerce.accounts import Accounts
     from livecommerce.auth import Principal, TokenSigner
     from livecommerce.commerce.buying import Buying
     from livecommerce.hub.service import Hub
     from livecommerce.settings import Settings
 
-__all__ = ["BUYING", "ENGINE", "HUB", "PRINCIPAL", "REDIS", "SESSIONS", "SETTINGS", "SIGNER"]
+__all__ = ["ACCOUNTS", "BUYING", "ENGINE", "HUB", "PRINCIPAL", "REDIS", "SESSIONS", "SETTINGS", "SIGNER"]
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 SIGNER: web.AppKey[TokenSigner] = web.AppKey("signer")
@@ -23,6 +24,7 @@ ENGINE: web.AppKey[AsyncEngine] = web.AppKey("engine")
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 BUYING: web.AppKey[Buying] = web.AppKey("buying")
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 
 # Per request: who is calling (set by the authentication middleware).
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

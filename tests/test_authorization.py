@@ -180,6 +180,20 @@ CASES = [
         only({"admin": 201}),
     ),
     Case("POST", "/api/v1/users/{viewer}/token", None, only({"admin": 201}), mutates=False),
+    Case("PUT", "/api/v1/users/{viewer}/role", lambda w: {"role": "host"}, only({"admin": 200})),
+    Case(
+        "PUT",
+        "/api/v1/users/{viewer}/role",
+        lambda w: {"role": "brand_staff", "brand_id": w.ids["other_brand"]},
+        only({"admin": 200}),
+    ),
+    # An admin cannot lock themselves out (the seeded admin is also the only one: the last admin stays).
+    Case("PUT", "/api/v1/users/{admin}/role", lambda w: {"role": "viewer"}, only({"admin": 409})),
+    Case("POST", "/api/v1/users/{staff}/suspend", None, only({"admin": 200})),
+    Case("POST", "/api/v1/users/{admin}/suspend", None, only({"admin": 409})),
+    Case("POST", "/api/v1/users/{host}/reinstate", None, only({"admin": 200})),
+    Case("DELETE", "/api/v1/users/{viewer}", None, only({"admin": 204})),
+    Case("DELETE", "/api/v1/users/{admin}", None, only({"admin": 409})),
     # demo login exists only in demo mode
     Case("POST", "/api/v1/auth/demo-login", lambda w: {"email": "admin@t.dev"}, everyone(404), mutates=False),
 ]

@@ -105,6 +105,7 @@ WRONG_TYPES = {
     "PATCH /api/v1/rooms/{room_id}": ({"brand_ids": [0]}, "body.brand_ids.0"),
     "POST /api/v1/users": ({"email": "nope", "display_name": "N", "role": "viewer"}, "body.email"),
     "POST /api/v1/auth/demo-login": ({"email": 7}, "body.email"),
+    "PUT /api/v1/users/{user_id}/role": ({"role": "owner"}, "body.role"),
     "POST /api/v1/sales": (
         {
             "product_id": 1,

@@ -25,7 +25,7 @@ from livecommerce.errors import (
     Unauthorized,
 )
 from livecommerce.outage import Warnings, dependency_down, unavailable
-from livecommerce.state import PRINCIPAL, SIGNER
+from livecommerce.state import ACCOUNTS, PRINCIPAL, SIGNER
 
 __all__ = ["authenticate", "problem_response", "problems"]
 
@@ -99,7 +99,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Resolve the bearer token, if any, to a principal. A bad token is refused even on public routes."""
+    """Resolve the bearer token, if any, to a principal: the account as it is now (its current role and brand;
+    suspended and deleted accounts refused), not the role the token was issued with. A bad token is refused
+    even on public routes."""
     header = request.headers.get("Authorization")
     if header is None:
         request[PRINCIPAL] = ANONYMOUS
@@ -107,5 +109,5 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("use the header 'Authorization: Bearer <token>'")
-    request[PRINCIPAL] = request.app[SIGNER].verify(token.strip())
+    request[PRINCIPAL] = await request.app[ACCOUNTS].principal(request.app[SIGNER].verify(token.strip()))
     return await handler(request)

@@ -24,7 +24,7 @@ _STATUS_TEXT = {
     201: "Created",
     204: "Deleted; no content",
     400: "The request could not be read (malformed JSON, empty body)",
-    401: "Sign-in required, or the bearer token is invalid or expired",
+    401: "Sign-in required, or the bearer token is invalid or expired, or its account is suspended or deleted",
     403: "Signed in, but this role may not do this",
     404: "No such resource (or not visible to the caller)",
     409: "Conflicts with the current state (a duplicate, a finished room, a product that has sold)",

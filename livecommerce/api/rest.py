@@ -8,6 +8,7 @@ authorisation-matrix test.
 from __future__ import annotations
 
 from livecommerce import catalog, rooms, users
+from livecommerce.accounts import Account
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
 from livecommerce.commerce import order_queries, sales
@@ -15,7 +16,7 @@ from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.product_stock import give_units, take_units
 from livecommerce.errors import NotFound
 from livecommerce.models import Brand, Order, Product, Room, SaleStatus, User
-from livecommerce.state import BUYING, HUB, SESSIONS
+from livecommerce.state import ACCOUNTS, BUYING, HUB, SESSIONS
 
 __all__ = ["ROUTER"]
 
@@ -91,6 +92,9 @@ async def demo_login(call: Call, body: s.DemoLogin) -> s.TokenOut:
     user = await users.user_by_email(call.session, body.email)
     if user is None:
         raise NotFound(f"no demo user with email {body.email}; the server printed the demo users at start-up")
+    refusal = Account.of(user).refusal()
+    if refusal is not None:
+        raise refusal
     token = call.token_for(user.id, user.role, user.brand_id)
     return s.TokenOut(token=token, expires_in=call.settings.token_ttl, user=_user(user))
 
@@ -117,6 +121,44 @@ async def issue_token(call: Call, user_id: int) -> s.TokenOut:
     user = await users.user_for_token(call.session, call.who, user_id)
     token = call.token_for(user.id, user.role, user.brand_id)
     return s.TokenOut(token=token, expires_in=call.settings.token_ttl, user=_user(user))
+
+
+def _announce_account(call: Call, user: User) -> s.UserOut:
+    """Once committed, every process applies the change: REST at once, open sockets re-authorised or closed."""
+    accounts, user_id = call.request.app[ACCOUNTS], user.id
+    call.on_commit(lambda: accounts.announce(user_id))
+    return _user(user)
+
+
+_ACCOUNT_ERRORS = (401, 403, 404, 409)
+
+
+@route("PUT", "/users/{user_id}/role", summary="Change a user's role (and brand, for brand staff)",
+       access="admins (not for their own account, nor the last active admin)", tag="users", body=s.RoleChange,
+       response=s.UserOut, errors=(*_WRITE, 404, 409))  # fmt: skip
+async def change_user_role(call: Call, user_id: int, body: s.RoleChange) -> s.UserOut:
+    user = await users.change_role(call.session, call.who, user_id, role=body.role, brand_id=body.brand_id)
+    return _announce_account(call, user)
+
+
+@route("POST", "/users/{user_id}/suspend", summary="Suspend a user: their tokens are refused until reinstated",
+       access="admins (not for their own account, nor the last active admin)", tag="users", response=s.UserOut,
+       errors=_ACCOUNT_ERRORS)  # fmt: skip
+async def suspend_user(call: Call, user_id: int) -> s.UserOut:
+    return _announce_account(call, await users.suspend_user(call.session, call.who, user_id))
+
+
+@route("POST", "/users/{user_id}/reinstate", summary="Lift a user's suspension", access="admins", tag="users",
+       response=s.UserOut, errors=_ACCOUNT_ERRORS)  # fmt: skip
+async def reinstate_user(call: Call, user_id: int) -> s.UserOut:
+    return _announce_account(call, await users.reinstate_user(call.session, call.who, user_id))
+
+
+@route("DELETE", "/users/{user_id}", summary="Delete a user: anonymised for good, their orders kept",
+       access="admins (not for their own account, nor the last active admin)", tag="users", status=204,
+       errors=_ACCOUNT_ERRORS)  # fmt: skip
+async def delete_user(call: Call, user_id: int) -> None:
+    _announce_account(call, await users.delete_user(call.session, call.who, user_id))
 
 
 # --- brands ---------------------------------------------------------------------------------------------------

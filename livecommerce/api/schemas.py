@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from livecommerce.models import OrderStatus, Role, RoomStatus, RoomVisibility, SaleAudience, SaleStatus
+from livecommerce.models import AccountStatus, OrderStatus, Role, RoomStatus, RoomVisibility, SaleAudience, SaleStatus
 
 MAX_ID = 2**31 - 1
 
@@ -163,10 +163,11 @@ class PageQuery(BaseModel):
 
 class UserOut(BaseModel):
     id: int
-    email: str
+    email: str = Field(description="`deleted-<id>@invalid` once the account is deleted.")
     display_name: str
     role: Role
     brand_id: int | None
+    status: AccountStatus = Field(description="Suspended and deleted accounts' tokens are refused.")
     created_at: datetime
 
 
@@ -175,6 +176,13 @@ class UserCreate(BaseModel):
 
     email: Email
     display_name: DisplayName
+    role: Role
+    brand_id: Id | None = Field(default=None, description="Required for brand_staff, forbidden otherwise.")
+
+
+class RoleChange(BaseModel):
+    model_config = _STRICT
+
     role: Role
     brand_id: Id | None = Field(default=None, description="Required for brand_staff, forbidden otherwise.")
 

@@ -1,5 +1,5 @@
-"""The worker's loops: load sales before they start, close and finalise them after they end, sweep holds, and
-write the outboxes to SQL.
+"""The worker's loops: load sales before they start, close and finalise them after they end, sweep holds,
+write the outboxes to SQL, and audit that every charge has its order.
 
 Each job is a small class whose `step` does one round; `Job.run` repeats it forever. A failed round is
 logged and retried after a capped exponential backoff; cancellation (the worker stopping) is never caught.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar, Final
@@ -24,12 +25,19 @@ from livecommerce.aio import raise_if_cancelled
 from livecommerce.commerce import sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.orders import OrderWriter, pool_drained
-from livecommerce.commerce.payments import ChargeStatus, PaymentProvider, refund_owed, retry_owed_refunds
+from livecommerce.commerce.payments import (
+    REFUNDS_OWED,
+    Charge,
+    ChargeStatus,
+    PaymentProvider,
+    refund_owed,
+    retry_owed_refunds,
+)
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.commerce.product_stock import give_units
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleStatus, utcnow
 
-__all__ = ["Job", "OutboxWriter", "SaleCloser", "SaleLoader", "Sweeper", "worker_jobs"]
+__all__ = ["ORPHANS", "ChargeAudit", "Job", "OutboxWriter", "SaleCloser", "SaleLoader", "Sweeper", "worker_jobs"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +46,7 @@ SWEEP_MAX: Final = 1000  # holds one sweep call looks at
 _BACKOFF_START: Final = 0.5
 _BACKOFF_MAX: Final = 30.0
 _OPEN: Final = (SaleStatus.SCHEDULED, SaleStatus.LIVE)
+ORPHANS: Final = "livecommerce:payments:orphans"  # set: hold ids charged with no paid order and no refund
 
 
 class Job:
@@ -245,6 +254,72 @@ class OutboxWriter(Job):
         self.writer.restart()
 
 
+class ChargeAudit(Job):
+    """Checks that every charge in the provider's ledger has a paid order in SQL, or a refund (done or owed).
+
+    Charges younger than `grace_seconds` are skipped: their order may still be in an outbox (during a database
+    outage orders wait there; a charge found meanwhile is reported, and crossed off once its order lands). A
+    charge without either is logged at error with its hold id and kept in the Redis set
+    ``livecommerce:payments:orphans`` (what monitoring watches: `SCARD`) until it is resolved. One page of the
+    ledger per step; a full pass, then `interval` seconds of rest.
+    """
+
+    name = "charge audit"
+
+    def __init__(
+        self,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        provider: PaymentProvider,
+        *,
+        grace_seconds: float = 900.0,
+        interval: float = 60.0,
+        page: int = 500,
+    ) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.provider = provider
+        self.grace_ms = int(grace_seconds * 1000)
+        self.interval = interval
+        self.page = page
+        self._cursor: str | None = None
+
+    async def step(self) -> bool:
+        charges, self._cursor = await self.provider.charges(self._cursor, self.page)
+        await self.check(charges)
+        return self._cursor is not None
+
+    async def check(self, charges: Sequence[Charge]) -> set[str]:
+        """Report the charges of `charges` that have no order; returns their keys (hold ids)."""
+        recent = time.time_ns() // 1_000_000 - self.grace_ms
+        due = [
+            c for c in charges
+            if c.status is ChargeStatus.CHARGED and (c.charged_at_ms is None or c.charged_at_ms <= recent)
+        ]  # fmt: skip
+        settled = {c.key for c in charges if c.status is ChargeStatus.REFUNDED}
+        if due:
+            keys = [c.key for c in due]
+            async with self.sessions() as session:
+                ordered = set(
+                    (
+                        await session.scalars(
+                            select(Order.hold_id).where(Order.hold_id.in_(keys), Order.status == OrderStatus.PAID)
+                        )
+                    ).all()
+                )
+            owed = await self.redis.smismember(REFUNDS_OWED, keys)
+            settled |= {key for key, is_owed in zip(keys, owed, strict=True) if key in ordered or is_owed}
+        orphans = {c.key for c in due} - settled
+        for charge in due:
+            if charge.key in orphans and await self.redis.sadd(ORPHANS, charge.key):
+                log.error("charge %s (%s, %d %s) has no paid order and no refund: a charge without an order",
+                          charge.key, charge.ref, charge.amount_minor, charge.currency)  # fmt: skip
+        resolved = sorted(settled)
+        if resolved and await self.redis.srem(ORPHANS, *resolved):
+            log.info("charges without an order resolved (their order or refund arrived): %s", ", ".join(resolved))
+        return orphans
+
+
 def worker_jobs(
     redis: Redis,
     sessions: async_sessionmaker[AsyncSession],
@@ -261,4 +336,5 @@ def worker_jobs(
         SaleCloser(redis, sessions, inventory),
         Sweeper(inventory, provider),
         OutboxWriter(writer),
+        ChargeAudit(redis, sessions, provider),
     ]

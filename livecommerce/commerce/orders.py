@@ -18,6 +18,10 @@ read by a worker that died are taken over (XAUTOCLAIM) once idle for `claim_afte
 own pending entries before new ones. An entry SQL refuses for good (a constraint) is moved, with the error,
 to the dead-letter stream ``livecommerce:orders:dead`` rather than blocking the pool's stream forever.
 
+A missing buyer is never such a refusal: accounts are deleted by anonymising them (the row stays), and a
+buyer row that is truly gone (removed by hand in SQL) is recreated first as a deleted, anonymised tombstone
+with the same id, so a paid hold always becomes an order and the charge always has its order.
+
 The outboxes are read with one XREADGROUP over all pools: on Redis Cluster the pools would have to be read
 per node.
 """
@@ -34,13 +38,14 @@ from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy import Table, bindparam, case, update
+from sqlalchemy import Table, bindparam, case, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolId
-from livecommerce.models import Order, OrderStatus, Product, SaleCode, utcnow
+from livecommerce.models import AccountStatus, Order, OrderStatus, Product, Role, SaleCode, User, utcnow
+from livecommerce.users import DELETED_NAME, deleted_email
 
 __all__ = ["DEAD_LETTERS", "GROUP", "OrderWriter", "apply_holds", "pool_drained"]
 
@@ -51,6 +56,7 @@ DEAD_LETTERS: Final = "livecommerce:orders:dead"
 _ORDERS: Final = cast(Table, Order.__table__)
 _PRODUCTS: Final = cast(Table, Product.__table__)
 _CODES: Final = cast(Table, SaleCode.__table__)
+_USERS: Final = cast(Table, User.__table__)
 _TERMINAL: Final = {
     HoldState.PAID: OrderStatus.PAID,
     HoldState.CANCELLED: OrderStatus.CANCELLED,
@@ -112,6 +118,7 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
     if not records:
         return []
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    await _retain_buyers(session, insert, sorted({h.buyer_id for h in records}))
     rows = [
         {
             "hold_id": h.id, "pool": h.pool.name, "sale_id": h.sale_id, "product_id": h.product_id,
@@ -179,6 +186,27 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
             redeemed,
         )
     return moved
+
+
+async def _retain_buyers(session: AsyncSession, insert: Any, buyer_ids: Sequence[int]) -> None:
+    """Recreate buyers whose row is gone as deleted, anonymised tombstones, so their orders can be written
+    (ids of real, once-created users: below PostgreSQL's sequence, so no later user collides with one)."""
+    missing: list[int] = []
+    for start in range(0, len(buyer_ids), _IN_CHUNK):
+        ids = buyer_ids[start : start + _IN_CHUNK]
+        found = set((await session.scalars(select(_USERS.c.id).where(_USERS.c.id.in_(ids)))).all())
+        missing += [i for i in ids if i not in found]
+    if not missing:
+        return
+    log.warning("buyer(s) %s no longer exist; their orders are recorded against deleted tombstone accounts",
+                ", ".join(map(str, missing)))  # fmt: skip
+    now = utcnow()
+    tombstones = [
+        {"id": i, "email": deleted_email(i), "display_name": DELETED_NAME, "role": Role.VIEWER, "brand_id": None,
+         "status": AccountStatus.DELETED, "created_at": now, "deleted_at": now}
+        for i in missing
+    ]  # fmt: skip
+    await session.execute(insert(_USERS).on_conflict_do_nothing(), tombstones)
 
 
 async def pool_drained(redis: Redis, pool: PoolId) -> bool:

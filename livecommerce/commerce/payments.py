@@ -19,6 +19,7 @@ card number           outcome
 any other number      approved if it passes the Luhn check, else `InvalidCard`
 ====================  ===============================================
 
+`charges` pages through the whole ledger (the worker's charge audit checks every charge has its order).
 It answers after a configurable delay (`LIVECOMMERCE_PAYMENT_DELAY_MS`), to rehearse a slow provider.
 A real provider plugs in by implementing `PaymentProvider`.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import secrets
+import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any, Final, Protocol
@@ -75,6 +77,7 @@ class Charge:
     currency: str
     status: ChargeStatus
     decline_reason: str | None = None  # "card_declined", "insufficient_funds", … when declined
+    charged_at_ms: int | None = None  # when the provider recorded it (None: a record older than this field)
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -89,6 +92,7 @@ class Charge:
             currency=d["currency"],
             status=ChargeStatus(d["status"]),
             decline_reason=d.get("decline_reason"),
+            charged_at_ms=None if d.get("charged_at_ms") is None else int(d["charged_at_ms"]),
         )
 
 
@@ -125,7 +129,9 @@ class PaymentProvider(Protocol):
     charge — possibly with status ``refunded`` if it was refunded since: check `status` — and never charges
     again. A declined attempt raises `PaymentDeclined` and leaves the key free for another card; a malformed
     card number raises `InvalidCard`. `lookup` returns what the provider recorded for a key (None: it never
-    saw it). `refund` refunds a charged key and returns its record (None: unknown key).
+    saw it). `refund` refunds a charged key and returns its record (None: unknown key). `charges` returns one
+    page of every recorded outcome, in no particular order, and the cursor of the next page (None: the last);
+    a record may appear on two pages.
     """
 
     async def charge(self, key: str, amount_minor: int, currency: str, card_number: str) -> Charge: ...
@@ -133,6 +139,8 @@ class PaymentProvider(Protocol):
     async def lookup(self, key: str) -> Charge | None: ...
 
     async def refund(self, key: str) -> Charge | None: ...
+
+    async def charges(self, cursor: str | None, limit: int) -> tuple[list[Charge], str | None]: ...
 
 
 def _luhn(digits: str) -> bool:
@@ -183,10 +191,13 @@ class TestModeProvider:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         reason = TEST_CARDS.get(digits)
+        now_ms = time.time_ns() // 1_000_000
         if reason is None:
-            attempt = Charge(key, "tp_" + secrets.token_hex(12), amount_minor, currency, ChargeStatus.CHARGED)
+            attempt = Charge(
+                key, "tp_" + secrets.token_hex(12), amount_minor, currency, ChargeStatus.CHARGED, None, now_ms
+            )
         else:
-            attempt = Charge(key, "", amount_minor, currency, ChargeStatus.DECLINED, reason)
+            attempt = Charge(key, "", amount_minor, currency, ChargeStatus.DECLINED, reason, now_ms)
         stands = Charge.from_json(await self._record(keys=[LEDGER], args=["charge", key, attempt.to_json()]))
         if (stands.amount_minor, stands.currency) != (amount_minor, currency):
             raise ValueError(
@@ -205,6 +216,11 @@ class TestModeProvider:
         _check_key(key)
         raw = await self._record(keys=[LEDGER], args=["refund", key])
         return None if raw is None else Charge.from_json(raw)
+
+    async def charges(self, cursor: str | None, limit: int) -> tuple[list[Charge], str | None]:
+        following, page = await self._redis.hscan(LEDGER, int(cursor or 0), count=limit)
+        assert isinstance(page, dict)
+        return [Charge.from_json(raw) for raw in page.values()], (None if int(following) == 0 else str(following))
 
 
 async def refund_owed(redis: Redis, provider: PaymentProvider, key: str) -> None:

@@ -19,7 +19,7 @@ from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.service import Hub
 from livecommerce.hub.store import RoomStore
-from livecommerce.state import BUYING, HUB, REDIS, SESSIONS, SIGNER
+from livecommerce.state import ACCOUNTS, BUYING, HUB, REDIS, SESSIONS, SIGNER
 
 __all__ = ["install"]
 
@@ -71,6 +71,7 @@ def install(app: web.Application) -> None:
             sessions=app[SESSIONS],
             signer=app[SIGNER],
             buying=app[BUYING],
+            accounts=app[ACCOUNTS],
         )
         app[HUB] = hub
         task = asyncio.create_task(hub.run(), name="hub")

@@ -24,6 +24,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce import rooms as room_rules
+from livecommerce.accounts import Account, Accounts
 from livecommerce.api.routing import validation_problem
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
@@ -44,8 +45,6 @@ from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.store import RoomStore
 from livecommerce.models import Product, Room, RoomStatus
 from livecommerce.outage import Warnings, dependency_down, unavailable
-from livecommerce.recent import RecentCache
-from livecommerce.users import get_user
 
 __all__ = ["Hub"]
 
@@ -62,7 +61,10 @@ _JOIN_DB_WAIT = 2.0  # seconds a join waits for the database before it uses the 
 
 @dataclass
 class _Connection:
-    """What the hub keeps per socket: who it is, where it is, and its event budget."""
+    """What the hub keeps per socket: who it is, where it is, and its event budget.
+
+    `who` is the account's current principal, replaced when an admin changes the account (`_accounts_changed`).
+    """
 
     who: Principal
     name: str
@@ -97,6 +99,7 @@ class Hub:
         sessions: async_sessionmaker[AsyncSession],
         signer: TokenSigner,
         buying: Buying,
+        accounts: Accounts,
     ) -> None:
         self.sio = sio
         self.fanout = fanout
@@ -105,10 +108,11 @@ class Hub:
         self.sessions = sessions
         self.signer = signer
         self.buying = buying
+        self.accounts = accounts
         buying.batcher.on_stock = self._stock_reported
+        accounts.subscribe(self._accounts_changed)
         self._connections: dict[str, _Connection] = {}
-        # Display names for chat, read once per user per minute: a crowd connecting at once is not a query each.
-        self._names: RecentCache[int, str] = RecentCache(60.0, 300.0)
+        self._rechecks: set[asyncio.Task[None]] = set()
         # Stock counters: the pool each room shows (from its pin), and the last stock sent for each pool.
         self._room_pools: dict[int, PoolId] = {}
         self._sent_stock: dict[PoolId, Stock] = {}
@@ -148,23 +152,71 @@ class Hub:
     # --- connections ------------------------------------------------------------------------------------------
 
     async def _on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        """Refused connections get `connect_error` with `message` (the text) and `data` = `{code, message}`."""
         token = auth.get("token") if isinstance(auth, dict) else None
         who, name = ANONYMOUS, "guest"
         if token is not None:
             try:
                 if not isinstance(token, str):
                     raise Unauthorized("auth.token must be a string")
-                who = self.signer.verify(token)
-                assert who.user_id is not None
-                name = await self._names.get(who.user_id, lambda: self._display_name(who.user_id))
+                claimed = self.signer.verify(token)
+                assert claimed.user_id is not None
+                account = await self.accounts.active(claimed.user_id)  # the account now, not the token's role
+                who, name = account.principal, account.display_name
             except ClientError as error:
-                raise socketio.exceptions.ConnectionRefusedError(p.error_ack(error)["error"]) from None
+                refusal = p.error_ack(error)["error"]
+                raise socketio.exceptions.ConnectionRefusedError(refusal["message"], refusal) from None
         self._connections[sid] = _Connection(who=who, name=name)
 
-    async def _display_name(self, user_id: int | None) -> str:
-        assert user_id is not None
-        async with self.sessions() as session:
-            return (await get_user(session, user_id)).display_name
+    def _accounts_changed(self, user_ids: frozenset[int] | None) -> None:
+        """An account changed (None: any may have): re-check the sockets signed in as it, off the caller."""
+        task = asyncio.create_task(self._recheck(user_ids), name="hub-account-recheck")
+        self._rechecks.add(task)
+        task.add_done_callback(self._rechecks.discard)
+
+    async def _recheck(self, user_ids: frozenset[int] | None) -> None:
+        """Apply the accounts as they are now to open sockets: a suspended, deleted or vanished account's
+        sockets get `access_revoked` and are disconnected; a changed role or brand replaces the socket's
+        principal, and a socket is disconnected the same way if it is in a room the account may no longer see."""
+        held = {c.who.user_id for c in self._connections.values() if c.who.user_id is not None}
+        wanted = held if user_ids is None else held & user_ids
+        if not wanted:
+            return
+        try:
+            accounts = await self.accounts.many(wanted)
+        except ClientError:
+            log.exception("re-checking %d account(s) of open sockets failed", len(wanted))
+            return
+        for sid, connection in list(self._connections.items()):
+            user_id = connection.who.user_id
+            if user_id not in wanted:
+                continue
+            try:
+                error = await self._reauthorise(connection, accounts.get(user_id))
+            except Exception:  # one socket's failure must not leave the others unchecked
+                log.exception("re-authorising socket %s of user %s failed; disconnecting it", sid, user_id)
+                error = _Internal("your access could not be re-checked; reconnect")
+            if error is not None:
+                await self.sio.emit("access_revoked", p.access_revoked(error), to=sid)
+                await self.sio.disconnect(sid)
+
+    async def _reauthorise(self, connection: _Connection, account: Account | None) -> ClientError | None:
+        """The refusal that ends this socket, or None once its principal is the account's current one."""
+        if account is None:
+            return Unauthorized("this account no longer exists; sign in again")
+        refusal = account.refusal()
+        if refusal is not None:
+            return refusal
+        if account.principal == connection.who:
+            return None
+        connection.who = account.principal
+        connection.name = account.display_name
+        for room_id in sorted(connection.rooms):
+            try:
+                await self._room(connection.who, room_id)
+            except NotFound:
+                return Forbidden(f"your role changed and room {room_id} is no longer open to you; reconnect")
+        return None
 
     async def _on_disconnect(self, sid: str, reason: Any = None) -> None:
         self._connections.pop(sid, None)

@@ -8,15 +8,16 @@ import time
 from datetime import timedelta
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.commerce.orders import DEAD_LETTERS, GROUP, OrderWriter, apply_holds, pool_drained
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolConfig, PoolId, Reserved, ReserveRequest
 from livecommerce.database import session_factory
-from livecommerce.models import Order, OrderStatus, SaleAudience, SaleCode, utcnow
+from livecommerce.models import AccountStatus, Order, OrderStatus, SaleAudience, SaleCode, User, utcnow
 from tests.commerce.audit import audit_pool, until
 from tests.commerce.shop import Shop, add_sale, outbox_entries, product_row, redis_ms, sql_snapshot
 
@@ -237,11 +238,14 @@ async def test_an_entry_sql_refuses_is_set_aside_and_the_rest_is_written(
 ) -> None:
     product = PoolId.product(shop.product_id)
     await inventory.load(product, await product_config(redis, shop))
-    stranger = 999_999  # no such user: the order's foreign key refuses it
-    good, bad = await reserve(
-        inventory, product, ReserveRequest(shop.buyer_ids[0], "a", 1), ReserveRequest(stranger, "a", 1)
-    )
+    (good,) = await reserve(inventory, product, ReserveRequest(shop.buyer_ids[0], "a", 1))
     await pay(inventory, good, "ref-good")
+    # A record SQL refuses for good: its room does not exist (a foreign key).
+    record = orjson.loads((await outbox_entries(redis, product))[0][b"data"])
+    bad_id = f"{product.name}.999999"
+    await redis.xadd(
+        product.outbox, {"type": "reserved", "data": orjson.dumps({**record, "id": bad_id, "room": 999_999})}
+    )
     await redis.xadd(product.outbox, {"type": "paid", "data": b"{not json"})
     await drain(writer(redis, engine, inventory), redis, [product])
     async with engine.connect() as connection:
@@ -252,8 +256,34 @@ async def test_an_entry_sql_refuses_is_set_aside_and_the_rest_is_written(
     dead: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(DEAD_LETTERS)  # type: ignore[assignment]
     assert len(dead) == 2
     assert all(f[b"stream"] == product.outbox.encode() and f[b"error"] for _, f in dead)
-    assert {Hold.from_json(f[b"data"]).id for _, f in dead if f[b"data"].startswith(b'{"')} == {bad.id}
+    assert {Hold.from_json(f[b"data"]).id for _, f in dead if f[b"data"].startswith(b'{"')} == {bad_id}
     assert await product_row(engine, shop.product_id) == (99, 1)
+
+
+async def test_a_paid_hold_whose_buyer_row_is_gone_becomes_an_order_of_a_tombstone_account(
+    redis: Redis, inventory: Inventory, engine: AsyncEngine, shop: Shop
+) -> None:
+    """An operator removed the buyer's row by hand after they paid: the order still lands, never a dead letter."""
+    product = PoolId.product(shop.product_id)
+    await inventory.load(product, await product_config(redis, shop))
+    gone = shop.buyer_ids[4]
+    paid, held = await reserve(inventory, product, ReserveRequest(gone, "a", 2), ReserveRequest(gone, "b", 1))
+    await pay(inventory, paid, "ref-gone")
+    async with engine.begin() as connection:
+        await connection.execute(delete(User).where(User.id == gone))
+    await drain(writer(redis, engine, inventory), redis, [product])
+    async with engine.connect() as connection:
+        orders = (
+            await connection.execute(select(Order.hold_id, Order.buyer_id, Order.status).order_by(Order.hold_id))
+        ).all()
+        tombstone = (await connection.execute(select(User).where(User.id == gone))).one()
+    assert [tuple(r) for r in orders] == [(paid.id, gone, OrderStatus.PAID), (held.id, gone, OrderStatus.HELD)]
+    assert (tombstone.email, tombstone.display_name, tombstone.status) == (
+        f"deleted-{gone}@invalid", "Deleted user", AccountStatus.DELETED,
+    )  # fmt: skip
+    assert tombstone.deleted_at is not None
+    assert await redis.xlen(DEAD_LETTERS) == 0
+    assert await product_row(engine, shop.product_id) == (98, 2)
 
 
 # PostgreSQL only: SQLite waits for a lock inside its driver thread, which a cancellation cannot interrupt.

@@ -12,10 +12,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.commerce import sales
-from livecommerce.commerce.jobs import Job, SaleCloser, SaleLoader, Sweeper
+from livecommerce.commerce.jobs import ORPHANS, ChargeAudit, Job, SaleCloser, SaleLoader, Sweeper
 from livecommerce.commerce.loading import to_ms
 from livecommerce.commerce.orders import OrderWriter, pool_drained
-from livecommerce.commerce.payments import TestModeProvider
+from livecommerce.commerce.payments import REFUNDS_OWED, PaymentDeclined, TestModeProvider
 from livecommerce.commerce.pools import (
     POOL_REGISTRY,
     Hold,
@@ -277,3 +277,40 @@ async def test_a_job_logs_failures_backs_off_and_goes_on_and_stops_when_cancelle
     assert all(r.exc_info for r in failures)
     assert job.recovered == 3
     assert any("works again after 3 failures" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_charge_audit_reports_charges_without_an_order_until_they_are_resolved(
+    redis: Redis, inventory: Inventory, engine: AsyncEngine, shop: Shop, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider = TestModeProvider(redis)
+    pool = PoolId.product(shop.product_id)
+    now = await redis_ms(redis)
+    await inventory.load(pool, PoolConfig(1, shop.product_id, shop.brand_id, None, 1999, "USD", 10, 5, 0,
+                                          now + 3_600_000, 300_000))  # fmt: skip
+    ordered = await hold_of(inventory, pool, ReserveRequest(shop.buyer_ids[0], "a", 1))
+    charge = await provider.charge(ordered.id, ordered.total_minor, "USD", APPROVED)
+    assert (await inventory.begin_payment(pool, ordered.id, ordered.buyer_id, 60_000)).status == "ok"
+    assert (await inventory.complete_payment(pool, ordered.id, charge.ref)).status == "ok"
+    await drain(OrderWriter(redis, session_factory(engine), inventory, consumer="t", block_ms=10), redis, pool)
+    orphan, refunded, owed = "p9.1", "p9.2", "p9.3"
+    for key in (orphan, refunded, owed):
+        await provider.charge(key, 500, "USD", APPROVED)
+    await provider.refund(refunded)
+    await redis.sadd(REFUNDS_OWED, owed)  # a refund the sweeper still has to make
+    with pytest.raises(PaymentDeclined):
+        await provider.charge("p9.4", 500, "USD", "4000 0000 0000 0002")
+
+    async def full_pass(audit: ChargeAudit) -> None:
+        while await audit.step():
+            pass
+
+    await full_pass(ChargeAudit(redis, session_factory(engine), provider, grace_seconds=3600, page=2))
+    assert await redis.smembers(ORPHANS) == set(), "charges within the grace period may still be in an outbox"
+    audit = ChargeAudit(redis, session_factory(engine), provider, grace_seconds=0, page=2)
+    with caplog.at_level(logging.ERROR, logger="livecommerce.commerce.jobs"):
+        await full_pass(audit)
+    assert await redis.smembers(ORPHANS) == {orphan.encode()}
+    assert [r.getMessage() for r in caplog.records if orphan in r.getMessage() and r.levelno == logging.ERROR]
+    await provider.refund(orphan)  # resolved: crossed off on the next pass
+    await full_pass(audit)
+    assert await redis.smembers(ORPHANS) == set()

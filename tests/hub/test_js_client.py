@@ -37,3 +37,20 @@ async def test_socket_io_client_for_javascript(client: TestClient[Request, Appli
     assert report["chat"]["ok"]
     assert report["echoed"], "the message came back in a chat batch"
     assert report["bad"]["error"]["code"] == "invalid_request"
+
+
+async def test_a_refused_connection_tells_the_javascript_client_code_and_message(
+    client: TestClient[Request, Application],
+) -> None:
+    node = shutil.which("node")
+    if node is None or not (CLIENT.parent / "node_modules" / "socket.io-client").is_dir():
+        pytest.fail("node and tests/hub/js/node_modules are needed: run `make check`, which installs them")
+    process = await asyncio.create_subprocess_exec(
+        node, str(CLIENT.parent / "refused.mjs"), str(client.make_url("")), "not-a-token",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, (stdout, stderr)
+    report = json.loads(stdout)
+    message = "the bearer token is malformed; sign in again to get a new one"
+    assert report == {"message": message, "data": {"code": "unauthorized", "message": message}}

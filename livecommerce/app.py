@@ -30,6 +30,7 @@ from livecommerce.api.rest import ROUTER
 from livecommerce.auth import TokenSigner
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.buying import Buying
+from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
@@ -104,7 +105,10 @@ async def _commerce_context(app: web.Application) -> AsyncIterator[None]:
     await inventory.load_library()
     batcher = ReservationBatcher(inventory)
     provider = TestModeProvider(app[REDIS], delay_s=app[SETTINGS].payment_delay_ms / 1000)
-    app[BUYING] = Buying(sessions=app[SESSIONS], inventory=inventory, batcher=batcher, provider=provider)
+    app[BUYING] = Buying(
+        sessions=app[SESSIONS], inventory=inventory, batcher=batcher, provider=provider,
+        guesses=CodeGuesses(app[REDIS]),
+    )  # fmt: skip
     yield
     await batcher.close()
 

@@ -107,15 +107,19 @@ async def read_deadline(request: web.Request, handler: Handler) -> web.StreamRes
     handler, so no handler waits on a slow client; Engine.IO's long-polling POSTs read their own body, so the
     whole request gets the deadline instead (its long-polling GETs legitimately wait and are not bounded here).
     """
-    if not request.body_exists:
-        return await handler(request)
-    seconds = request.app[SETTINGS].http_body_timeout
+    settings = request.app[SETTINGS]
+    length = request.content_length
+    if not request.body_exists or (length is not None and length > settings.max_body_bytes):
+        return await handler(request)  # no body, or one refused by its announced size without reading it
+    seconds = settings.http_body_timeout
     try:
         if request.path == _ENGINEIO_PATH:
             async with asyncio.timeout(seconds):
                 return await handler(request)
         async with asyncio.timeout(seconds):
             await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body is larger than the limit of {settings.max_body_bytes} bytes") from None
     except TimeoutError:
         response = problem_response(
             RequestTimeout(f"the request body did not arrive within {seconds} s; send it again, faster"), request

@@ -25,12 +25,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from livecommerce import health, ratelimit, webapp
 from livecommerce.accounts import Accounts
 from livecommerce.aio import cancel_and_wait
-from livecommerce.api.middleware import authenticate, problems
+from livecommerce.api.middleware import authenticate, problems, read_deadline
 from livecommerce.api.openapi import build_openapi
 from livecommerce.api.rest import ROUTER
 from livecommerce.auth import TokenSigner
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.buying import Buying
+from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
@@ -105,7 +106,10 @@ async def _commerce_context(app: web.Application) -> AsyncIterator[None]:
     await inventory.load_library()
     batcher = ReservationBatcher(inventory)
     provider = TestModeProvider(app[REDIS], delay_s=app[SETTINGS].payment_delay_ms / 1000)
-    app[BUYING] = Buying(sessions=app[SESSIONS], inventory=inventory, batcher=batcher, provider=provider)
+    app[BUYING] = Buying(
+        sessions=app[SESSIONS], inventory=inventory, batcher=batcher, provider=provider,
+        guesses=CodeGuesses(app[REDIS]),
+    )  # fmt: skip
     yield
     await batcher.close()
 
@@ -142,8 +146,13 @@ async def _accounts_context(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     """The application for `settings`, using the Redis at `redis_url` (embedded or configured)."""
+    # aiohttp closes a connection whose handler is idle — waiting for a request's headers to be complete —
+    # past `keepalive_timeout`, counted from the connection's start or the previous response: that is the
+    # header deadline (a client sending headers a byte at a time is closed), and the idle keep-alive limit.
     app = web.Application(
-        middlewares=[problems, authenticate, ratelimit.rate_limit], client_max_size=settings.max_body_bytes
+        middlewares=[problems, read_deadline, authenticate, ratelimit.rate_limit],
+        client_max_size=settings.max_body_bytes,
+        handler_args={"keepalive_timeout": settings.http_header_timeout},
     )
     app[SETTINGS] = settings
     app[SIGNER] = TokenSigner(resolve_secret(settings), settings.token_ttl)

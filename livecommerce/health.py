@@ -1,7 +1,8 @@
 """Liveness and readiness probes.
 
 `/health` answers as long as the process serves requests, with `demo` telling whether the server runs in demo
-mode (the sign-in page then offers the demo accounts); `/ready` also checks that Redis and the database
+mode (the sign-in page then offers the demo accounts) and `sockets` counting live connections and those
+refused at the caps or cut off (slow readers, malformed packets); `/ready` also checks that Redis and the database
 answer within a short timeout, so a load balancer stops sending traffic to a process that cannot serve it.
 """
 
@@ -12,7 +13,8 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import text
 
-from livecommerce.api.schemas import Health, Readiness
+from livecommerce.api.schemas import Health, Readiness, SocketCounters
+from livecommerce.hub.runtime import socket_counters
 from livecommerce.state import ENGINE, REDIS, SETTINGS
 
 __all__ = ["add_routes"]
@@ -21,7 +23,9 @@ _TIMEOUT = 2.0
 
 
 async def _health(request: web.Request) -> web.Response:
-    return web.json_response(Health(status="ok", demo=request.app[SETTINGS].demo).model_dump())
+    counters = socket_counters(request.app)
+    sockets = SocketCounters(**counters) if counters else None
+    return web.json_response(Health(status="ok", demo=request.app[SETTINGS].demo, sockets=sockets).model_dump())
 
 
 async def _check(name: str, probe: asyncio.Future[object] | object) -> tuple[str, str]:

@@ -43,6 +43,11 @@ class Settings:
     demo: bool = False
     payment_delay_ms: int = 0
     worker_claim_after_ms: int = 30_000
+    max_connections: int = 20_000
+    max_connections_per_address: int = 1_000
+    socket_output_budget: int = 1024 * 1024
+    http_header_timeout: int = 20
+    http_body_timeout: int = 30
 
     @property
     def embedded_redis(self) -> bool:
@@ -172,6 +177,29 @@ FIELDS: tuple[Field, ...] = (
         "How long an outbox entry read by a worker that stopped answering waits before another worker takes it "
         "over, in milliseconds.",
     ),
+    Field(
+        "max_connections",
+        _int_in(0, 10_000_000),
+        "Live (Socket.IO) connections one process takes; past it a handshake gets 503 with Retry-After. 0: no cap.",
+    ),
+    Field(
+        "max_connections_per_address",
+        _int_in(0, 10_000_000),
+        "Live connections one process takes from one client address (the TCP peer; X-Forwarded-For is not "
+        "trusted); past it a handshake gets 429 with Retry-After. 0: no cap.",
+    ),
+    Field(
+        "socket_output_budget",
+        _int_in(4096, 1024 * 1024 * 1024),
+        "Bytes waiting to be sent to one live connection (broadcasts and replies) past which it is disconnected; "
+        "the client resumes with `since`.",
+    ),
+    Field(
+        "http_header_timeout",
+        _int_in(1, 3600),
+        "Seconds a connection may take to send a request's headers (and may stay idle between requests).",
+    ),
+    Field("http_body_timeout", _int_in(1, 3600), "Seconds a client may take to send a request's body."),
 )
 _BY_ENV = {field.env: field for field in FIELDS}
 

@@ -48,6 +48,9 @@ def _env(**settings: str) -> dict[str, str]:
     return env
 
 
+_NO_SOCKETS = {"connections": 0, "refused_full": 0, "refused_address": 0, "dropped_slow": 0, "malformed_packets": 0}
+
+
 def http(method: str, url: str, *, body: Any = None, token: str | None = None) -> tuple[int, str, Any]:
     """One request; returns (status, content type, decoded JSON body or None)."""
     headers = {"Accept": "application/json"}
@@ -237,7 +240,7 @@ def test_serve_without_configuration_starts_and_stops_cleanly(launcher: Launcher
     server = launcher.serve(cwd=cwd, env=_env())
     ready = server.wait_ready()
     assert ready == {"status": "ready", "checks": {"redis": "ok", "database": "ok"}}
-    assert http("GET", server.base + "/health")[::2] == (200, {"status": "ok", "demo": False})
+    assert http("GET", server.base + "/health")[::2] == (200, {"status": "ok", "demo": False, "sockets": _NO_SOCKETS})
     assert (cwd / ".livecommerce" / "livecommerce.db").is_file()
     redis_pid = int((_redis_dir(cwd) / "redis.pid").read_text())
     assert "redis-server" in " ".join(psutil.Process(redis_pid).cmdline())
@@ -422,8 +425,8 @@ def test_demo_mode_prints_users_and_enables_demo_login(launcher: Launcher, tmp_p
     plain = launcher.serve(cwd=tmp_path / "plain", env=env, name="plain")
     demo.wait_ready()
     plain.wait_ready()
-    assert http("GET", demo.base + "/health")[::2] == (200, {"status": "ok", "demo": True})
-    assert http("GET", plain.base + "/health")[::2] == (200, {"status": "ok", "demo": False})
+    assert http("GET", demo.base + "/health")[::2] == (200, {"status": "ok", "demo": True, "sockets": _NO_SOCKETS})
+    assert http("GET", plain.base + "/health")[::2] == (200, {"status": "ok", "demo": False, "sockets": _NO_SOCKETS})
 
     tokens = demo_tokens(demo.wait_output("Stop with Ctrl-C."))
     assert set(tokens) == {DEMO_ADMIN, DEMO_HOST, "brand@demo.livecommerce.dev", "viewer@demo.livecommerce.dev"}

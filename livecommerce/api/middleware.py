@@ -8,6 +8,7 @@ with a reference the caller can quote and answered as a generic 500.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
@@ -25,9 +26,9 @@ from livecommerce.errors import (
     Unauthorized,
 )
 from livecommerce.outage import Warnings, dependency_down, unavailable
-from livecommerce.state import ACCOUNTS, PRINCIPAL, SIGNER
+from livecommerce.state import ACCOUNTS, PRINCIPAL, SETTINGS, SIGNER
 
-__all__ = ["authenticate", "problem_response", "problems"]
+__all__ = ["authenticate", "problem_response", "problems", "read_deadline"]
 
 log = logging.getLogger(__name__)
 _outages = Warnings(log)
@@ -95,6 +96,48 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             "instance": request.path,
         }
         return web.Response(body=orjson.dumps(body), status=500, content_type=PROBLEM_TYPE)
+
+
+class RequestTimeout(ClientError):
+    status = 408
+    code = "request_timeout"
+    title = "Request body too slow"
+
+
+_ENGINEIO_PATH = "/socket.io/"
+
+
+@web.middleware
+async def read_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A body must arrive within `http_body_timeout` seconds; else 408 and the connection is closed.
+
+    (Headers are bounded by aiohttp's idle timeout, see `app.create_app`.) The body is read here, before the
+    handler, so no handler waits on a slow client; Engine.IO's long-polling POSTs read their own body, so the
+    whole request gets the deadline instead (its long-polling GETs legitimately wait and are not bounded here).
+    """
+    settings = request.app[SETTINGS]
+    length = request.content_length
+    if not request.body_exists or (length is not None and length > settings.max_body_bytes):
+        return await handler(request)  # no body, or one refused by its announced size without reading it
+    seconds = settings.http_body_timeout
+    try:
+        if request.path == _ENGINEIO_PATH:
+            async with asyncio.timeout(seconds):
+                return await handler(request)
+        async with asyncio.timeout(seconds):
+            await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"the body is larger than the limit of {settings.max_body_bytes} bytes") from None
+    except TimeoutError:
+        response = problem_response(
+            RequestTimeout(f"the request body did not arrive within {seconds} s; send it again, faster"), request
+        )
+        response.force_close()
+        await response.prepare(request)
+        await response.write_eof()
+        request.protocol.force_close()  # at once: no lingering to read the rest of a body that is not coming
+        return response
+    return await handler(request)
 
 
 @web.middleware

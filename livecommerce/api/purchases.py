@@ -24,7 +24,7 @@ def _hold(hold: Hold, replayed: bool = False) -> s.HoldOut:
 
 @route("POST", "/rooms/{room_id}/buy", summary="Reserve a product shown in a live room (a hold)",
        access="signed-in users who can see the room", tag="buying", body=s.BuyIn, response=s.HoldOut, status=201,
-       errors=(400, 401, 403, 404, 409, 410, 413, 415, 422, 503))  # fmt: skip
+       errors=(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503))  # fmt: skip
 async def buy(call: Call, room_id: int, body: s.BuyIn) -> s.HoldOut:
     hold, replayed = await call.request.app[BUYING].buy(
         call.who, room_id, body.product_id, quantity=body.quantity, key=body.idempotency_key, code=body.code

@@ -518,9 +518,22 @@ class SaleStatsOut(BaseModel):
 # --- health ---------------------------------------------------------------------------------------------------
 
 
+class SocketCounters(BaseModel):
+    """This process's live connections, and the totals since it started of those refused or cut off."""
+
+    connections: int = Field(description="Live Socket.IO connections now.")
+    refused_full: int = Field(description="Handshakes refused (503) because the process was at `max_connections`.")
+    refused_address: int = Field(
+        description="Handshakes refused (429) because their address was at `max_connections_per_address`."
+    )
+    dropped_slow: int = Field(description="Connections closed for having more than their output budget unsent.")
+    malformed_packets: int = Field(description="Engine.IO frames or Socket.IO packets that could not be decoded.")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     demo: bool = Field(description="Whether the server runs in demo mode (the demo login works).")
+    sockets: SocketCounters | None = Field(default=None, description="Live connections and refusals.")
 
 
 class Readiness(BaseModel):

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
 from livecommerce.commerce.batcher import ReservationBatcher
+from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider, refund_owed
 from livecommerce.commerce.pools import (
     Hold,
@@ -337,12 +338,14 @@ class Buying:
         batcher: ReservationBatcher,
         provider: PaymentProvider,
         payment_grace_ms: int = PAYMENT_GRACE_MS,
+        guesses: CodeGuesses | None = None,
     ) -> None:
         self.sessions = sessions
         self.inventory = inventory
         self.batcher = batcher
         self.provider = provider
         self.payment_grace_ms = payment_grace_ms
+        self.guesses = guesses  # None: invite-code guesses are not limited (unit tests of this class)
         self._rooms: RecentCache[int, RoomInfo] = RecentCache(
             _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="room"
         )
@@ -439,6 +442,8 @@ class Buying:
         if room.status is not RoomStatus.LIVE:
             raise RoomNotLive("the room is not live; you can buy while the show is on")
         offer = await self.offer(room, product_id)
+        if code and self.guesses is not None:
+            await self.guesses.before_code(who.user_id)
         request = ReserveRequest(
             buyer_id=who.user_id,
             key=key or uuid.uuid4().hex,
@@ -454,6 +459,8 @@ class Buying:
                 "we could not reach the stock service; try again with the same key (it never takes a unit twice)"
             ) from None
         if isinstance(result, Refused):
+            if result.refusal is Refusal.CODE_INVALID and self.guesses is not None:
+                await self.guesses.wrong_code(who.user_id)
             raise refusal_error(result, offer)
         return result.hold, result.replayed
 

@@ -13,9 +13,11 @@ A room's output for a tick, in this order:
    uniform sample in arrival order when more came; `skipped` counts every message this viewer did not get;
 4. `counters`: `{"room_id", "viewers", "likes"}` — at most every `counter_interval`, only when changed.
 
-Slow viewers cost others nothing: writes never wait. Above `soft_limit` bytes unsent, a viewer's chat is
-withheld (its `skipped` grows and is reported in the next chat it gets); above `hard_limit` it is
-disconnected and python-socketio's disconnect handling follows. Viewers not (yet) on a websocket — long-
+Slow viewers cost others nothing: writes never wait. "Unsent" is the viewer's whole output budget: the
+transport's write buffer plus what engineio holds for it (acknowledgements, `transport.OutputQueue`). Above
+`soft_limit` bytes unsent, a viewer's chat is withheld (its `skipped` grows and is reported in the next chat
+it gets); above `hard_limit` (the same budget engineio's queue enforces) it is disconnected and
+python-socketio's disconnect handling follows. Viewers not (yet) on a websocket — long-
 polling, or their first delivery after connecting — get the same encoded packets through engineio's own
 queue, in order, with a bounded backlog; a websocket viewer moves to direct writes once that queue has
 been written out (`transport.wait_flushed`), so it never sees events out of order.
@@ -66,12 +68,13 @@ class FanoutStats:
 class _Viewer:
     """One local connection. `transport` is set once direct writes are safe; until then the queued path."""
 
-    __slots__ = ("backlog", "dropped", "rooms", "sid", "skipped", "task", "transport")
+    __slots__ = ("backlog", "dropped", "queue", "rooms", "sid", "skipped", "task", "transport")
 
     def __init__(self, sid: str) -> None:
         self.sid = sid
         self.rooms: set[int] = set()
         self.transport: asyncio.Transport | None = None
+        self.queue: hub_transport.OutputQueue | None = None  # engineio's queue for it, counted with `transport`
         self.skipped: dict[int, int] | None = None  # room -> chat messages withheld, told in its next chat
         self.backlog: deque[bytes] | None = None  # packets for the queued path
         self.task: asyncio.Task[None] | None = None  # drains `backlog`
@@ -296,12 +299,14 @@ class Fanout:
                 continue
             if transport.is_closing():
                 continue
-            if viewer.skipped is None and transport.get_write_buffer_size() <= soft_limit:
+            buffered = transport.get_write_buffer_size()
+            if viewer.queue is not None:
+                buffered += viewer.queue.bytes
+            if viewer.skipped is None and buffered <= soft_limit:
                 transport.write(buf)
                 written += 1
                 continue
             # Rare: behind, or owed a `skipped` count; its chat bytes differ from the room's.
-            buffered = transport.get_write_buffer_size()
             if buffered > self._hard_limit:
                 self._drop(viewer, transport, buffered)
                 continue
@@ -327,7 +332,7 @@ class Fanout:
             if not viewer.dropped:
                 self._queue(viewer, packets)
         elif not transport.is_closing():
-            buffered = transport.get_write_buffer_size()
+            buffered = transport.get_write_buffer_size() + (viewer.queue.bytes if viewer.queue is not None else 0)
             if buffered > self._hard_limit:
                 self._drop(viewer, transport, buffered)
             else:
@@ -396,6 +401,7 @@ class Fanout:
                 if not backlog:  # else more came meanwhile: queue it, then try again
                     if flushed:
                         viewer.transport = ws
+                        viewer.queue = hub_transport.output_queue(self._sio, viewer.sid)
                     return
         finally:
             viewer.task = None

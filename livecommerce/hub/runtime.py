@@ -8,24 +8,33 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import orjson
 import socketio
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from livecommerce.hub import transport
+from livecommerce.hub.admission import Admission
 from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.service import Hub
 from livecommerce.hub.store import RoomStore
-from livecommerce.state import ACCOUNTS, BUYING, HUB, REDIS, SESSIONS, SIGNER
+from livecommerce.state import ACCOUNTS, BUYING, HUB, REDIS, SESSIONS, SETTINGS, SIGNER
 
-__all__ = ["install"]
+__all__ = ["install", "socket_counters"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PACKET_BYTES = 1024 * 1024  # past this Engine.IO drops the connection; our own limit (16 KiB) answers first
+_PATH = "/socket.io/"
+
+SIO: web.AppKey[socketio.AsyncServer] = web.AppKey("socketio")
+ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
+_ADMITTED: web.RequestKey[str] = web.RequestKey("admitted_address")  # the place this handshake took
+_HELD: web.RequestKey[bool] = web.RequestKey("admission_held")  # ... now held by an engineio session
 
 
 class _OrjsonModule:
@@ -48,6 +57,7 @@ def _report_stop(task: asyncio.Task[None]) -> None:
 
 def install(app: web.Application) -> None:
     """Serve Socket.IO at /socket.io/ and run the hub while the app runs."""
+    budget = app[SETTINGS].socket_output_budget
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
         json=_OrjsonModule,
@@ -57,15 +67,20 @@ def install(app: web.Application) -> None:
         logger=False,
         engineio_logger=False,
     )
-    transport.install(sio)
+    transport.install(sio, output_budget=budget)
     sio.attach(app)
+    settings = app[SETTINGS]
+    admission = Admission(max_total=settings.max_connections, max_per_address=settings.max_connections_per_address)
+    _count_sessions(sio, admission)
+    app[SIO], app[ADMISSION] = sio, admission
+    app.middlewares.append(_admit)
     process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         redis = app[REDIS]
         hub = Hub(
             sio,
-            fanout=Fanout(sio),
+            fanout=Fanout(sio, soft_limit=budget // 4, hard_limit=budget),
             store=RoomStore(redis, process_id),
             bus=Bus(redis, process_id),
             sessions=app[SESSIONS],
@@ -82,3 +97,58 @@ def install(app: web.Application) -> None:
             await task
 
     app.cleanup_ctx.append(context)
+
+
+@web.middleware
+async def _admit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A Socket.IO handshake takes a place (`Admission`) or is refused with a problem and `Retry-After`."""
+    if request.path != _PATH or request.method != "GET" or "sid" in request.query:
+        return await handler(request)
+    address = request.remote or "unknown"
+    request.app[ADMISSION].admit(address)
+    request[_ADMITTED] = address
+    try:
+        return await handler(request)
+    finally:
+        if not request.get(_HELD):  # refused by engineio (bad version, transport...): no session holds it
+            request.app[ADMISSION].release(address)
+
+
+def _count_sessions(sio: socketio.AsyncServer, admission: Admission) -> None:
+    """Wrap engineio's connect and disconnect handlers (python-socketio's) so each session holds its place."""
+    eio = sio.eio
+    on_connect: Callable[..., Awaitable[Any]] = eio.handlers["connect"]
+    on_disconnect: Callable[..., Awaitable[Any]] = eio.handlers["disconnect"]
+
+    async def connect(eio_sid: str, environ: dict[str, Any]) -> Any:
+        result = await on_connect(eio_sid, environ)
+        request = environ.get("aiohttp.request")
+        accepted = result is None or result is True
+        if accepted and isinstance(request, web.Request) and (address := request.get(_ADMITTED)) is not None:
+            request[_HELD] = True
+            admission.bind(eio_sid, address)
+        return result
+
+    async def disconnect(eio_sid: str, *args: Any) -> Any:
+        try:
+            return await on_disconnect(eio_sid, *args)
+        finally:
+            admission.unbind(eio_sid)
+
+    eio.on("connect", connect)
+    eio.on("disconnect", disconnect)
+
+
+def socket_counters(app: web.Application) -> dict[str, int]:
+    """What `/health` reports about live connections: how many, and how many were refused or cut off."""
+    admission, sio, hub = app.get(ADMISSION), app.get(SIO), app.get(HUB)
+    if admission is None or sio is None:
+        return {}
+    stats = transport.socket_stats(sio)
+    return {
+        "connections": admission.open,
+        "refused_full": admission.stats.refused_full,
+        "refused_address": admission.stats.refused_address,
+        "dropped_slow": stats.over_budget + (hub.fanout.stats.dropped_viewers if hub is not None else 0),
+        "malformed_packets": stats.malformed_packets,
+    }

@@ -56,7 +56,7 @@ async def serve(*, ping: int = 25, **options: Any) -> AsyncIterator[Hub]:
     sio = socketio.AsyncServer(
         async_mode="aiohttp", ping_interval=ping, ping_timeout=ping, logger=False, engineio_logger=False
     )
-    install(sio)
+    install(sio, output_budget=options.get("hard_limit", 1024 * 1024))  # one budget, as in hub/runtime.py
     app = web.Application()
     sio.attach(app)
     hub = Hub(sio, Fanout(sio, **options), TestServer(app, host="127.0.0.1"))

@@ -149,7 +149,7 @@ async def test_queued_packets_counts_what_a_poller_has_not_fetched() -> None:
 
 async def test_wait_flushed_returns_only_after_the_queue_is_written() -> None:
     """With engineio's writer stuck behind a viewer that reads nothing, the barrier waits; then it is in order."""
-    async with serve() as hub:
+    async with serve(hard_limit=4 * 1024 * 1024) as hub:  # ~1 MB queued must stay within the output budget
         raw = await RawViewer.connect(hub, rcvbuf=4096)
         try:
             found = transport.websocket_transport(hub.sio, raw.sid)
@@ -167,4 +167,34 @@ async def test_wait_flushed_returns_only_after_the_queue_is_written() -> None:
         finally:
             with contextlib.suppress(asyncio.CancelledError):
                 flushed.cancel()
+            await raw.close()
+
+
+async def test_replies_alone_are_held_to_the_output_budget() -> None:
+    """Acknowledgements go through engineio's queue, not the fan-out: a client that asks and never reads is
+    still cut off once its unsent replies pass the budget, and the queue stops growing."""
+    budget = 64 * 1024
+    async with serve(hard_limit=budget, soft_limit=budget // 4) as hub:
+
+        async def big(sid: str, data: object) -> str:
+            return "x" * 8000
+
+        hub.sio.on("big", big)
+        raw = await RawViewer.connect(hub, rcvbuf=4096)
+        try:
+            found = transport.websocket_transport(hub.sio, raw.sid)
+            queue = transport.output_queue(hub.sio, raw.sid)
+            assert found is not None
+            assert queue is not None
+            found.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            for n in range(1000):  # 8 MB of replies asked for, none read
+                raw.send(b'42%d["big",1]' % n)
+                await asyncio.sleep(0.002)  # pacing the client
+                if transport.socket_stats(hub.sio).over_budget:
+                    break
+            assert transport.socket_stats(hub.sio).over_budget == 1
+            assert queue.unsent() <= budget + 8100, "nothing more is queued once over the budget"
+            await hub.wait_disconnected(raw.sid)
+            assert hub.fanout.stats.dropped_viewers == 0, "the fan-out had nothing to do with it"
+        finally:
             await raw.close()

@@ -7,6 +7,8 @@ authorisation-matrix test.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from livecommerce import catalog, rooms, users
 from livecommerce.accounts import Account
 from livecommerce.api import schemas as s
@@ -77,8 +79,10 @@ def _sale(view: sales.SaleView) -> s.SaleOut:
     )  # fmt: skip
 
 
-def _order(order: Order) -> s.OrderOut:
-    return s.OrderOut.model_validate(order, from_attributes=True)
+def _order(order: Order, buyers: Mapping[int, str]) -> s.OrderOut:
+    """`buyers`: display names by user id (`order_queries.buyer_names`)."""
+    fields = {name: getattr(order, name) for name in s.OrderOut.model_fields if name != "buyer_name"}
+    return s.OrderOut(**fields, buyer_name=buyers.get(order.buyer_id, ""))
 
 
 # --- auth and users -------------------------------------------------------------------------------------------
@@ -398,13 +402,15 @@ async def list_sale_codes(call: Call, sale_id: int, query: s.PageQuery) -> s.Cod
        query=s.OrderQuery, response=s.OrderPage, errors=(401,))  # fmt: skip
 async def list_my_orders(call: Call, query: s.OrderQuery) -> s.OrderPage:
     rows, cursor = await order_queries.list_my_orders(call.session, call.who, query.limit, query.after, query.status)
-    return s.OrderPage(items=[_order(o) for o in rows], next=cursor)
+    buyers = await order_queries.buyer_names(call.session, rows)
+    return s.OrderPage(items=[_order(o, buyers) for o in rows], next=cursor)
 
 
 @route("GET", "/orders/{order_id}", summary="Get an order", access="its buyer, its brand's staff, admins",
        tag="orders", response=s.OrderOut, errors=(401, 404))  # fmt: skip
 async def get_order(call: Call, order_id: int) -> s.OrderOut:
-    return _order(await order_queries.get_order(call.session, call.who, order_id))
+    order = await order_queries.get_order(call.session, call.who, order_id)
+    return _order(order, await order_queries.buyer_names(call.session, [order]))
 
 
 @route("GET", "/brands/{brand_id}/orders", summary="A brand's orders, newest first",
@@ -414,7 +420,8 @@ async def list_brand_orders(call: Call, brand_id: int, query: s.BrandOrderQuery)
     rows, cursor = await order_queries.list_brand_orders(
         call.session, call.who, brand_id, query.limit, query.after, status=query.status, sale_id=query.sale_id
     )
-    return s.OrderPage(items=[_order(o) for o in rows], next=cursor)
+    buyers = await order_queries.buyer_names(call.session, rows)
+    return s.OrderPage(items=[_order(o, buyers) for o in rows], next=cursor)
 
 
 # The buying and reporting routes live in their own modules on this router (imported last: they import ROUTER

@@ -464,6 +464,7 @@ class OrderOut(BaseModel):
     brand_id: int
     room_id: int | None
     buyer_id: int
+    buyer_name: str = Field(description="The buyer's display name as it is now (the pages show who bought).")
     quantity: int
     unit_price_minor: int
     total_minor: int

@@ -339,6 +339,9 @@ async def test_orders_are_listed_newest_first_to_their_buyer_and_brand(client: C
     brand = f"/api/v1/brands/{world.ids['brand']}/orders"
     by_sale = await world.api.ok("GET", f"{brand}?sale_id={world.ids['live_sale']}", who="staff")
     assert [order["hold_id"] for order in by_sale["items"]] == [f"s{world.ids['live_sale']}.1"]
+    assert [order["buyer_name"] for order in by_sale["items"]] == ["Viewer"]  # the brand sees who bought
+    one = await world.api.ok("GET", f"/api/v1/orders/{world.ids['order']}", who="staff")
+    assert (one["buyer_id"], one["buyer_name"]) == (world.ids["viewer"], "Viewer")
     status, _ = await world.api.call("GET", f"/api/v1/orders/{world.ids['order']}", who="other_staff")
     assert status == 404
     status, _ = await world.api.call("GET", "/api/v1/brands/99999/orders", who="admin")

@@ -197,9 +197,16 @@ export function compact(n) {
   return new Intl.NumberFormat(undefined, { notation: n >= 10000 ? "compact" : "standard" }).format(n);
 }
 
+/** "Dec 2, 2026, 3:50 PM": every page shows dates and times this way (the landing page too). */
 export function dateTime(value) {
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? "" : date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+/** "3:50 PM": a time of day, as `dateTime` writes it. */
+export function timeOfDay(value) {
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleTimeString(undefined, { timeStyle: "short" });
 }
 
 /** A value for <input type="datetime-local"> from a Date, in local time. */
@@ -215,6 +222,25 @@ export function say(node, text, kind = "info", code) {
   if (code) node.dataset.code = code;
   else delete node.dataset.code;
   node.hidden = !text;
+}
+
+const homes = new WeakMap(); // status line -> the comment marking where the page put it
+
+/**
+ * Show a status line next to what it concerns: the line (`node`, the page's one `message`) moves to just
+ * after `anchor` (the field, the button's row, the form) and is scrolled into view, so a refusal is read where
+ * the tap was, not at the top of a long page. Without an anchor it goes back to where the page put it.
+ */
+export function sayAt(node, anchor, text, kind = "info", code) {
+  if (!homes.has(node)) {
+    const home = document.createComment("status line");
+    node.before(home);
+    homes.set(node, home);
+  }
+  const place = anchor || homes.get(node);
+  if (place.nextSibling !== node) place.after(node);
+  say(node, text, kind, code);
+  if (text && anchor) node.scrollIntoView({ block: "nearest" });
 }
 
 /** The header's account area: who is signed in, and sign-in / sign-out. */

@@ -1,11 +1,12 @@
 // The brand dashboard, /brand: products, flash sales (with invite lists or codes), a live sale panel with a
 // chart, and orders with a CSV export.
 
-import { ApiError, api, byTestId as t, dateTime, el, fromMinor, localInputValue, money, renderAccount, requireRole, say, toMinor } from "/web/js/api.js";
+import { ApiError, api, byTestId as t, dateTime, el, fromMinor, localInputValue, money, renderAccount, requireRole, sayAt, timeOfDay, toMinor } from "/web/js/api.js";
 import { legend, lineChart } from "/web/js/chart.js";
 
 const ORDER_POLL_MS = 3000;
 const SALE_POLL_MS = 1000;
+const SALES_POLL_MS = 3000; // sales go live, sell out and end on their own: the list follows within this
 
 const state = {
   me: null,
@@ -17,8 +18,11 @@ const state = {
 };
 
 const message = t("message");
-const show = (text, kind = "info", code) => say(message, text, kind, code);
-const refuse = (error) => show(error?.message || "Something went wrong.", "error", error?.code);
+// The one status line shows next to what it is about: `near` is the element it goes under (a form's button
+// row, a table); without it, under the page title.
+const show = (text, kind = "info", code, near) => sayAt(message, near, text, kind, code);
+const refuse = (error, near) => show(error?.message || "Something went wrong.", "error", error?.code, near);
+const under = (testid) => t(testid).closest(".table-wrap") || t(testid).parentElement;
 
 // --- products ---------------------------------------------------------------------------------------------------
 
@@ -51,21 +55,22 @@ function renderProducts() {
       text: "Save",
       onclick: async () => {
         const changes = {};
+        const near = under("product-list");
         const minor = toMinor(price.value);
-        if (minor === null) return show("Enter the price as a number, such as 19.99.", "error", "invalid_request");
+        if (minor === null) return show("Enter the price as a number, such as 19.99.", "error", "invalid_request", near);
         if (minor !== product.price_minor) changes.price_minor = minor;
         const units = Number(stock.value);
-        if (!Number.isInteger(units) || units < 0) return show("Stock is a whole number of units, 0 or more.", "error", "invalid_request");
+        if (!Number.isInteger(units) || units < 0) return show("Stock is a whole number of units, 0 or more.", "error", "invalid_request", near);
         if (units !== product.stock) changes.stock = units;
-        if (!Object.keys(changes).length) return show("Nothing changed.", "info");
+        if (!Object.keys(changes).length) return show("Nothing changed.", "info", undefined, near);
         save.disabled = true;
         try {
           const updated = await api(`/products/${product.id}`, { method: "PATCH", body: changes, auth: "required", forbid: "signin" });
           state.products.set(updated.id, updated);
-          show(`Saved “${updated.title}”.`, "ok");
+          show(`Saved “${updated.title}”.`, "ok", undefined, near);
           renderProducts();
         } catch (error) {
-          refuse(error);
+          refuse(error, near);
           save.disabled = false;
         }
       },
@@ -95,8 +100,9 @@ function renderProductChoices() {
 t("new-product-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
+  const near = t("create-product").parentElement;
   const price = toMinor(form.elements.price.value);
-  if (price === null) return show("Enter the price as a number, such as 19.99.", "error", "invalid_request");
+  if (price === null) return show("Enter the price as a number, such as 19.99.", "error", "invalid_request", near);
   const body = {
     sku: form.elements.sku.value.trim(),
     title: form.elements.title.value.trim(),
@@ -112,18 +118,24 @@ t("new-product-form").addEventListener("submit", async (event) => {
     renderProducts();
     renderProductChoices();
     form.reset();
-    show(`Added “${product.title}”.`, "ok");
+    show(`Added “${product.title}”.`, "ok", undefined, near);
   } catch (error) {
-    refuse(error);
+    refuse(error, near);
   }
 });
 
 // --- flash sales ------------------------------------------------------------------------------------------------
 
-async function loadSales() {
+/** What the sale rows show: the table is drawn again only when this changes (buttons stay put otherwise). */
+function salesShown() {
+  return JSON.stringify(state.sales.map((s) => [s.id, s.status, s.starts_at, s.ends_at, s.quantity, s.price_minor, s.code_count, s.invite_count, state.products.get(s.product_id)?.title]));
+}
+
+async function loadSales({ force = false } = {}) {
   const page = await api(`/sales?brand_id=${state.brandId}&limit=100`, { auth: "required" });
+  const before = salesShown();
   state.sales = page.items.sort((a, b) => b.id - a.id);
-  renderSales();
+  if (force || salesShown() !== before) renderSales();
 }
 
 async function loadRooms() {
@@ -132,18 +144,20 @@ async function loadRooms() {
   const box = t("sale-rooms");
   box.replaceChildren();
   for (const room of state.rooms) {
-    box.append(el("label", { class: "inline" }, el("input", { type: "checkbox", name: "room", value: String(room.id), checked: state.rooms.length === 1 }), `${room.title} (${room.status})`));
+    const only = state.rooms.length === 1; // checked by default, and again after the form is reset
+    box.append(el("label", { class: "inline" }, el("input", { type: "checkbox", name: "room", value: String(room.id), checked: only, defaultChecked: only }), `${room.title} (${room.status})`));
   }
   if (!state.rooms.length) box.append(el("span", { class: "muted small", text: "No upcoming or live rooms feature this brand yet." }));
 }
 
 async function saleAction(sale, action, done) {
+  const near = under("sale-list");
   try {
     await api(`/sales/${sale.id}/${action}`, { method: "POST", auth: "required", forbid: "signin" });
-    show(done, "ok");
+    show(done, "ok", undefined, near);
     await Promise.all([loadSales(), loadProducts()]);
   } catch (error) {
-    refuse(error);
+    refuse(error, near);
   }
 }
 
@@ -194,7 +208,7 @@ function saleWindow(sale) {
   const starts = new Date(sale.starts_at);
   const ends = new Date(sale.ends_at);
   const sameDay = starts.toDateString() === ends.toDateString();
-  const end = sameDay ? ends.toLocaleTimeString(undefined, { timeStyle: "short" }) : dateTime(sale.ends_at);
+  const end = sameDay ? timeOfDay(sale.ends_at) : dateTime(sale.ends_at);
   return `${dateTime(sale.starts_at)} – ${end}`;
 }
 
@@ -215,7 +229,7 @@ async function showCodes(sale) {
     } while (after);
     if (!box.childElementCount) box.append(el("span", { class: "muted", text: "No codes yet." }));
   } catch (error) {
-    refuse(error);
+    refuse(error, under("sale-list"));
   }
 }
 t("sale-codes-close").addEventListener("click", () => (t("sale-codes-panel").hidden = true));
@@ -230,8 +244,9 @@ t("sale-audience").addEventListener("change", updateAudienceFields);
 t("new-sale-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const form = event.currentTarget;
+  const near = t("create-sale").parentElement;
   const price = toMinor(form.elements.price.value);
-  if (price === null) return show("Enter the sale price as a number, such as 9.99.", "error", "invalid_request");
+  if (price === null) return show("Enter the sale price as a number, such as 9.99.", "error", "invalid_request", near);
   const body = {
     product_id: Number(form.elements.product.value),
     price_minor: price,
@@ -245,7 +260,7 @@ t("new-sale-form").addEventListener("submit", async (event) => {
   };
   if (body.audience === "invite_list") {
     const ids = form.elements.invites.value.split(/[\s,]+/).filter(Boolean);
-    if (ids.some((id) => !/^\d+$/.test(id))) return show("Invited users are user ids: whole numbers separated by commas.", "error", "invalid_request");
+    if (ids.some((id) => !/^\d+$/.test(id))) return show("Invited users are user ids: whole numbers separated by commas.", "error", "invalid_request", near);
     body.invitee_ids = ids.map(Number);
   }
   if (body.audience === "invite_codes") body.code_count = Number(form.elements.codes.value);
@@ -253,24 +268,32 @@ t("new-sale-form").addEventListener("submit", async (event) => {
   button.disabled = true;
   try {
     let sale = await api("/sales", { method: "POST", body, auth: "required", forbid: "signin" });
+    resetSaleForm(); // the sale exists: its values left in the form would invite a duplicate
     if (form.elements.schedule.checked) {
       try {
         sale = await api(`/sales/${sale.id}/schedule`, { method: "POST", auth: "required" });
       } catch (error) {
-        show(`The sale was saved as a draft, but not scheduled: ${error.message}`, "warn", error.code);
+        show(`Sale #${sale.id} was saved as a draft, but not scheduled: ${error.message}`, "warn", error.code, near);
         await loadSales();
         return;
       }
     }
-    show(`Sale #${sale.id} ${sale.status === "scheduled" ? "scheduled" : "saved as a draft"}.`, "ok");
+    show(`Sale #${sale.id} ${sale.status === "scheduled" ? "scheduled" : "saved as a draft"}.`, "ok", undefined, near);
     await Promise.all([loadSales(), loadProducts()]);
     if (sale.audience === "invite_codes") showCodes(sale);
   } catch (error) {
-    refuse(error);
+    refuse(error, near);
   } finally {
     button.disabled = false;
   }
 });
+
+/** The sale form as it first showed: defaults, fresh times, the audience's fields to match. */
+function resetSaleForm() {
+  t("new-sale-form").reset();
+  resetSaleTimes();
+  updateAudienceFields();
+}
 
 function resetSaleTimes() {
   const start = new Date(Date.now() + 15 * 60 * 1000);
@@ -318,7 +341,7 @@ async function pollSale() {
     status.dataset.status = stats.status;
     saleChart.push([stats.gmv_minor, stats.paid, stats.held], stats.ts_ms);
   } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 0) refuse(error);
+    if (!(error instanceof ApiError) || error.status !== 0) refuse(error, t("sale-live-title").closest(".card-head"));
   }
   if (state.watching === saleId) saleTimer = setTimeout(pollSale, SALE_POLL_MS);
 }
@@ -351,7 +374,7 @@ async function loadOrders() {
         el("td", { class: "num", "data-label": "Qty", text: String(order.quantity) }),
         el("td", { class: "num", "data-label": "Total", text: money(order.total_minor, order.currency) }),
         el("td", { class: "cell-aside" }, el("span", { class: "status-pill", dataset: { status: order.status }, text: order.status })),
-        el("td", { class: "muted hide-sm", "data-label": "Buyer", text: "User " + order.buyer_id }),
+        el("td", { class: "muted hide-sm", testid: "order-buyer", "data-label": "Buyer", text: order.buyer_name || `User ${order.buyer_id}` }),
       ),
     );
   }
@@ -379,7 +402,7 @@ t("orders-csv").addEventListener("click", async (event) => {
     link.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   } catch (error) {
-    refuse(error);
+    refuse(error, button.closest(".card-head"));
   } finally {
     button.disabled = false;
   }
@@ -413,12 +436,12 @@ async function main() {
     t("brand-name").textContent = brand.name;
     document.title = brand.name + " · Brand dashboard";
     await loadProducts();
-    await Promise.all([loadSales(), loadRooms()]);
+    await Promise.all([loadSales({ force: true }), loadRooms()]);
   } catch (error) {
     refuse(error);
   }
   pollOrders();
-  setInterval(() => loadSales().catch(() => {}), 10000); // scheduled sales go live on their own
+  setInterval(() => loadSales().catch(() => {}), SALES_POLL_MS);
 }
 
 main();

@@ -1,7 +1,18 @@
 // A small time-series chart drawn as inline SVG (no library): one or more series sharing the x axis, each
 // scaled to its own maximum so a count and an amount of money fit in one box. Labels go in as text nodes.
+//
+// Lines only, no filled areas (a fill under a flat line at the top covered the whole plot in grey). Scaled
+// to their own maximum, two series that grow together (units sold and GMV at one price) draw the very same
+// line: so each series after the first is dashed (`DASHES`), and the legend shows each line as drawn, so
+// both stay visible where they coincide.
 
 const NS = "http://www.w3.org/2000/svg";
+const DASHES = ["", "7 5", "2 4", "10 3 2 3"]; // one per series, in order (stroke-dasharray; "" = solid)
+const WIDTHS = [2.5, 2.5, 3, 2.5];
+
+function dash(index) {
+  return DASHES[index % DASHES.length];
+}
 
 function svg(tag, attrs = {}) {
   const node = document.createElementNS(NS, tag);
@@ -37,15 +48,13 @@ export function lineChart(host, series, { keep = 120, height = 120, minSpanMs = 
     const last = samples[samples.length - 1].at;
     const span = Math.max(last - first, minSpanMs);
     const x = (at) => ((at - first) / span) * width;
-    const x0 = x(first).toFixed(1);
-    const x1 = x(last).toFixed(1);
     series.forEach((s, index) => {
       const values = samples.map((sample) => sample.values[index] ?? 0);
       const top = Math.max(...values, 1);
       const points = samples.map((sample, i) => `${x(sample.at).toFixed(1)},${(height - 6 - (values[i] / top) * (height - 16)).toFixed(1)}`);
-      const area = `M${x0},${height} L${points.join(" L")} L${x1},${height} Z`;
-      host.append(svg("path", { d: area, fill: s.color, "fill-opacity": 0.1, stroke: "none" }));
-      host.append(svg("polyline", { points: points.join(" "), fill: "none", stroke: s.color, "stroke-width": 2.5, "vector-effect": "non-scaling-stroke", "stroke-linejoin": "round" }));
+      const line = { points: points.join(" "), fill: "none", stroke: s.color, "stroke-width": WIDTHS[index % WIDTHS.length], "vector-effect": "non-scaling-stroke", "stroke-linejoin": "round", class: "series" };
+      if (dash(index)) line["stroke-dasharray"] = dash(index);
+      host.append(svg("polyline", { ...line, "data-series": s.name }));
     });
     const title = svg("title");
     const latest = samples[samples.length - 1].values;
@@ -74,17 +83,23 @@ export function lineChart(host, series, { keep = 120, height = 120, minSpanMs = 
   };
 }
 
-/** A legend for `series` (HTML, text only), with the chart's time caption at its end when given. */
+/**
+ * A legend for `series` (text only): each name after a short line drawn as its chart line is (colour and
+ * dashes), with the chart's time caption at its end when given.
+ */
 export function legend(series, chart) {
   const box = document.createElement("div");
   box.className = "legend";
-  for (const s of series) {
+  series.forEach((s, index) => {
     const item = document.createElement("span");
-    const swatch = document.createElement("i");
-    swatch.style.background = s.color;
+    item.dataset.series = s.name;
+    const swatch = svg("svg", { class: "legend-line", viewBox: "0 0 24 8", "aria-hidden": "true" });
+    const line = { x1: 1, x2: 23, y1: 4, y2: 4, stroke: s.color, "stroke-width": WIDTHS[index % WIDTHS.length], "stroke-linecap": "butt" };
+    if (dash(index)) line["stroke-dasharray"] = dash(index).split(" ").map((n) => Number(n) / 2).join(" ");
+    swatch.append(svg("line", line));
     item.append(swatch, document.createTextNode(s.name));
     box.append(item);
-  }
+  });
   if (chart?.caption) box.append(chart.caption);
   return box;
 }

@@ -1,5 +1,6 @@
 // The chat list shared by the viewer page and the host console: messages keyed by id, deleted ones removed,
 // at most `limit` kept, scrolled to the newest unless the reader scrolled up. Text is inserted as text.
+// With no message to show, the list says so (`empty`, changeable with `setEmpty`) instead of showing nothing.
 
 import { el, initial } from "/web/js/api.js";
 
@@ -7,8 +8,15 @@ function hue(id) {
   return (Number(id) * 137) % 360;
 }
 
-export function chatList(list, { limit = 200, tools } = {}) {
+export function chatList(list, { limit = 200, tools, empty = "No messages yet." } = {}) {
   const nodes = new Map();
+  const placeholder = el("li", { class: "chat-empty", testid: "chat-empty", text: empty });
+  list.append(placeholder);
+
+  function showEmpty() {
+    placeholder.hidden = nodes.size > 0;
+    if (!placeholder.isConnected) list.prepend(placeholder);
+  }
 
   function nearBottom() {
     return list.scrollHeight - list.scrollTop - list.clientHeight < 60;
@@ -38,6 +46,7 @@ export function chatList(list, { limit = 200, tools } = {}) {
         node.remove();
         nodes.delete(id);
       }
+      showEmpty();
       if (stick) list.scrollTop = list.scrollHeight;
     },
     remove(ids) {
@@ -45,12 +54,17 @@ export function chatList(list, { limit = 200, tools } = {}) {
         nodes.get(id)?.remove();
         nodes.delete(id);
       }
+      showEmpty();
     },
     reset(messages) {
       nodes.clear();
-      list.replaceChildren();
+      list.replaceChildren(placeholder);
       this.add(messages);
       list.scrollTop = list.scrollHeight;
+    },
+    /** What the list says while it has no message (e.g. "Chat opens when the show starts"). */
+    setEmpty(text) {
+      placeholder.textContent = text;
     },
   };
 }

@@ -1,6 +1,6 @@
 // /host: the signed-in host's rooms, and a form to schedule a new one.
 
-import { api, byTestId as t, dateTime, el, localInputValue, renderAccount, requireRole, say } from "/web/js/api.js";
+import { api, byTestId as t, dateTime, el, localInputValue, renderAccount, requireRole, say, sayAt } from "/web/js/api.js";
 
 const message = t("message");
 let me = null;
@@ -22,19 +22,30 @@ async function loadRooms() {
   page.items.sort((a, b) => order[a.status] - order[b.status] || Date.parse(b.scheduled_start) - Date.parse(a.scheduled_start));
   for (const room of page.items) {
     const brands = room.brands.map((b) => b.name).join(", ");
+    // The badge and the title share a line; the buttons go on a line of their own when the row is narrow
+    // (a phone), so the title and the date never get squeezed to nothing.
     box.append(
       el(
         "div",
-        { class: "item", testid: "room-row", dataset: { roomId: String(room.id), status: room.status } },
+        { class: "item room-item", testid: "room-row", dataset: { roomId: String(room.id), status: room.status } },
         statusBadge(room.status),
         el(
           "div",
           { class: "grow" },
-          el("div", { class: "name", text: room.title }),
-          el("div", { class: "sub", text: `${dateTime(room.scheduled_start)}${brands ? " · " + brands : ""}${room.visibility === "private" ? " · private" : ""}` }),
+          el("div", { class: "name", testid: "room-name", text: room.title }),
+          el(
+            "div",
+            { class: "sub" },
+            el("span", { testid: "room-start", text: dateTime(room.scheduled_start) }),
+            `${brands ? " · " + brands : ""}${room.visibility === "private" ? " · private" : ""}`,
+          ),
         ),
-        el("a", { class: "button small secondary", href: `/watch/${room.id}`, text: "Viewer page" }),
-        room.status === "ended" ? null : el("a", { class: "button small", href: `/host/${room.id}`, testid: "room-link", text: "Open console" }),
+        el(
+          "div",
+          { class: "row room-actions" },
+          el("a", { class: "button small secondary", href: `/watch/${room.id}`, text: "Viewer page" }),
+          room.status === "ended" ? null : el("a", { class: "button small", href: `/host/${room.id}`, testid: "room-link", text: "Open console" }),
+        ),
       ),
     );
   }
@@ -60,13 +71,14 @@ t("new-room-form").addEventListener("submit", async (event) => {
     visibility: form.elements.visibility.value,
     brand_ids: [...form.querySelectorAll("input[name=brand]:checked")].map((b) => Number(b.value)),
   };
+  const near = t("create-room").parentElement; // the answer shows under the form's button
   try {
     const room = await api("/rooms", { method: "POST", body, auth: "required" });
-    say(message, `Room “${room.title}” created.`, "ok");
+    sayAt(message, near, `Room “${room.title}” created.`, "ok");
     form.elements.title.value = "";
     await loadRooms();
   } catch (error) {
-    say(message, error.message, "error", error.code);
+    sayAt(message, near, error.message, "error", error.code);
   }
 });
 

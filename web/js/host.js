@@ -1,7 +1,7 @@
 // The host console, /host/{room_id}: go live, camera (WHIP) or OBS, pin products, flash-sale countdowns,
 // live metrics with a chart, chat moderation, end the room.
 
-import { api, byTestId as t, compact, dateTime, el, getToken, money, renderAccount, requireRole, say } from "/web/js/api.js";
+import { api, byTestId as t, compact, dateTime, el, getToken, money, renderAccount, requireRole, sayAt, timeOfDay } from "/web/js/api.js";
 import { legend, lineChart } from "/web/js/chart.js";
 import { chatList } from "/web/js/chat.js";
 import { joinRoom } from "/web/js/live.js";
@@ -26,8 +26,11 @@ const state = {
 };
 
 const message = t("message");
-const show = (text, kind = "info", code) => say(message, text, kind, code);
-const refuse = (error) => show(error?.message || "Something went wrong.", "error", error?.code);
+// The one status line shows next to what it is about (`near`: a row, a list, a button's row); without
+// `near`, under the room's title, where go-live and end-room are.
+const show = (text, kind = "info", code, near) => sayAt(message, near, text, kind, code);
+const refuse = (error, near) => show(error?.message || "Something went wrong.", "error", error?.code, near);
+const SALES_POLL_MS = 5000; // sales go live (and end) on their own: the list follows within this
 
 let live = null;
 
@@ -107,11 +110,11 @@ t("publish-camera").addEventListener("click", async () => {
       } catch (error) {
         // A session from an earlier page (a reload, a crash) holds the room until the server notices it is gone.
         if (error.status !== 409 || attempt >= WHIP_RETRIES || !camera.stream) throw error;
-        show("The previous camera session is still closing; retrying in a moment…", "warn", error.code);
+        show("The previous camera session is still closing; retrying in a moment…", "warn", error.code, cameraRow());
         await new Promise((resolve) => setTimeout(resolve, WHIP_RETRY_MS));
       }
     }
-    say(message, "");
+    show("");
     if (camera.session.pc.connectionState === "connected") setPublishState("publishing");
     t("stop-camera").hidden = false;
     if (state.room?.status !== "live") show("Your camera is connected. Press Go live so viewers can see you.", "info");
@@ -121,12 +124,16 @@ t("publish-camera").addEventListener("click", async () => {
     camera.stream = null;
     t("preview").srcObject = null;
     t("preview-off").hidden = false;
-    show(error.name === "NotAllowedError" ? "Camera access was refused: allow it in the browser's site settings." : error.message, "error", error.code);
+    show(error.name === "NotAllowedError" ? "Camera access was refused: allow it in the browser's site settings." : error.message, "error", error.code, cameraRow());
   } finally {
     camera.starting = false;
     renderStatus();
   }
 });
+
+function cameraRow() {
+  return t("publish-camera").parentElement;
+}
 
 async function stopCamera() {
   await camera.session?.close();
@@ -151,9 +158,9 @@ t("show-stream-key").addEventListener("click", (event) => {
 t("copy-stream-key").addEventListener("click", async () => {
   try {
     await navigator.clipboard.writeText(getToken() || "");
-    show("Stream key copied.", "ok");
+    show("Stream key copied.", "ok", undefined, t("copy-stream-key").parentElement);
   } catch {
-    show("Copy failed: select the key and copy it by hand.", "warn");
+    show("Copy failed: select the key and copy it by hand.", "warn", undefined, t("copy-stream-key").parentElement);
   }
 });
 
@@ -189,16 +196,21 @@ function renderProducts() {
   t("pinned-name").textContent = state.pinned?.product ? "Pinned: " + state.pinned.product.title : "Nothing pinned";
 }
 
+function productRow(productId) {
+  return document.querySelector(`[data-testid=product-row][data-product-id="${productId}"]`);
+}
+
 async function pin(productId) {
   const ack = await live.request("pin", { room_id: roomId, product_id: productId });
   if (ack.ok) onPinned(ack.data);
-  else refuse(ack.error);
+  else refuse(ack.error, productRow(productId));
 }
 
 async function unpin() {
+  const pinnedId = state.pinned?.product?.id;
   const ack = await live.request("unpin", { room_id: roomId });
   if (ack.ok) onPinned(ack.data);
-  else refuse(ack.error);
+  else refuse(ack.error, productRow(pinnedId));
 }
 
 function onPinned(payload) {
@@ -228,17 +240,23 @@ async function loadProducts() {
 
 // --- flash sales ------------------------------------------------------------------------------------------------
 
+/** What a sale row shows: the list is drawn again only when one of these changes (not under a typing host). */
+function salesShown() {
+  return JSON.stringify(state.sales.map((sale) => [sale.id, sale.status, sale.starts_at, sale.quantity, state.products.get(sale.product_id)?.title]));
+}
+
 async function loadSales() {
   const page = await api(`/sales?room_id=${roomId}&limit=100`, { auth: "required" });
+  const before = salesShown();
   state.sales = page.items;
-  renderSales();
+  if (salesShown() !== before || !t("sale-list").querySelector("[data-testid=sale-row], .empty.ready")) renderSales();
 }
 
 function renderSales() {
   const box = t("sale-list");
   box.replaceChildren();
   if (!state.sales.length) {
-    box.append(el("p", { class: "empty", text: "No flash sales in this room. Brands schedule them from their dashboard." }));
+    box.append(el("p", { class: "empty ready", text: "No flash sales in this room. Brands schedule them from their dashboard." }));
     return;
   }
   for (const sale of state.sales) {
@@ -252,14 +270,15 @@ function renderSales() {
       text: "Start countdown",
       onclick: async () => {
         const value = Number(seconds.value);
-        if (!(value >= 10 && value <= 300)) return show("The countdown lasts 10 to 300 seconds.", "error", "invalid_request");
+        const row = start.closest("[data-testid=sale-row]");
+        if (!(value >= 10 && value <= 300)) return show("The countdown lasts 10 to 300 seconds.", "error", "invalid_request", row);
         start.disabled = true;
         try {
           const started = await api(`/sales/${sale.id}/countdown`, { method: "POST", body: { room_id: roomId, seconds: value }, auth: "required" });
-          show(`Countdown started: the sale opens at ${new Date(started.starts_at).toLocaleTimeString()}.`, "ok");
           await loadSales();
+          show(`Countdown started: the sale opens at ${timeOfDay(started.starts_at)}.`, "ok", undefined, t("sale-list"));
         } catch (error) {
-          refuse(error);
+          refuse(error, row);
           start.disabled = false;
         }
       },
@@ -272,7 +291,7 @@ function renderSales() {
           "div",
           { class: "row" },
           el("div", { class: "name grow", text: `${product ? product.title : "Product " + sale.product_id}` }),
-          el("span", { class: "status-pill", dataset: { status: sale.status }, text: sale.status }),
+          el("span", { class: "status-pill", testid: "sale-status", dataset: { status: sale.status }, text: sale.status }),
         ),
         el("div", {
           class: "sub",
@@ -314,17 +333,22 @@ function totals() {
   return { units, gmv };
 }
 
+/** The started sales' figures; a sale whose status moved on (live, sold out, ended) reloads the list. */
 async function pollSaleStats() {
   const started = state.sales.filter((sale) => ["scheduled", "live", "ended"].includes(sale.status));
+  let moved = false;
   await Promise.all(
     started.map(async (sale) => {
       try {
-        state.saleStats.set(sale.id, await api(`/sales/${sale.id}/stats`));
+        const stats = await api(`/sales/${sale.id}/stats`);
+        state.saleStats.set(sale.id, stats);
+        if (stats.status !== sale.status) moved = true;
       } catch {
         /* not readable (or gone): the stock events still count */
       }
     }),
   );
+  if (moved) await loadSales().catch(() => {});
   renderMetrics();
 }
 
@@ -337,6 +361,10 @@ function renderMetrics() {
   t("metric-gmv").dataset.minor = String(gmv);
 }
 
+setInterval(() => {
+  if (state.room?.status !== "ended") loadSales().catch(() => {});
+}, SALES_POLL_MS);
+
 setInterval(async () => {
   if (state.room?.status === "live") await pollSaleStats();
   const { units, gmv } = totals();
@@ -345,11 +373,11 @@ setInterval(async () => {
 
 // --- chat moderation --------------------------------------------------------------------------------------------
 
-async function moderate(payload, done) {
+async function moderate(payload, done, near = t("chat-list")) {
   const ack = await live.request("moderate", { room_id: roomId, ...payload });
   if (ack.ok) {
-    if (done) show(done, "ok");
-  } else refuse(ack.error);
+    if (done) show(done, "ok", undefined, near);
+  } else refuse(ack.error, near);
   return ack.ok;
 }
 
@@ -375,17 +403,17 @@ function tools(messageData) {
   ); // prettier-ignore
 }
 
-const chat = chatList(t("chat-list"), { tools });
+const chat = chatList(t("chat-list"), { tools, empty: "No messages yet. Viewers' chat shows up here." });
 
 t("slow-mode").addEventListener("change", async (event) => {
   const seconds = Number(event.currentTarget.value);
-  await moderate({ action: "slow_mode", seconds }, seconds ? `Slow mode: one message every ${seconds} s per viewer.` : "Slow mode is off.");
+  await moderate({ action: "slow_mode", seconds }, seconds ? `Slow mode: one message every ${seconds} s per viewer.` : "Slow mode is off.", t("slow-mode").closest(".row"));
 });
 
 t("block-words-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const words = t("block-words").value.split(",").map((w) => w.trim()).filter(Boolean);
-  await moderate({ action: "block_words", words }, words.length ? `Blocking ${words.length} word${words.length > 1 ? "s" : ""}.` : "No words are blocked.");
+  await moderate({ action: "block_words", words }, words.length ? `Blocking ${words.length} word${words.length > 1 ? "s" : ""}.` : "No words are blocked.", t("block-words-save").parentElement);
 });
 
 function setSlowMode(seconds) {

@@ -11,6 +11,15 @@ export function compareSeq(a, b) {
   return am - bm || an - bn;
 }
 
+/**
+ * A join's `replay` list as `[event, payload]` pairs to handle exactly like live events: each item is
+ * `{event, seq, payload}` and its payload is the live one (`chat`: `{room_id, messages, skipped}`), so nothing
+ * is re-wrapped; the item's `seq` is added to payloads that carry none.
+ */
+export function replayed(items) {
+  return items.map((item) => [item.event, item.event === "chat" || item.payload.seq ? item.payload : { ...item.payload, seq: item.seq }]);
+}
+
 const SEQ_EVENTS = ["pinned", "room_status", "countdown", "chat_deleted", "chat_settings", "video"];
 const ACK_TIMEOUT_MS = 10000;
 
@@ -94,10 +103,7 @@ export function joinRoom(roomId, on) {
       on.snapshot?.(snapshot);
     } else if (data.replay) {
       floor = since;
-      for (const item of data.replay) {
-        const payload = item.event === "chat" ? { room_id: roomId, messages: [item.payload], skipped: 0 } : { ...item.payload, seq: item.seq };
-        deliver(item.event, payload);
-      }
+      for (const [event, payload] of replayed(data.replay)) deliver(event, payload);
     }
   }
 

@@ -1,6 +1,6 @@
 // The viewer page, /watch/{room_id}: video (WHEP), chat, likes, the pinned product and buying.
 
-import { api, byTestId as t, clock, compact, el, getToken, goSignIn, icon, initial, money, renderAccount, say, tapKey, whoAmI } from "/web/js/api.js";
+import { api, byTestId as t, clock, compact, el, getToken, goSignIn, icon, initial, money, renderAccount, say, sayAt, tapKey, whoAmI } from "/web/js/api.js";
 import { chatList } from "/web/js/chat.js";
 import { joinRoom } from "/web/js/live.js";
 import { watch } from "/web/js/webrtc.js";
@@ -26,6 +26,7 @@ const state = {
   likes: 0,
   pendingLikes: 0,
   skipped: 0,
+  gone: false, // the room cannot be shown (no such room, or not for you): nothing to like, chat or buy
 };
 
 const ui = {
@@ -46,15 +47,19 @@ const ui = {
   chatSend: t("chat-send"),
 };
 
-const chat = chatList(t("chat-list"));
+const chat = chatList(t("chat-list"), { empty: "No messages yet." });
 let live = null;
 
-function show(text, kind = "info", code) {
-  say(ui.message, text, kind, code);
+/**
+ * The status line shows next to what it is about: `near` is the element it goes under (the buy button, the
+ * hold form); without it, the line sits above the chat composer (chat refusals, the session).
+ */
+function show(text, kind = "info", code, near) {
+  sayAt(ui.message, near, text, kind, code);
 }
 
-function refuse(error) {
-  show(error?.message || "Something went wrong. Try again.", "error", error?.code);
+function refuse(error, near) {
+  show(error?.message || "Something went wrong. Try again.", "error", error?.code, near);
 }
 
 ui.message.addEventListener("click", () => say(ui.message, ""));
@@ -88,6 +93,7 @@ let connecting = false;
 let retryTimer = null;
 
 function updatePlaceholder() {
+  if (state.gone) return; // roomGone() wrote why
   const playing = viewer && !ui.video.paused && ui.video.readyState >= 2 && state.videoState === "live";
   let text = "";
   if (state.roomStatus === "ended") text = "This live has ended. Thanks for watching!";
@@ -211,6 +217,9 @@ function renderComposer() {
   ui.chatInput.disabled = !open;
   ui.chatSend.disabled = !open;
   ui.chatInput.placeholder = open ? "Say something…" : state.roomStatus === "ended" ? "Chat is closed" : "Chat opens when the show starts";
+  chat.setEmpty(
+    state.roomStatus === "ended" ? "No one chatted during this show." : open ? (signedIn ? "No messages yet. Say hello!" : "No messages yet.") : "Chat opens when the show starts.",
+  );
 }
 
 t("composer").addEventListener("submit", async (event) => {
@@ -281,17 +290,31 @@ function renderPinned() {
   renderCountdown();
 }
 
+function poolStock() {
+  const pool = state.pinned?.offer?.pool;
+  return state.stock && pool && state.stock.pool === pool ? state.stock : null;
+}
+
+/**
+ * Whether the pinned offer's stock is known: a `stock` event for its pool came, or the pin carried units.
+ * Right after a pin whose sale is not loaded yet the pin says 0, which means "not known yet", not "sold out".
+ */
+function stockKnown() {
+  return Boolean(poolStock()) || (state.pinned?.product?.stock ?? 0) > 0;
+}
+
 function available() {
-  if (state.stock && state.pinned?.offer && state.stock.pool === state.pinned.offer.pool) return state.stock.available;
-  return state.pinned?.product?.stock ?? 0;
+  return poolStock()?.available ?? state.pinned?.product?.stock ?? 0;
 }
 
 function renderStock() {
   if (!state.pinned?.product) return;
+  const known = stockKnown();
   const left = available();
-  t("stock-count").textContent = String(left);
-  t("sold-out").hidden = left > 0;
-  t("stock-line").hidden = left <= 0;
+  t("stock-count").textContent = known ? String(left) : "—";
+  t("stock-note").textContent = known ? "left" : "left · opens soon";
+  t("sold-out").hidden = !known || left > 0;
+  t("stock-line").hidden = known && left <= 0;
   renderBuy();
 }
 
@@ -319,7 +342,10 @@ function renderBuy() {
   else if (state.roomStatus !== "live") {
     label = state.roomStatus === "ended" ? "The show has ended" : "Buying opens when the show starts";
     disabled = true;
-  } else if (available() <= 0) {
+  } else if (!stockKnown() && currentSale()) {
+    label = "Opens soon";
+    disabled = true;
+  } else if (stockKnown() && available() <= 0) {
     label = "Sold out";
     disabled = true;
   } else if (ui.card.dataset.counting === "1") {
@@ -354,7 +380,7 @@ function renderHold() {
       if (left <= 0 && state.hold === hold && hold.state === "held") {
         state.hold = null;
         renderHold();
-        show("Your hold expired and the item went back on sale. Tap Buy to try again.", "warn", "hold_expired");
+        show("Your hold expired and the item went back on sale. Tap Buy to try again.", "warn", "hold_expired", ui.buy);
       }
     };
     tick();
@@ -390,11 +416,11 @@ ui.buy.addEventListener("click", async () => {
     state.hold = ack.data.hold;
     state.holdProduct = product.title;
     state.holdUntil = holdMs > 0 ? { id: state.hold.id, ms: sent + holdMs } : null;
-    if (state.hold.state === "paid") show("You already bought this.", "ok");
+    if (state.hold.state === "paid") show("You already bought this.", "ok", undefined, ui.buy);
     renderHold();
     if (state.hold.state === "held") ui.card_input.focus();
   } else {
-    refuse(ack.error);
+    refuse(ack.error, ui.buy);
     renderBuy();
   }
 });
@@ -405,7 +431,7 @@ ui.holdPanel.addEventListener("submit", async (event) => {
   if (!hold) return;
   const card = ui.card_input.value.trim();
   if (!/^[0-9 ]{12,23}$/.test(card)) {
-    show("Enter the card number: 12 to 19 digits (test card 4242 4242 4242 4242).", "error", "invalid_card");
+    show("Enter the card number: 12 to 19 digits (test card 4242 4242 4242 4242).", "error", "invalid_card", ui.holdPanel);
     return;
   }
   hold.state = "paying";
@@ -420,11 +446,12 @@ ui.holdPanel.addEventListener("submit", async (event) => {
   if (ack.ok) {
     state.hold = ack.data.hold;
     ui.card_input.value = "";
+    ui.code.value = ""; // a code buys once: left in the box, the next tap would be refused as used
     say(ui.message, "");
   } else {
     hold.state = "held";
-    refuse(ack.error);
     if (["hold_expired", "not_found"].includes(ack.error.code)) state.hold = null;
+    refuse(ack.error, state.hold ? ui.holdPanel : ui.buy);
   }
   renderHold();
 });
@@ -435,9 +462,9 @@ t("cancel-hold-button").addEventListener("click", async () => {
   const ack = await live.request("cancel_hold", { hold_id: hold.id });
   if (ack.ok || ["hold_expired", "not_found"].includes(ack.error.code)) {
     state.hold = null;
-    show("Hold cancelled; the item went back on sale.", "info");
+    show("Hold cancelled; the item went back on sale.", "info", undefined, ui.buy);
   } else {
-    refuse(ack.error);
+    refuse(ack.error, ui.holdPanel);
   }
   renderHold();
 });
@@ -457,7 +484,7 @@ async function loadSales() {
 function connect() {
   live = joinRoom(roomId, {
     online(up) {
-      t("offline-banner").hidden = up;
+      t("offline-banner").hidden = up || state.gone;
     },
     snapshot(snapshot) {
       renderRoom(snapshot.room);
@@ -473,10 +500,8 @@ function connect() {
       loadSales();
     },
     joinError(error) {
-      t("room-title").textContent = "Room unavailable";
-      ui.placeholder.hidden = false;
-      ui.placeholder.textContent = error.message;
-      refuse(error);
+      roomGone(error.code === "not_found" ? "Room not found" : "Room unavailable", error.message, error.code);
+      live.socket.disconnect(); // nothing to follow here
     },
     authLost(message) {
       state.me = null;
@@ -524,9 +549,29 @@ function connect() {
   });
 }
 
+/**
+ * The room cannot be shown: its title says so, the picture says why (once), and nothing offers to like,
+ * chat, buy or sign in to chat in a room that is not there.
+ */
+function roomGone(title, why, code) {
+  state.gone = true;
+  t("room-title").textContent = title;
+  document.title = title + " · livecommerce";
+  t("room-host").textContent = "";
+  document.body.dataset.roomStatus = "unavailable";
+  document.body.dataset.code = code || "";
+  stopVideo();
+  ui.placeholder.hidden = false;
+  ui.placeholder.textContent = why;
+  say(ui.message, "");
+  for (const id of ["room-status", "pinned-card", "composer", "offline-banner"]) t(id).hidden = true;
+  document.querySelector(".chat-panel").hidden = true;
+  document.querySelector(".watch-head .stat").hidden = true;
+}
+
 async function main() {
   if (!Number.isInteger(roomId) || roomId < 1) {
-    t("room-title").textContent = "No such room";
+    roomGone("Room not found", "There is no room at this address. Check the link you followed.", "not_found");
     return;
   }
   try {

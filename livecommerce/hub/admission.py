@@ -82,4 +82,3 @@ class Admission:
 
     def from_address(self, address: str) -> int:
         return self._by_address.get(address, 0)
-

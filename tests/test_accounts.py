@@ -194,7 +194,7 @@ async def test_connect_error_carries_code_and_message(pair: Pair) -> None:
     _, a, _, _ = pair
     refusal = await _refusal(a, "not-a-token")
     assert refusal["message"] == "the bearer token is malformed; sign in again to get a new one"
-    assert refusal["data"] == {"code": "unauthorized", "message": refusal["message"]}
+    assert refusal["data"] == {"code": "unauthorized", "message": refusal["message"], "retryable": False}
 
 
 async def _revoked(viewer: Viewer) -> dict[str, Any]:

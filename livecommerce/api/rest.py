@@ -286,7 +286,11 @@ async def update_sale(call: Call, sale_id: int, body: s.SaleUpdate) -> s.SaleOut
 
 
 @route("POST", "/sales/{sale_id}/schedule", summary="Schedule a draft sale, taking its quantity from stock",
-       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
+       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409),
+       notes="409 `conflict` when the stock is short, a room has ended or no longer features the brand, or "
+             "another scheduled or live sale of the product shows in one of the same rooms in an overlapping "
+             "window (a room sells a product from one sale at a time; the detail names that sale and its "
+             "window).")  # fmt: skip
 async def schedule_sale(call: Call, sale_id: int) -> s.SaleOut:
     view = await sales.schedule_sale(call.session, call.who, sale_id)
     await follow_stock_change(call, view.sale.product_id, -view.sale.quantity)

@@ -93,6 +93,7 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"  # of the success body; anything else is answered by a `Stream`
+    notes: str = ""  # more of the description in the OpenAPI document: rules a client must know
 
     @property
     def path_params(self) -> list[str]:
@@ -124,6 +125,7 @@ class Router:
         status: int = 200,
         errors: tuple[int, ...] = (),
         content_type: str = "application/json",
+        notes: str = "",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -140,6 +142,7 @@ class Router:
                     status,
                     errors,
                     content_type,
+                    notes,
                 )
             )
             return handler

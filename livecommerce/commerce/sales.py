@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Result, delete, exists, func, insert, or_, select, true, update
@@ -473,7 +473,53 @@ async def schedule_sale(session: AsyncSession, who: Principal, sale_id: int) -> 
             f"only {stock} in stock for this product and the sale needs {sale.quantity}; "
             "lower the sale's quantity or add stock, then schedule it"
         )
+    # After the UPDATE above: it holds the product's row lock until commit, so of two overlapping sales
+    # scheduled at once the second waits here and then sees the first (each statement reads anew).
+    await _refuse_overlap(session, sale, sale.starts_at, sale.ends_at)
     return await _view(session, who, await _refreshed(session, sale))
+
+
+async def _refuse_overlap(session: AsyncSession, sale: FlashSale, starts_at: datetime, ends_at: datetime) -> None:
+    """409 if another scheduled or live sale of the product shares a room with `sale` and its window overlaps
+    [starts_at, ends_at): a room sells a product from one sale at a time, so the other could never sell.
+
+    Call it with the product's row locked (scheduling's stock UPDATE does): concurrent schedules of one
+    product then run this check one after the other.
+    """
+    mine = select(sale_rooms.c.room_id).where(sale_rooms.c.sale_id == sale.id)
+    other = await session.scalar(
+        select(FlashSale)
+        .where(
+            FlashSale.product_id == sale.product_id,
+            FlashSale.id != sale.id,
+            FlashSale.status.in_((SaleStatus.SCHEDULED, SaleStatus.LIVE)),
+            FlashSale.finalised_at.is_(None),
+            FlashSale.starts_at < ends_at,
+            FlashSale.ends_at > starts_at,
+            exists().where(sale_rooms.c.sale_id == FlashSale.id, sale_rooms.c.room_id.in_(mine)),
+        )
+        .order_by(FlashSale.starts_at, FlashSale.id)
+        .limit(1)
+    )
+    if other is None:
+        return
+    shared = (
+        await session.scalars(
+            select(sale_rooms.c.room_id)
+            .where(sale_rooms.c.sale_id == other.id, sale_rooms.c.room_id.in_(mine))
+            .order_by(sale_rooms.c.room_id)
+        )
+    ).all()
+    raise Conflict(
+        f"sale {other.id} ({other.status.value}, {_iso(other.starts_at)} to {_iso(other.ends_at)}) "
+        f"sells this product in room {', '.join(map(str, shared))} in an overlapping window; a room sells a "
+        f"product from one sale at a time: move this sale's window or its rooms, then schedule it"
+    )
+
+
+def _iso(moment: datetime) -> str:
+    """As the API writes times (UTC, `Z`), so a detail can be matched with the sale's fields."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def cancel_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleView:

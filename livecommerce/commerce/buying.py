@@ -69,6 +69,7 @@ __all__ = [
     "PaymentInProgress",
     "PaymentPending",
     "PurchaseRefused",
+    "SaleNotRunning",
     "hold_wire",
 ]
 
@@ -164,6 +165,14 @@ class KeyReused(PurchaseRefused):
     status = 422
     code = "idempotency_key_reused"
     title = "Key already used"
+
+
+class SaleNotRunning(PurchaseRefused):
+    """A buy names a sale (its invite code, or `sale_id`) that is not what the room sells the product from now."""
+
+    status = 409
+    code = "sale_not_running"
+    title = "Sale not running"
 
 
 class RoomNotLive(PurchaseRefused):
@@ -363,6 +372,10 @@ class Buying:
         """The room changed (went live, ended): look it up again next time."""
         self._rooms.drop(room_id)
 
+    def forget_offer(self, room_id: int, product_id: int) -> None:
+        """How the product sells in the room changed (a sale ended): look it up again next time."""
+        self._offers.drop((room_id, product_id))
+
     async def offer(self, room: RoomInfo, product_id: int, *, fresh: bool = False) -> Offer:
         """How `product_id` sells in `room` now; loads the product's own pool into Redis when it sells outside
         a sale. `fresh` bypasses the cache (a pin must show the current terms)."""
@@ -417,15 +430,21 @@ class Buying:
         quantity: int = 1,
         key: str | None = None,
         code: str | None = None,
+        sale_id: int | None = None,
     ) -> tuple[Hold, bool]:
         """Reserve `quantity` of `product_id` as sold in `room_id`. Returns (hold, replayed): a retry with the
-        same `key` gets the same hold back."""
+        same `key` gets the same hold back. A `code` or `sale_id` names a sale: when the product does not sell
+        from it (or any sale) now, the buy is refused rather than made at another price."""
         if not who.authenticated or who.user_id is None:
             raise Unauthorized("sign in to buy")
         room = await self.room(room_id, who)
         if room.status is not RoomStatus.LIVE:
             raise RoomNotLive("the room is not live; you can buy while the show is on")
         offer = await self.offer(room, product_id)
+        if not _sells_from(offer, code, sale_id):  # the cache may be a second behind: ask SQL before refusing
+            offer = await self.offer(room, product_id, fresh=True)
+            if not _sells_from(offer, code, sale_id):
+                raise _not_running(offer, code, sale_id)
         request = ReserveRequest(
             buyer_id=who.user_id,
             key=key or uuid.uuid4().hex,
@@ -511,6 +530,28 @@ class Buying:
                 "(it will be paid, or refunded if its units were released) — you will not be charged twice"
             ) from None
         raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+
+
+def _sells_from(offer: Offer, code: str | None, sale_id: int | None) -> bool:
+    """Whether the offer sells from the sale a buy names: by `sale_id`, else (a `code`) a sale for code holders
+    (Redis then checks the code belongs to it). Needs no SQL: the buy path runs from Redis and caches."""
+    if sale_id is not None:
+        return offer.sale_id == sale_id
+    return not code or offer.audience == "codes"
+
+
+def _not_running(offer: Offer, code: str | None, sale_id: int | None) -> SaleNotRunning:
+    named = f"sale {sale_id}" if sale_id is not None else "the sale this invite code is for"
+    if offer.sale_id is None:
+        return SaleNotRunning(
+            f"{named} is not running in this room (it has ended, or does not show here); "
+            f"{offer.title} is still on sale at its regular price: buy again without the "
+            + " and ".join(name for name, value in (("code", code), ("sale_id", sale_id)) if value)
+        )
+    again = f"with sale_id {offer.sale_id}" if sale_id is not None else "without the code"
+    return SaleNotRunning(
+        f"{named} is not running in this room; {offer.title} sells from sale {offer.sale_id} now: buy again {again}"
+    )
 
 
 def _pool_of(hold_id: str) -> PoolId:

@@ -141,8 +141,9 @@ class SaleCloser(Job):
         now = utcnow()
         registered = [pool.id for pool in await self.inventory.registered() if pool.kind == "sale"]
         async with self.sessions() as session:
-            ended = and_(FlashSale.status.in_(_OPEN), FlashSale.ends_at <= now)
-            gone = and_(FlashSale.id.in_(registered), FlashSale.status.notin_(_OPEN))
+            ended = and_(FlashSale.status.in_(sales.UNFINALISED), FlashSale.finalised_at.is_(None),
+                         FlashSale.ends_at <= now)  # fmt: skip
+            gone = and_(FlashSale.id.in_(registered), FlashSale.status.notin_(_OPEN))  # ended early, cancelled
             due = (await session.scalars(select(FlashSale).where(or_(ended, gone)).order_by(FlashSale.id))).all()
         for sale in due:
             await self.close(sale)
@@ -158,7 +159,7 @@ class SaleCloser(Job):
             return False  # holds being paid: the sweeper settles them after their deadline
         if not await pool_drained(self.redis, pool):
             return False
-        if sale.status in _OPEN:
+        if sale.status in sales.UNFINALISED and sale.finalised_at is None:
             async with self.sessions.begin() as session:
                 in_sql = await session.scalar(
                     select(func.coalesce(func.sum(Order.quantity), 0)).where(

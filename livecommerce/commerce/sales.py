@@ -46,6 +46,7 @@ from livecommerce.rooms import get_room, visible_to
 
 __all__ = [
     "MAX_CODES",
+    "UNFINALISED",
     "CodeInfo",
     "Countdown",
     "SaleView",
@@ -71,6 +72,8 @@ _PAST_LEEWAY: Final = timedelta(minutes=5)
 _HORIZON: Final = timedelta(days=366)
 _LONGEST: Final = timedelta(days=31)
 _PUBLIC: Final = (SaleStatus.SCHEDULED, SaleStatus.LIVE, SaleStatus.ENDED)
+# States whose stock is allocated until `finalise` (an ended sale has finalised_at None until the worker runs).
+UNFINALISED: Final = (SaleStatus.SCHEDULED, SaleStatus.LIVE, SaleStatus.ENDED)
 _EDITABLE: Final = ("price_minor", "quantity", "per_buyer_limit", "starts_at", "ends_at", "hold_seconds", "audience")
 
 
@@ -556,7 +559,8 @@ async def cancel_sale(session: AsyncSession, who: Principal, sale_id: int) -> Sa
 
 
 async def end_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleView:
-    """End a started sale now (its window closes; the worker then finalises it and returns unsold stock)."""
+    """End a started sale now: it is `ended` at once (its window closes); the worker then finalises it
+    (`finalised_at`) and returns the unsold stock."""
     sale = await _managed(session, who, sale_id, "end this sale")
     now = utcnow()
     ended = await session.execute(
@@ -567,7 +571,7 @@ async def end_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleV
             FlashSale.starts_at < now,
             FlashSale.ends_at > now,
         )
-        .values(ends_at=now, version=FlashSale.version + 1, updated_at=now)
+        .values(status=SaleStatus.ENDED, ends_at=now, version=FlashSale.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(ended) != 1:
@@ -576,7 +580,9 @@ async def end_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleV
             raise Conflict("this sale is a draft and has not started; cancel it instead")
         if sale.status is SaleStatus.SCHEDULED and sale.starts_at >= now:
             raise Conflict(f"this sale has not started yet; cancel it instead (POST /api/v1/sales/{sale.id}/cancel)")
-        if sale.status in {SaleStatus.SCHEDULED, SaleStatus.LIVE}:
+        if sale.status in {SaleStatus.SCHEDULED, SaleStatus.LIVE} or (
+            sale.status is SaleStatus.ENDED and sale.finalised_at is None
+        ):
             raise Conflict("this sale's window has already closed; it is being finalised")
         raise Conflict(f"this sale is already {sale.status.value}")
     return await _view(session, who, await _refreshed(session, sale))
@@ -635,7 +641,8 @@ async def mark_live(session: AsyncSession, sale_id: int) -> bool:
 
 
 async def finalise(session: AsyncSession, sale_id: int, units_paid: int) -> bool:
-    """Close a sale and give its unpaid units back to the product's stock, once: False if already done.
+    """Close a sale and give its unpaid units back to the product's stock, once: False if already done (or
+    never allocated: a draft or cancelled sale).
 
     Idempotent: only the call whose conditional UPDATE stamps `finalised_at` returns stock, so a worker that
     repeats the job after a crash returns nothing twice.
@@ -651,7 +658,7 @@ async def finalise(session: AsyncSession, sale_id: int, units_paid: int) -> bool
         .where(
             FlashSale.id == sale_id,
             FlashSale.finalised_at.is_(None),
-            FlashSale.status.in_((SaleStatus.SCHEDULED, SaleStatus.LIVE)),
+            FlashSale.status.in_(UNFINALISED),
         )
         .values(
             status=SaleStatus.ENDED,

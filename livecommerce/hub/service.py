@@ -382,8 +382,9 @@ class Hub:
     async def _buy(self, sid: str, connection: _Connection, event: p.Buy) -> dict[str, Any]:
         self._require_member(connection, event.room_id)
         hold, replayed = await self.buying.buy(
-            connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code
-        )
+            connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code,
+            sale_id=event.sale_id,
+        )  # fmt: skip
         return {"hold": hold_wire(hold), "replayed": replayed}
 
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:

@@ -254,7 +254,7 @@ async def test_ending_early_closes_the_window_once(client: Client, engine: Async
     path = f"{SALES}/{world.ids['live_sale']}/end"
     body = await world.api.ok("POST", path, who="staff")
     assert datetime.fromisoformat(body["ends_at"]) <= datetime.now(UTC)
-    assert (body["status"], body["version"]) == ("live", 3)  # the worker finalises it
+    assert (body["status"], body["version"], body["finalised_at"]) == ("ended", 3, None)  # the worker finalises it
     status, problem = await world.api.call("POST", path, who="staff")
     assert (status, "already closed" in problem["detail"]) == (409, True)
     status, problem = await world.api.call("POST", f"{SALES}/{world.ids['scheduled_sale']}/end", who="staff")

@@ -50,7 +50,11 @@ async def media_client(
 
 @pytest.fixture
 async def world(media_client: TestClient[Any, Any], engine: AsyncEngine) -> World:
-    return await seed_world(media_client, engine)
+    """The seeded world with `room` and `private_room` live (viewers watch only live rooms); other_room is not."""
+    world = await seed_world(media_client, engine)
+    for room in ("room", "private_room"):
+        await world.api.ok("POST", f"/api/v1/rooms/{world.ids[room]}/live", who="host")
+    return world
 
 
 @pytest.fixture

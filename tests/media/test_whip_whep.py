@@ -179,6 +179,35 @@ async def test_private_room_playback_needs_a_token_of_someone_who_may_see_it(
     await until(lambda: media.peer_count == 0, 5, "no viewer connection left")
 
 
+async def test_watching_needs_the_room_live(
+    media_client: TestClient[Any, Any], world: World, media: MediaService
+) -> None:
+    """other_room (other_host's, public) is scheduled: nobody but its host (and admins) may watch it yet."""
+    room = world.ids["other_room"]
+    for who, status in ((None, 409), ("viewer", 409), ("host", 409), ("other_host", 201), ("admin", 201)):
+        viewer = Viewer()
+        try:
+            answer = await viewer.watch(media_client, room, None if who is None else world.api.tokens[who])
+            assert answer.status == status, (who, answer.body)
+            if status == 409:
+                assert "not live yet" in answer.body, answer.body
+            else:
+                async with media_client.delete(viewer.location) as response:
+                    assert response.status == 200
+        finally:
+            await viewer.close()
+    await until(lambda: media.peer_count == 0, 5, "refusals leave no peer connection behind")
+    await world.api.ok("POST", f"/api/v1/rooms/{room}/live", who="other_host")
+    viewer = Viewer()
+    try:
+        assert (await viewer.watch(media_client, room)).status == 201  # anonymous, now that it is live
+        async with media_client.delete(viewer.location) as response:
+            assert response.status == 200
+    finally:
+        await viewer.close()
+    await until(lambda: media.peer_count == 0, 5, "no viewer connection left")
+
+
 async def test_options_patch_and_delete_follow_whip(
     media_client: TestClient[Any, Any], world: World, media: MediaService
 ) -> None:
@@ -278,7 +307,6 @@ async def test_ending_the_room_ends_its_sessions(
     room, token = world.ids["room"], world.api.tokens["host"]
     publisher, viewer = Publisher(), Viewer()
     try:
-        await world.api.ok("POST", f"/api/v1/rooms/{room}/live", who="host")
         assert (await publisher.publish(media_client, room, token)).status == 201
         assert (await viewer.watch(media_client, room)).status == 201
         await until(lambda: viewer.frames >= 5, 10, "the viewer watches")

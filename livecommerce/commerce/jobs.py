@@ -174,7 +174,7 @@ class SaleCloser(Job):
                 finalised = await sales.finalise(session, sale.id, units_paid=units_paid)
             if finalised:  # after the commit: a crash in between leaves units unsold, never sold twice
                 returned = sale.quantity - units_paid
-                await give_units(self.inventory, sale.product_id, returned)
+                await give_units(self.inventory, sale.product_id, returned, op=f"finalised:s{sale.id}")
                 log.info("sale %d finalised: %d of %d units paid, %d returned to the product's stock",
                          sale.id, units_paid, sale.quantity, returned)  # fmt: skip
         elif swept.stock.paid and sale.finalised_at is None:

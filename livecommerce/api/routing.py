@@ -6,7 +6,8 @@ A handler is `async def handler(call: Call, **params) -> BaseModel | Stream | No
 
 A `Stream` answers with a body that is not JSON (a CSV export): the handler checks access and returns it, the
 transaction ends, and only then are its chunks written, so a refusal is still a problem document and a long
-download holds no transaction (the chunks read in short sessions of their own).
+download holds no transaction (the chunks read in short sessions of their own). The first chunk is read before
+the status line is sent: a source that fails at once is a 503 problem, not a 200 with an empty body.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.api.schemas import MAX_ID, PATTERN_HINTS
@@ -28,6 +30,7 @@ from livecommerce.errors import (
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from livecommerce.settings import Settings
@@ -215,9 +218,16 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
         response.headers["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
     response.headers["Cache-Control"] = "no-store"
     response.enable_chunked_encoding()
+    chunks = aiter(stream.chunks)
+    try:
+        first = await anext(chunks, b"")
+    except (DBAPIError, OSError, TimeoutError):
+        log.warning("%s %s: the first chunk could not be read", endpoint.method, endpoint.path, exc_info=True)
+        raise _StreamUnavailable("the database could not be read, so nothing was sent; try again in a minute") from None
     await response.prepare(request)
     try:
-        async for chunk in stream.chunks:
+        await response.write(first)
+        async for chunk in chunks:
             await response.write(chunk)
     except Exception:
         # The status line is sent: the body can only be cut short. Closing the connection without the last
@@ -228,6 +238,12 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
         return response
     await response.write_eof()
     return response
+
+
+class _StreamUnavailable(ServiceUnavailable):
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "30"}
 
 
 def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:

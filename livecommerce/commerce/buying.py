@@ -7,7 +7,9 @@ room, else from the product's own pool. Every rule that protects a unit is enfor
     begin_payment (the hold becomes "paying": the sweeper waits) → provider.charge(key = hold id, so a retry
     never charges twice) → complete_payment → paid. A decline puts the hold back to "held". A charge that
     lands after the hold was released is refunded at once. A provider that does not answer leaves the hold
-    "paying"; the worker asks the provider after the deadline and completes or releases it.
+    "paying"; the worker asks the provider after the deadline and completes or releases it. A checkout retry
+    that finds the hold "paying" (its hub may have died mid-checkout) asks the provider at once, the same way
+    (`settle_by_provider`): charged → paid; not charged → it charges the same key itself.
 
 Room and offer lookups are cached for a second: a burst of taps must not become a burst of SQL queries.
 Redis re-checks the window and the stock on every tap, so a stale cache can refuse late, never oversell.
@@ -28,9 +30,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.auth import Principal
 from livecommerce.commerce.batcher import ReservationBatcher
-from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider, refund_owed
+from livecommerce.commerce.payments import (
+    InvalidCard,
+    PaymentDeclined,
+    PaymentProvider,
+    refund_owed,
+    settle_by_provider,
+)
 from livecommerce.commerce.pools import (
     Hold,
+    HoldReply,
     HoldState,
     Inventory,
     PoolConfig,
@@ -501,10 +510,15 @@ class Buying:
         if begun.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
         hold = begun.hold
+        if begun.status == "paying":  # a retry: the hub that began it may have died; the provider knows
+            settled = await settle_by_provider(self.inventory, self.provider, pool, hold_id, expire=False)
+            if settled.status == "paid" and settled.hold is not None:
+                return settled.hold
+            if settled.status != "paying":
+                raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+            begun = HoldReply("ok", hold)  # not charged: charge the hold's key (the provider charges it once)
         if begun.status == "paid":
             return hold
-        if begun.status == "paying":
-            raise PaymentInProgress("a payment for this hold is already in progress; wait for its answer")
         if begun.status == "expired" or hold.state is HoldState.EXPIRED:
             raise HoldExpired("your hold expired before payment and its units went back on sale; tap Buy again")
         if begun.status != "ok":

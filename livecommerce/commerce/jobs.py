@@ -24,7 +24,7 @@ from livecommerce.aio import raise_if_cancelled
 from livecommerce.commerce import sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.orders import OrderWriter, pool_drained
-from livecommerce.commerce.payments import ChargeStatus, PaymentProvider, refund_owed, retry_owed_refunds
+from livecommerce.commerce.payments import PaymentProvider, retry_owed_refunds, settle_by_provider
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.commerce.product_stock import give_units
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleStatus, utcnow
@@ -216,18 +216,7 @@ class Sweeper(Job):
 
     async def reconcile(self, pool: PoolId, hold_id: str) -> str:
         """Settle a hold stuck in payment by what the provider recorded; returns the hold's new status."""
-        charge = await self.provider.lookup(hold_id)
-        if charge is not None and charge.status is ChargeStatus.CHARGED:
-            done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
-            if done.status in ("ok", "paid"):
-                log.info("hold %s: the provider had charged it (%s); paid", hold_id, charge.ref)
-                return "paid"
-            await refund_owed(self.inventory.redis, self.provider, hold_id)
-            log.warning("hold %s was %s when its charge was found; refunded", hold_id, done.status)
-            return done.status
-        expired = await self.inventory.expire(pool, hold_id)
-        log.info("hold %s: no charge at the provider; %s", hold_id, expired.status)
-        return expired.status
+        return (await settle_by_provider(self.inventory, self.provider, pool, hold_id, expire=True)).status
 
 
 class OutboxWriter(Job):

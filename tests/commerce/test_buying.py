@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.payments import TestModeProvider
-from livecommerce.commerce.pools import Inventory
+from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.database import session_factory
 from tests.commerce.audit import until
 from tests.helpers import World
@@ -285,3 +285,39 @@ async def test_a_code_or_sale_id_for_a_sale_that_is_not_running_is_refused(
     ack = await late.call("buy", {"room_id": room, "product_id": product})
     assert ack["ok"], ack
     assert (ack["data"]["hold"]["sale_id"], ack["data"]["hold"]["unit_price_minor"]) == (None, 2999)
+
+
+async def test_a_checkout_retry_settles_a_payment_its_dead_hub_left_paying(pair: Pair, redis_url: str) -> None:
+    """A hub began a payment and died (before or after the charge): the buyer's retry asks the provider by hold
+    id at once — paid, charged once — instead of `payment_in_progress` until the worker's deadline."""
+    world, _, _, _ = pair
+    api, room, product, buyer = world.api, world.ids["room"], world.ids["product"], world.ids["viewer"]
+    redis = Redis.from_url(redis_url)
+    inventory, provider = Inventory(redis), TestModeProvider(redis)
+    try:
+        holds = []
+        for key in ("died-after-charge", "died-before-charge", "two-retries-at-once"):
+            body = {"product_id": product, "idempotency_key": key}
+            hold = await api.ok("POST", f"/api/v1/rooms/{room}/buy", who="viewer", json=body, status=201)
+            pool = PoolId.parse(hold["id"])
+            begun = await inventory.begin_payment(pool, hold["id"], buyer, 60_000)  # ... and the hub dies
+            assert begun.status == "ok", begun
+            holds.append(hold["id"])
+        landed = await provider.charge(holds[0], 1999, "USD", APPROVE)  # the first hub's charge had landed
+        checkout = {"card_number": APPROVE}
+        paid = await api.ok("POST", f"/api/v1/holds/{holds[0]}/checkout", who="viewer", json=checkout)
+        assert (paid["state"], paid["payment_ref"]) == ("paid", landed.ref)
+        paid = await api.ok("POST", f"/api/v1/holds/{holds[1]}/checkout", who="viewer", json=checkout)
+        assert paid["state"] == "paid"  # no charge had been made: the retry charged the hold's key, once
+        results = await asyncio.gather(
+            *(api.call("POST", f"/api/v1/holds/{holds[2]}/checkout", who="viewer", json=checkout) for _ in range(3))
+        )
+        assert {(status, body["state"]) for status, body in results} == {(200, "paid")}, results
+        assert len({body["payment_ref"] for _, body in results}) == 1, results
+        for hold_id in holds:
+            charge = await provider.lookup(hold_id)
+            assert charge is not None
+            assert charge.status == "charged"
+            assert (await api.ok("GET", f"/api/v1/holds/{hold_id}", who="viewer"))["payment_ref"] == charge.ref
+    finally:
+        await redis.aclose()

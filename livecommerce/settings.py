@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,8 @@ class Settings:
     demo: bool = False
     payment_delay_ms: int = 0
     worker_claim_after_ms: int = 30_000
+    media_ice_address: str | None = None
+    media_ice_announce: str | None = None
 
     @property
     def embedded_redis(self) -> bool:
@@ -129,6 +132,16 @@ def _secret(text: str) -> str:
     return text
 
 
+def _ip(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise ValueError(f"expected an IP address such as 10.0.0.5 or 127.0.0.1, got {text!r}") from None
+    if address.is_unspecified:
+        raise ValueError(f"expected one address, not {text!r} (which means every one)")
+    return str(address)
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -172,6 +185,18 @@ FIELDS: tuple[Field, ...] = (
         "How long an outbox entry read by a worker that stopped answering waits before another worker takes it "
         "over, in milliseconds.",
     ),
+    Field(
+        "media_ice_address",
+        _ip,
+        "The one address WebRTC (WHIP/WHEP) binds its ICE candidates to; 127.0.0.1 keeps media on loopback "
+        "(tests, benchmarks). Unset: every address of the machine but loopback.",
+    ),
+    Field(
+        "media_ice_announce",
+        _ip,
+        "The address announced in WebRTC answers for the bound one, behind a 1:1 NAT (the public address); "
+        "needs LIVECOMMERCE_MEDIA_ICE_ADDRESS. Unset: the bound address.",
+    ),
 )
 _BY_ENV = {field.env: field for field in FIELDS}
 
@@ -208,6 +233,10 @@ def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, 
             values[field.name] = field.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    if "media_ice_announce" in values and "media_ice_address" not in values:
+        raise ConfigError(
+            "LIVECOMMERCE_MEDIA_ICE_ANNOUNCE needs LIVECOMMERCE_MEDIA_ICE_ADDRESS (the address it stands for)"
+        )
     return Settings(**values)
 
 

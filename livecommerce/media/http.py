@@ -37,7 +37,7 @@ from livecommerce.errors import (
 )
 from livecommerce.media.sessions import MediaConfig, MediaService, parse_offer
 from livecommerce.models import Room
-from livecommerce.state import PRINCIPAL, REDIS, SESSIONS
+from livecommerce.state import PRINCIPAL, REDIS, SESSIONS, SETTINGS
 
 __all__ = ["MEDIA", "MEDIA_CONFIG", "install", "openapi_paths"]
 
@@ -192,7 +192,8 @@ async def _options(request: web.Request) -> web.Response:
 
 def install(app: web.Application) -> None:
     """Add the WHIP and WHEP routes and the media service's lifetime (after Redis, the database and the hub)."""
-    app[MEDIA_CONFIG] = MediaConfig()
+    settings = app[SETTINGS]
+    app[MEDIA_CONFIG] = MediaConfig(ice_address=settings.media_ice_address, ice_announce=settings.media_ice_announce)
     for path, role in (("whip", "publisher"), ("whep", "viewer")):
         base = f"/api/v1/rooms/{_ROOM}/{path}"
         app.router.add_post(base, _offer_handler(role))  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from livecommerce.hub.store import RoomStore
 from livecommerce.media.sessions import MediaService
 from tests.helpers import World
+from tests.media.conftest import FAST, replace
 from tests.media.peers import Publisher, Viewer, post_sdp, until
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -63,6 +64,49 @@ async def test_publisher_streams_to_two_viewers_and_delete_ends_them(
         await publisher.close()
         for viewer in viewers:
             await viewer.close()
+
+
+def _candidate_addresses(sdp: str) -> set[str]:
+    return {line.split(" ")[4] for line in sdp.split("\r\n") if line.startswith("a=candidate:")}
+
+
+async def test_in_loopback_mode_every_candidate_is_on_loopback(
+    media_client: TestClient[Any, Any], world: World, media: MediaService
+) -> None:
+    publisher, viewer = Publisher(), Viewer()
+    try:
+        answer = await publisher.publish(media_client, world.ids["room"], world.api.tokens["host"])
+        assert answer.status == 201, answer.body
+        watched = await viewer.watch(media_client, world.ids["room"])
+        for peer, reply in ((publisher, answer), (viewer, watched)):
+            assert peer.pc.localDescription is not None
+            assert _candidate_addresses(peer.pc.localDescription.sdp) == {"127.0.0.1"}  # the test's own peers
+            assert _candidate_addresses(reply.body) == {"127.0.0.1"}, reply.body  # the server's
+            assert "c=IN IP4 127.0.0.1" in reply.body
+        await until(lambda: viewer.frames >= 5, 10, "media flows over loopback")
+    finally:
+        await publisher.close()
+        await viewer.close()
+    await until(lambda: media.peer_count == 0, 8, "all closed")
+
+
+@pytest.mark.parametrize("media_config", [replace(FAST, ice_announce="192.0.2.7")])
+async def test_the_announced_address_stands_for_the_bound_one_in_answers(
+    media_client: TestClient[Any, Any], world: World, media: MediaService
+) -> None:
+    """Behind a 1:1 NAT: candidates bound on 127.0.0.1 are announced as the public address."""
+    viewer = Viewer()
+    try:
+        answer = await viewer.watch(media_client, world.ids["room"])
+        assert answer.status == 201, answer.body
+        assert _candidate_addresses(answer.body) == {"192.0.2.7"}, answer.body
+        assert "c=IN IP4 192.0.2.7" in answer.body
+        assert "127.0.0.1" not in answer.body
+        async with media_client.delete(viewer.location) as response:
+            assert response.status == 200
+    finally:
+        await viewer.close()
+    await until(lambda: media.peer_count == 0, 5, "closed")
 
 
 async def test_h264_is_forwarded_and_a_late_viewer_gets_a_picture_within_a_second(

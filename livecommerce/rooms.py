@@ -222,6 +222,20 @@ def _refusal(current: RoomStatus, target: RoomStatus) -> str:
     return f"this room is {current.value} and cannot be ended"
 
 
+async def video_room(session: AsyncSession, who: Principal, room_id: int, *, publish: bool) -> Room:
+    """The room whose video `who` may publish (its host or an admin, until it ends) or watch: anyone who can see
+    the room, while it is live (its host and admins also before, to check the picture before the show)."""
+    room = await get_room(session, who, room_id)
+    runner = who.is_admin or who.user_id == room.host_id
+    if publish:
+        _require_runner(who, room, "publish video to this room")
+    if room.status is RoomStatus.ENDED:
+        raise Conflict("this room has ended; its video cannot be published or watched")
+    if not publish and not runner and room.status is not RoomStatus.LIVE:
+        raise Conflict("this room is not live yet; watch its video once the show starts (`room_status` says when)")
+    return room
+
+
 async def go_live(session: AsyncSession, who: Principal, room_id: int) -> Room:
     room = await get_room(session, who, room_id)
     _require_runner(who, room, "start this room")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,6 +49,8 @@ class Settings:
     socket_output_budget: int = 1024 * 1024
     http_header_timeout: int = 20
     http_body_timeout: int = 30
+    media_ice_address: str | None = None
+    media_ice_announce: str | None = None
 
     @property
     def embedded_redis(self) -> bool:
@@ -134,6 +137,16 @@ def _secret(text: str) -> str:
     return text
 
 
+def _ip(text: str) -> str:
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise ValueError(f"expected an IP address such as 10.0.0.5 or 127.0.0.1, got {text!r}") from None
+    if address.is_unspecified:
+        raise ValueError(f"expected one address, not {text!r} (which means every one)")
+    return str(address)
+
+
 def _log_level(text: str) -> str:
     level = text.strip().upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -200,6 +213,18 @@ FIELDS: tuple[Field, ...] = (
         "Seconds a connection may take to send a request's headers (and may stay idle between requests).",
     ),
     Field("http_body_timeout", _int_in(1, 3600), "Seconds a client may take to send a request's body."),
+    Field(
+        "media_ice_address",
+        _ip,
+        "The one address WebRTC (WHIP/WHEP) binds its ICE candidates to; 127.0.0.1 keeps media on loopback "
+        "(tests, benchmarks). Unset: every address of the machine but loopback.",
+    ),
+    Field(
+        "media_ice_announce",
+        _ip,
+        "The address announced in WebRTC answers for the bound one, behind a 1:1 NAT (the public address); "
+        "needs LIVECOMMERCE_MEDIA_ICE_ADDRESS. Unset: the bound address.",
+    ),
 )
 _BY_ENV = {field.env: field for field in FIELDS}
 
@@ -236,6 +261,10 @@ def load_settings(environ: Mapping[str, str] | None = None, flags: Mapping[str, 
             values[field.name] = field.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    if "media_ice_announce" in values and "media_ice_address" not in values:
+        raise ConfigError(
+            "LIVECOMMERCE_MEDIA_ICE_ANNOUNCE needs LIVECOMMERCE_MEDIA_ICE_ADDRESS (the address it stands for)"
+        )
     return Settings(**values)
 
 

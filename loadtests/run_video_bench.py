@@ -42,9 +42,10 @@ ROOM = 1
 
 
 def _loopback_ice() -> None:
-    import aioice.ice
+    """The media setting's loopback-only mode (LIVECOMMERCE_MEDIA_ICE_ADDRESS=127.0.0.1), for every peer here."""
+    from livecommerce.media import ice
 
-    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: ["127.0.0.1"]  # type: ignore[assignment]
+    ice.bind("127.0.0.1")
 
 
 def _free_port() -> int:
@@ -66,7 +67,7 @@ async def _serve(mode: str, port: int, redis_url: str) -> None:
 
     _loopback_ice()
     redis = Redis.from_url(redis_url)
-    service = MediaService(redis, MediaConfig(max_viewers_per_room=10_000))
+    service = MediaService(redis, MediaConfig(max_viewers_per_room=10_000, ice_address="127.0.0.1"))
     await service.start()
     relay = MediaRelay()
     relay_source: dict[str, Any] = {}

@@ -98,9 +98,10 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
 
     Products: product (of brand), other_product (of other_brand). Rooms: room (host's, public, featuring
     brand), private_room (host's, private, featuring brand), other_room (other_host's, public).
-    Flash sales of sale_product (brand's, stock 10): sale (draft, open, in room), scheduled_sale (invite_list
-    of viewer, in room and private_room, starts in an hour), live_sale (invite_codes, in room, started a minute
-    ago); order: viewer's paid order of one unit of live_sale, which redeemed one of its codes.
+    Flash sales of sale_product (brand's, stock 10): sale (draft, open, in room, starts in two hours, after
+    scheduled_sale ends), scheduled_sale (invite_list of viewer, in room and private_room, starts in an hour),
+    live_sale (invite_codes, in room, started a minute ago); order: viewer's paid order of one unit of
+    live_sale, which redeemed one of its codes.
     """
     signer = TokenSigner(SECRET, 3600)
     api = Api(client)
@@ -156,7 +157,7 @@ async def _seed_sales(api: Api, engine: AsyncEngine, ids: dict[str, int]) -> Non
         )  # fmt: skip
         ids["sale_product"] = product.id
         plans: list[tuple[str, dict[str, Any]]] = [
-            ("sale", {"quantity": 3, "starts_at": now + hour, "room_ids": [ids["room"]]}),
+            ("sale", {"quantity": 3, "starts_at": now + 2 * hour, "room_ids": [ids["room"]]}),  # after scheduled_sale
             ("scheduled_sale", {"quantity": 2, "starts_at": now + hour, "audience": SaleAudience.INVITE_LIST,
                                 "room_ids": [ids["room"], ids["private_room"]], "invitee_ids": [ids["viewer"]]}),
             ("live_sale", {"quantity": 2, "starts_at": now - timedelta(minutes=1),

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.api.reports import CSV_COLUMNS, csv_cell
@@ -120,6 +121,29 @@ async def test_the_export_reads_in_pages(client: TestClient[Request, Application
     assert [line.order.id for page in pages for line in page] == [world.ids["order"], *added]
     other = [page async for page in brand_order_lines(sessions, world.ids["other_brand"], page_size=3)]
     assert other == []
+
+
+async def test_an_export_whose_first_page_fails_is_a_503_not_an_empty_csv(
+    client: TestClient[Request, Application], engine: AsyncEngine
+) -> None:
+    """The orders table cannot be read (here: renamed away after the access check passes), so the export must not
+    answer 200 with only a header row, which reads as "no orders"."""
+    world = await seed_world(client, engine)
+    async with engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE orders RENAME TO orders_away"))
+    try:
+        path = f"/api/v1/brands/{world.ids['brand']}/orders.csv"
+        headers = {"Authorization": f"Bearer {world.api.tokens['staff']}"}
+        async with world.api.client.get(path, headers=headers) as response:
+            body = await response.json(content_type=None)
+            assert (response.status, response.content_type) == (503, "application/problem+json"), body
+            assert int(response.headers["Retry-After"]) > 0
+        assert body["code"] == "unavailable"
+        assert "try again" in body["detail"]
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE orders_away RENAME TO orders"))
+    assert len(await _csv(world)) == 1  # and with the table back, the seeded order
 
 
 def test_cells_that_a_spreadsheet_would_run_are_quoted() -> None:

@@ -69,3 +69,16 @@ def test_readme_documents_every_setting() -> None:
     for field in FIELDS:
         assert f"`{field.env}`" in readme, f"README's configuration table lacks {field.env}"
         assert f"`{field.flag}`" in readme, f"README's configuration table lacks {field.flag}"
+
+
+def test_the_media_ice_address_and_its_announced_address() -> None:
+    settings = load_settings(
+        environ={"LIVECOMMERCE_MEDIA_ICE_ADDRESS": "10.0.0.5", "LIVECOMMERCE_MEDIA_ICE_ANNOUNCE": "203.0.113.9"}
+    )
+    assert (settings.media_ice_address, settings.media_ice_announce) == ("10.0.0.5", "203.0.113.9")
+    assert load_settings(flags={"media_ice_address": "127.0.0.1"}).media_ice_address == "127.0.0.1"
+    for value, reason in (("localhost", "expected an IP address"), ("0.0.0.0", "not '0.0.0.0'")):  # noqa: S104 - refused
+        with pytest.raises(ConfigError, match=reason):
+            load_settings(environ={"LIVECOMMERCE_MEDIA_ICE_ADDRESS": value})
+    with pytest.raises(ConfigError, match="needs LIVECOMMERCE_MEDIA_ICE_ADDRESS"):
+        load_settings(environ={"LIVECOMMERCE_MEDIA_ICE_ANNOUNCE": "203.0.113.9"})

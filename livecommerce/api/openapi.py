@@ -107,7 +107,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": endpoint.operation_id,
         "summary": endpoint.summary,
-        "description": f"Who may call: {endpoint.access}.",
+        "description": f"Who may call: {endpoint.access}." + (f" {endpoint.notes}" if endpoint.notes else ""),
         "tags": [endpoint.tag],
         "x-access": endpoint.access,
         "security": [{}, {"bearer": []}] if endpoint.access.startswith("anyone") else [{"bearer": []}],

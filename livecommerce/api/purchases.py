@@ -27,8 +27,9 @@ def _hold(hold: Hold, replayed: bool = False) -> s.HoldOut:
        errors=(400, 401, 403, 404, 409, 410, 413, 415, 422, 429, 503))  # fmt: skip
 async def buy(call: Call, room_id: int, body: s.BuyIn) -> s.HoldOut:
     hold, replayed = await call.request.app[BUYING].buy(
-        call.who, room_id, body.product_id, quantity=body.quantity, key=body.idempotency_key, code=body.code
-    )
+        call.who, room_id, body.product_id, quantity=body.quantity, key=body.idempotency_key, code=body.code,
+        sale_id=body.sale_id,
+    )  # fmt: skip
     return _hold(hold, replayed)
 
 

@@ -60,14 +60,19 @@ def _encode(rows: Iterable[Iterable[str]]) -> bytes:
 
 
 async def _csv(pages: AsyncIterator[list[OrderLine]]) -> AsyncIterator[bytes]:
-    yield _encode([CSV_COLUMNS])
+    # The header goes with the first page: if that page cannot be read, nothing has been sent and the caller
+    # gets a 503 problem (`Stream`), not a CSV that looks like "no orders".
+    first: list[OrderLine] = await anext(pages, [])
+    yield _encode([CSV_COLUMNS, *(_row(line) for line in first)])
     async for page in pages:
         yield _encode(_row(line) for line in page)
 
 
 @route("GET", "/brands/{brand_id}/orders.csv", summary="A brand's orders as CSV, oldest first",
        access="the brand's staff, admins", tag="orders", query=s.OrderExportQuery, content_type="text/csv",
-       errors=(401, 403, 404))  # fmt: skip
+       errors=(401, 403, 404, 503),
+       notes="503 `unavailable` (with Retry-After) when the first page cannot be read; a failure after that "
+             "cuts the download short (no final chunk), so a part is not taken for the whole.")  # fmt: skip
 async def export_brand_orders(call: Call, brand_id: int, query: s.OrderExportQuery) -> Stream:
     await order_queries.check_brand_orders_reader(call.session, call.who, brand_id)
     status: OrderStatus | None = query.status

@@ -332,7 +332,11 @@ async def update_sale(call: Call, sale_id: int, body: s.SaleUpdate) -> s.SaleOut
 
 
 @route("POST", "/sales/{sale_id}/schedule", summary="Schedule a draft sale, taking its quantity from stock",
-       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
+       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409),
+       notes="409 `conflict` when the stock is short, a room has ended or no longer features the brand, or "
+             "another scheduled or live sale of the product shows in one of the same rooms in an overlapping "
+             "window (a room sells a product from one sale at a time; the detail names that sale and its "
+             "window).")  # fmt: skip
 async def schedule_sale(call: Call, sale_id: int) -> s.SaleOut:
     view = await sales.schedule_sale(call.session, call.who, sale_id)
     await follow_stock_change(call, view.sale.product_id, -view.sale.quantity)
@@ -350,11 +354,21 @@ async def cancel_sale(call: Call, sale_id: int) -> s.SaleOut:
 
 
 @route("POST", "/sales/{sale_id}/end", summary="End a started sale now; unsold units return to stock",
-       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
+       access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409),
+       notes="Answers the sale as it now is: `ended`, `ends_at` now; `finalised_at` is set once the worker has "
+             "returned the unsold units. A buy that names it (`sale_id` or one of its codes) is then refused "
+             "with `sale_not_running`.")  # fmt: skip
 async def end_sale(call: Call, sale_id: int) -> s.SaleOut:
     view = await sales.end_sale(call.session, call.who, sale_id)
     call.on_commit(lambda: _reload_sale(call, sale_id))  # Redis stops taking reservations now
+    call.on_commit(lambda: _forget_offers(call, view))
     return _sale(view)
+
+
+async def _forget_offers(call: Call, view: sales.SaleView) -> None:
+    """This process's buyers see the product's new terms at once (others within the offer cache's second)."""
+    for room_id in view.room_ids:
+        call.request.app[BUYING].forget_offer(room_id, view.sale.product_id)
 
 
 async def _reload_sale(call: Call, sale_id: int) -> None:

@@ -6,7 +6,8 @@ A handler is `async def handler(call: Call, **params) -> BaseModel | Stream | No
 
 A `Stream` answers with a body that is not JSON (a CSV export): the handler checks access and returns it, the
 transaction ends, and only then are its chunks written, so a refusal is still a problem document and a long
-download holds no transaction (the chunks read in short sessions of their own).
+download holds no transaction (the chunks read in short sessions of their own). The first chunk is read before
+the status line is sent: a source that fails at once is a 503 problem, not a 200 with an empty body.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.api.schemas import MAX_ID, PATTERN_HINTS
@@ -28,6 +30,7 @@ from livecommerce.errors import (
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from livecommerce.settings import Settings
@@ -93,6 +96,7 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"  # of the success body; anything else is answered by a `Stream`
+    notes: str = ""  # more of the description in the OpenAPI document: rules a client must know
 
     @property
     def path_params(self) -> list[str]:
@@ -124,6 +128,7 @@ class Router:
         status: int = 200,
         errors: tuple[int, ...] = (),
         content_type: str = "application/json",
+        notes: str = "",
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -140,6 +145,7 @@ class Router:
                     status,
                     errors,
                     content_type,
+                    notes,
                 )
             )
             return handler
@@ -212,9 +218,16 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
         response.headers["Content-Disposition"] = f'attachment; filename="{stream.filename}"'
     response.headers["Cache-Control"] = "no-store"
     response.enable_chunked_encoding()
+    chunks = aiter(stream.chunks)
+    try:
+        first = await anext(chunks, b"")
+    except (DBAPIError, OSError, TimeoutError):
+        log.warning("%s %s: the first chunk could not be read", endpoint.method, endpoint.path, exc_info=True)
+        raise _StreamUnavailable("the database could not be read, so nothing was sent; try again in a minute") from None
     await response.prepare(request)
     try:
-        async for chunk in stream.chunks:
+        await response.write(first)
+        async for chunk in chunks:
             await response.write(chunk)
     except Exception:
         # The status line is sent: the body can only be cut short. Closing the connection without the last
@@ -225,6 +238,12 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
         return response
     await response.write_eof()
     return response
+
+
+class _StreamUnavailable(ServiceUnavailable):
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "30"}
 
 
 def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:

@@ -557,6 +557,11 @@ class BuyIn(BaseModel):
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = Field(
         default=None, description="An invite code, for sales open to code holders."
     )
+    sale_id: Id | None = Field(
+        default=None,
+        description="The sale you mean to buy from (the offer's `sale.id`): if the product does not sell from "
+        "it now, the buy is refused (`sale_not_running`) instead of made at another price.",
+    )
 
 
 class CheckoutIn(BaseModel):

@@ -7,7 +7,9 @@ room, else from the product's own pool. Every rule that protects a unit is enfor
     begin_payment (the hold becomes "paying": the sweeper waits) → provider.charge(key = hold id, so a retry
     never charges twice) → complete_payment → paid. A decline puts the hold back to "held". A charge that
     lands after the hold was released is refunded at once. A provider that does not answer leaves the hold
-    "paying"; the worker asks the provider after the deadline and completes or releases it.
+    "paying"; the worker asks the provider after the deadline and completes or releases it. A checkout retry
+    that finds the hold "paying" (its hub may have died mid-checkout) asks the provider at once, the same way
+    (`settle_by_provider`): charged → paid; not charged → it charges the same key itself.
 
 Room and offer lookups are cached for a second: a burst of taps must not become a burst of SQL queries.
 Redis re-checks the window and the stock on every tap, so a stale cache can refuse late, never oversell.
@@ -33,9 +35,16 @@ from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.guesses import CodeGuesses
-from livecommerce.commerce.payments import InvalidCard, PaymentDeclined, PaymentProvider, refund_owed
+from livecommerce.commerce.payments import (
+    InvalidCard,
+    PaymentDeclined,
+    PaymentProvider,
+    refund_owed,
+    settle_by_provider,
+)
 from livecommerce.commerce.pools import (
     Hold,
+    HoldReply,
     HoldState,
     Inventory,
     PoolConfig,
@@ -71,6 +80,7 @@ __all__ = [
     "PaymentInProgress",
     "PaymentPending",
     "PurchaseRefused",
+    "SaleNotRunning",
     "hold_wire",
 ]
 
@@ -167,6 +177,14 @@ class KeyReused(PurchaseRefused):
     status = 422
     code = "idempotency_key_reused"
     title = "Key already used"
+
+
+class SaleNotRunning(PurchaseRefused):
+    """A buy names a sale (its invite code, or `sale_id`) that is not what the room sells the product from now."""
+
+    status = 409
+    code = "sale_not_running"
+    title = "Sale not running"
 
 
 class RoomNotLive(PurchaseRefused):
@@ -379,6 +397,10 @@ class Buying:
         """The room changed (went live, ended): look it up again next time."""
         self._rooms.drop(room_id)
 
+    def forget_offer(self, room_id: int, product_id: int) -> None:
+        """How the product sells in the room changed (a sale ended): look it up again next time."""
+        self._offers.drop((room_id, product_id))
+
     async def offer(self, room: RoomInfo, product_id: int, *, fresh: bool = False) -> Offer:
         """How `product_id` sells in `room` now; loads the product's own pool into Redis when it sells outside
         a sale. `fresh` bypasses the cache (a pin must show the current terms)."""
@@ -433,9 +455,11 @@ class Buying:
         quantity: int = 1,
         key: str | None = None,
         code: str | None = None,
+        sale_id: int | None = None,
     ) -> tuple[Hold, bool]:
         """Reserve `quantity` of `product_id` as sold in `room_id`. Returns (hold, replayed): a retry with the
-        same `key` gets the same hold back."""
+        same `key` gets the same hold back. A `code` or `sale_id` names a sale: when the product does not sell
+        from it (or any sale) now, the buy is refused rather than made at another price."""
         if not who.authenticated or who.user_id is None:
             raise Unauthorized("sign in to buy")
         room = await self.room(room_id, who)
@@ -444,6 +468,10 @@ class Buying:
         offer = await self.offer(room, product_id)
         if code and self.guesses is not None:
             await self.guesses.before_code(who.user_id)
+        if not _sells_from(offer, code, sale_id):  # the cache may be a second behind: ask SQL before refusing
+            offer = await self.offer(room, product_id, fresh=True)
+            if not _sells_from(offer, code, sale_id):
+                raise _not_running(offer, code, sale_id)
         request = ReserveRequest(
             buyer_id=who.user_id,
             key=key or uuid.uuid4().hex,
@@ -502,10 +530,15 @@ class Buying:
         if begun.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
         hold = begun.hold
+        if begun.status == "paying":  # a retry: the hub that began it may have died; the provider knows
+            settled = await settle_by_provider(self.inventory, self.provider, pool, hold_id, expire=False)
+            if settled.status == "paid" and settled.hold is not None:
+                return settled.hold
+            if settled.status != "paying":
+                raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+            begun = HoldReply("ok", hold)  # not charged: charge the hold's key (the provider charges it once)
         if begun.status == "paid":
             return hold
-        if begun.status == "paying":
-            raise PaymentInProgress("a payment for this hold is already in progress; wait for its answer")
         if begun.status == "expired" or hold.state is HoldState.EXPIRED:
             raise HoldExpired("your hold expired before payment and its units went back on sale; tap Buy again")
         if begun.status != "ok":
@@ -531,6 +564,28 @@ class Buying:
                 "(it will be paid, or refunded if its units were released) — you will not be charged twice"
             ) from None
         raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+
+
+def _sells_from(offer: Offer, code: str | None, sale_id: int | None) -> bool:
+    """Whether the offer sells from the sale a buy names: by `sale_id`, else (a `code`) a sale for code holders
+    (Redis then checks the code belongs to it). Needs no SQL: the buy path runs from Redis and caches."""
+    if sale_id is not None:
+        return offer.sale_id == sale_id
+    return not code or offer.audience == "codes"
+
+
+def _not_running(offer: Offer, code: str | None, sale_id: int | None) -> SaleNotRunning:
+    named = f"sale {sale_id}" if sale_id is not None else "the sale this invite code is for"
+    if offer.sale_id is None:
+        return SaleNotRunning(
+            f"{named} is not running in this room (it has ended, or does not show here); "
+            f"{offer.title} is still on sale at its regular price: buy again without the "
+            + " and ".join(name for name, value in (("code", code), ("sale_id", sale_id)) if value)
+        )
+    again = f"with sale_id {offer.sale_id}" if sale_id is not None else "without the code"
+    return SaleNotRunning(
+        f"{named} is not running in this room; {offer.title} sells from sale {offer.sale_id} now: buy again {again}"
+    )
 
 
 def _pool_of(hold_id: str) -> PoolId:

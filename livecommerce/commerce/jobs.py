@@ -30,8 +30,8 @@ from livecommerce.commerce.payments import (
     Charge,
     ChargeStatus,
     PaymentProvider,
-    refund_owed,
     retry_owed_refunds,
+    settle_by_provider,
 )
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.commerce.product_stock import give_units
@@ -150,8 +150,9 @@ class SaleCloser(Job):
         now = utcnow()
         registered = [pool.id for pool in await self.inventory.registered() if pool.kind == "sale"]
         async with self.sessions() as session:
-            ended = and_(FlashSale.status.in_(_OPEN), FlashSale.ends_at <= now)
-            gone = and_(FlashSale.id.in_(registered), FlashSale.status.notin_(_OPEN))
+            ended = and_(FlashSale.status.in_(sales.UNFINALISED), FlashSale.finalised_at.is_(None),
+                         FlashSale.ends_at <= now)  # fmt: skip
+            gone = and_(FlashSale.id.in_(registered), FlashSale.status.notin_(_OPEN))  # ended early, cancelled
             due = (await session.scalars(select(FlashSale).where(or_(ended, gone)).order_by(FlashSale.id))).all()
         for sale in due:
             await self.close(sale)
@@ -167,7 +168,7 @@ class SaleCloser(Job):
             return False  # holds being paid: the sweeper settles them after their deadline
         if not await pool_drained(self.redis, pool):
             return False
-        if sale.status in _OPEN:
+        if sale.status in sales.UNFINALISED and sale.finalised_at is None:
             async with self.sessions.begin() as session:
                 in_sql = await session.scalar(
                     select(func.coalesce(func.sum(Order.quantity), 0)).where(
@@ -182,7 +183,7 @@ class SaleCloser(Job):
                 finalised = await sales.finalise(session, sale.id, units_paid=units_paid)
             if finalised:  # after the commit: a crash in between leaves units unsold, never sold twice
                 returned = sale.quantity - units_paid
-                await give_units(self.inventory, sale.product_id, returned)
+                await give_units(self.inventory, sale.product_id, returned, op=f"finalised:s{sale.id}")
                 log.info("sale %d finalised: %d of %d units paid, %d returned to the product's stock",
                          sale.id, units_paid, sale.quantity, returned)  # fmt: skip
         elif swept.stock.paid and sale.finalised_at is None:
@@ -224,18 +225,7 @@ class Sweeper(Job):
 
     async def reconcile(self, pool: PoolId, hold_id: str) -> str:
         """Settle a hold stuck in payment by what the provider recorded; returns the hold's new status."""
-        charge = await self.provider.lookup(hold_id)
-        if charge is not None and charge.status is ChargeStatus.CHARGED:
-            done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
-            if done.status in ("ok", "paid"):
-                log.info("hold %s: the provider had charged it (%s); paid", hold_id, charge.ref)
-                return "paid"
-            await refund_owed(self.inventory.redis, self.provider, hold_id)
-            log.warning("hold %s was %s when its charge was found; refunded", hold_id, done.status)
-            return done.status
-        expired = await self.inventory.expire(pool, hold_id)
-        log.info("hold %s: no charge at the provider; %s", hold_id, expired.status)
-        return expired.status
+        return (await settle_by_provider(self.inventory, self.provider, pool, hold_id, expire=True)).status
 
 
 class OutboxWriter(Job):

@@ -14,7 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.commerce.pools import Inventory, PoolConfig, PoolId
-from livecommerce.models import FlashSale, SaleAudience, SaleCode, SaleStatus, sale_invites
+from livecommerce.commerce.sales import UNFINALISED
+from livecommerce.models import FlashSale, SaleAudience, SaleCode, sale_invites
 
 __all__ = ["LoadResult", "load_sale", "sale_pool_config", "to_ms"]
 
@@ -51,9 +52,10 @@ def sale_pool_config(sale: FlashSale) -> PoolConfig:
 
 
 async def load_sale(inventory: Inventory, session: AsyncSession, sale_id: int) -> LoadResult | None:
-    """Load (or update) a scheduled or live sale's pool; None when the sale is not one to sell."""
+    """Load (or update) the pool of a sale not yet finalised (an ended one: its closed window); None when the
+    sale has no pool to follow."""
     sale = await session.get(FlashSale, sale_id, populate_existing=True)
-    if sale is None or sale.status not in (SaleStatus.SCHEDULED, SaleStatus.LIVE) or sale.finalised_at is not None:
+    if sale is None or sale.status not in UNFINALISED or sale.finalised_at is not None:
         return None
     invitees: list[int] = []
     codes: list[str] = []

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 import secrets
 import time
 from dataclasses import asdict, dataclass
@@ -38,6 +39,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from livecommerce.commerce.pools import HoldReply, Inventory, PoolId
 from livecommerce.errors import ClientError
 
 __all__ = [
@@ -50,7 +52,10 @@ __all__ = [
     "TestModeProvider",
     "refund_owed",
     "retry_owed_refunds",
+    "settle_by_provider",
 ]
+
+log = logging.getLogger(__name__)
 
 LEDGER: Final = "livecommerce:testpay:charges"
 REFUNDS_OWED: Final = "livecommerce:payments:refunds_owed"  # charge keys to refund until the provider confirms
@@ -239,3 +244,28 @@ async def retry_owed_refunds(redis: Redis, provider: PaymentProvider, batch: int
         await provider.refund(key)
         await redis.srem(REFUNDS_OWED, key)
     return len(keys)
+
+
+async def settle_by_provider(
+    inventory: Inventory, provider: PaymentProvider, pool: PoolId, hold_id: str, *, expire: bool
+) -> HoldReply:
+    """Settle a hold left "paying" by what the provider recorded for its id (the charge key): charged → paid
+    (refunded instead if the hold was released meanwhile); no charge → expired when `expire` (the sweeper, past
+    the payment deadline), else left as it is (status "paying": checkout may then charge the key itself).
+
+    The sweeper calls it past the deadline, and a checkout retry at once: the hub that began the payment may
+    have died between the charge and recording it."""
+    charge = await provider.lookup(hold_id)
+    if charge is not None and charge.status is ChargeStatus.CHARGED:
+        done = await inventory.complete_payment(pool, hold_id, charge.ref)
+        if done.status in ("ok", "paid"):
+            log.info("hold %s: the provider had charged it (%s); paid", hold_id, charge.ref)
+            return HoldReply("paid", done.hold)
+        await refund_owed(inventory.redis, provider, hold_id)
+        log.warning("hold %s was %s when its charge was found; refunded", hold_id, done.status)
+        return done
+    if not expire:
+        return HoldReply("paying", None)
+    expired = await inventory.expire(pool, hold_id)
+    log.info("hold %s: no charge at the provider; %s", hold_id, expired.status)
+    return expired

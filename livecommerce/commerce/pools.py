@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -46,6 +48,8 @@ MAX_BATCH: Final = 500  # reservations per function call (pools.lua MAX_BATCH)
 _RELOAD_ATTEMPTS: Final = 3  # flushed again while we reload: a storm of FUNCTION FLUSH, tried a few times
 _LIBRARY: Final = "livecommerce_pools"
 _PARTS: Final = ("cfg", "stock", "holds", "expiry", "buyers", "idem", "invites", "codes", "outbox")
+ADJUST_ONCE_MS: Final = 24 * 3600 * 1000  # how long a stock adjustment's once key answers a repeat
+_OP: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 # --- names ----------------------------------------------------------------------------------------------------
@@ -322,12 +326,13 @@ class Inventory:
     async def load_library(self) -> None:
         await self._redis.function_load(self._code, replace=True)
 
-    async def _fcall(self, function: str, pool: PoolId, *args: Any) -> Any:
+    async def _fcall(self, function: str, pool: PoolId, *args: Any, extra_keys: Sequence[str] = ()) -> Any:
         """Call a pool function, loading the library again if Redis lost it (a restart without it, or a
         FUNCTION FLUSH). A missing function ran nothing, so calling again cannot apply anything twice."""
+        keys = [*pool.keys, *extra_keys]
         for attempt in range(_RELOAD_ATTEMPTS):
             try:
-                return await self._redis.fcall(function, 9, *pool.keys, *args)
+                return await self._redis.fcall(function, len(keys), *keys, *args)
             except ResponseError as exc:
                 if not _missing_function(exc) or attempt == _RELOAD_ATTEMPTS - 1:
                     raise
@@ -363,9 +368,16 @@ class Inventory:
         version = int(reply[1]) if len(reply) > 1 else 0
         return status, version, created
 
-    async def adjust(self, pool: PoolId, delta: int) -> tuple[str, Stock | None]:
-        """Add `delta` units to a loaded pool ("ok"), or refuse when fewer than `-delta` are available ("short")."""
-        reply = await self._fcall("pool_adjust", pool, delta)
+    async def adjust(self, pool: PoolId, delta: int, op: str | None = None) -> tuple[str, Stock | None]:
+        """Add `delta` units to a loaded pool ("ok"), or refuse when fewer than `-delta` are available ("short").
+
+        Once per `op` (a fresh id when not given, kept for the call's own retries; give a stable one to make
+        an operation repeatable across processes): a second call with it changes nothing ("replayed")."""
+        op = op or uuid.uuid4().hex
+        if not _OP.fullmatch(op):
+            raise ValueError(f"operation id {op!r}: 1-64 characters of A-Z a-z 0-9 _ . : -")
+        once = pool.keys[0].removesuffix("cfg") + f"adjust:{op}"
+        reply = await self._fcall("pool_adjust", pool, delta, ADJUST_ONCE_MS, extra_keys=(once,))
         status = _text(reply[0])
         return status, (_stock(reply[1]) if len(reply) > 1 else None)
 

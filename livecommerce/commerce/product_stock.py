@@ -4,7 +4,8 @@ Once a product sells outside flash sales, Redis holds its live count (`PoolId.pr
 to `products.stock` — a brand editing it, a flash sale taking its quantity when scheduled, or giving units
 back when cancelled or finalised — must move that pool by the same amount. Callers take units out of Redis
 *before* their SQL transaction commits (refused when buyers already hold them) and put units back only
-*after* it commits, so a crash between the two can leave units unsold, never sold twice.
+*after* it commits, so a crash between the two can leave units unsold, never sold twice. Each move is applied
+once (`Inventory.adjust`'s once key): a Redis call retried after its answer was lost moves nothing twice.
 """
 
 from __future__ import annotations
@@ -26,6 +27,6 @@ async def take_units(inventory: Inventory, product_id: int, units: int) -> None:
         )
 
 
-async def give_units(inventory: Inventory, product_id: int, units: int) -> None:
-    """Add `units` to the product's pool (nothing to do when it has none)."""
-    await inventory.adjust(PoolId.product(product_id), units)
+async def give_units(inventory: Inventory, product_id: int, units: int, op: str | None = None) -> None:
+    """Add `units` to the product's pool (nothing to do when it has none), once per `op` (see `adjust`)."""
+    await inventory.adjust(PoolId.product(product_id), units, op)

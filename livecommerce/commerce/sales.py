@@ -16,7 +16,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Result, delete, exists, func, insert, or_, select, true, update
@@ -46,6 +46,7 @@ from livecommerce.rooms import get_room, visible_to
 
 __all__ = [
     "MAX_CODES",
+    "UNFINALISED",
     "CodeInfo",
     "Countdown",
     "SaleView",
@@ -71,6 +72,8 @@ _PAST_LEEWAY: Final = timedelta(minutes=5)
 _HORIZON: Final = timedelta(days=366)
 _LONGEST: Final = timedelta(days=31)
 _PUBLIC: Final = (SaleStatus.SCHEDULED, SaleStatus.LIVE, SaleStatus.ENDED)
+# States whose stock is allocated until `finalise` (an ended sale has finalised_at None until the worker runs).
+UNFINALISED: Final = (SaleStatus.SCHEDULED, SaleStatus.LIVE, SaleStatus.ENDED)
 _EDITABLE: Final = ("price_minor", "quantity", "per_buyer_limit", "starts_at", "ends_at", "hold_seconds", "audience")
 
 
@@ -473,7 +476,53 @@ async def schedule_sale(session: AsyncSession, who: Principal, sale_id: int) -> 
             f"only {stock} in stock for this product and the sale needs {sale.quantity}; "
             "lower the sale's quantity or add stock, then schedule it"
         )
+    # After the UPDATE above: it holds the product's row lock until commit, so of two overlapping sales
+    # scheduled at once the second waits here and then sees the first (each statement reads anew).
+    await _refuse_overlap(session, sale, sale.starts_at, sale.ends_at)
     return await _view(session, who, await _refreshed(session, sale))
+
+
+async def _refuse_overlap(session: AsyncSession, sale: FlashSale, starts_at: datetime, ends_at: datetime) -> None:
+    """409 if another scheduled or live sale of the product shares a room with `sale` and its window overlaps
+    [starts_at, ends_at): a room sells a product from one sale at a time, so the other could never sell.
+
+    Call it with the product's row locked (scheduling's stock UPDATE does): concurrent schedules of one
+    product then run this check one after the other.
+    """
+    mine = select(sale_rooms.c.room_id).where(sale_rooms.c.sale_id == sale.id)
+    other = await session.scalar(
+        select(FlashSale)
+        .where(
+            FlashSale.product_id == sale.product_id,
+            FlashSale.id != sale.id,
+            FlashSale.status.in_((SaleStatus.SCHEDULED, SaleStatus.LIVE)),
+            FlashSale.finalised_at.is_(None),
+            FlashSale.starts_at < ends_at,
+            FlashSale.ends_at > starts_at,
+            exists().where(sale_rooms.c.sale_id == FlashSale.id, sale_rooms.c.room_id.in_(mine)),
+        )
+        .order_by(FlashSale.starts_at, FlashSale.id)
+        .limit(1)
+    )
+    if other is None:
+        return
+    shared = (
+        await session.scalars(
+            select(sale_rooms.c.room_id)
+            .where(sale_rooms.c.sale_id == other.id, sale_rooms.c.room_id.in_(mine))
+            .order_by(sale_rooms.c.room_id)
+        )
+    ).all()
+    raise Conflict(
+        f"sale {other.id} ({other.status.value}, {_iso(other.starts_at)} to {_iso(other.ends_at)}) "
+        f"sells this product in room {', '.join(map(str, shared))} in an overlapping window; a room sells a "
+        f"product from one sale at a time: move this sale's window or its rooms, then schedule it"
+    )
+
+
+def _iso(moment: datetime) -> str:
+    """As the API writes times (UTC, `Z`), so a detail can be matched with the sale's fields."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def cancel_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleView:
@@ -510,7 +559,8 @@ async def cancel_sale(session: AsyncSession, who: Principal, sale_id: int) -> Sa
 
 
 async def end_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleView:
-    """End a started sale now (its window closes; the worker then finalises it and returns unsold stock)."""
+    """End a started sale now: it is `ended` at once (its window closes); the worker then finalises it
+    (`finalised_at`) and returns the unsold stock."""
     sale = await _managed(session, who, sale_id, "end this sale")
     now = utcnow()
     ended = await session.execute(
@@ -521,7 +571,7 @@ async def end_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleV
             FlashSale.starts_at < now,
             FlashSale.ends_at > now,
         )
-        .values(ends_at=now, version=FlashSale.version + 1, updated_at=now)
+        .values(status=SaleStatus.ENDED, ends_at=now, version=FlashSale.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     if _rowcount(ended) != 1:
@@ -530,7 +580,9 @@ async def end_sale(session: AsyncSession, who: Principal, sale_id: int) -> SaleV
             raise Conflict("this sale is a draft and has not started; cancel it instead")
         if sale.status is SaleStatus.SCHEDULED and sale.starts_at >= now:
             raise Conflict(f"this sale has not started yet; cancel it instead (POST /api/v1/sales/{sale.id}/cancel)")
-        if sale.status in {SaleStatus.SCHEDULED, SaleStatus.LIVE}:
+        if sale.status in {SaleStatus.SCHEDULED, SaleStatus.LIVE} or (
+            sale.status is SaleStatus.ENDED and sale.finalised_at is None
+        ):
             raise Conflict("this sale's window has already closed; it is being finalised")
         raise Conflict(f"this sale is already {sale.status.value}")
     return await _view(session, who, await _refreshed(session, sale))
@@ -589,7 +641,8 @@ async def mark_live(session: AsyncSession, sale_id: int) -> bool:
 
 
 async def finalise(session: AsyncSession, sale_id: int, units_paid: int) -> bool:
-    """Close a sale and give its unpaid units back to the product's stock, once: False if already done.
+    """Close a sale and give its unpaid units back to the product's stock, once: False if already done (or
+    never allocated: a draft or cancelled sale).
 
     Idempotent: only the call whose conditional UPDATE stamps `finalised_at` returns stock, so a worker that
     repeats the job after a crash returns nothing twice.
@@ -605,7 +658,7 @@ async def finalise(session: AsyncSession, sale_id: int, units_paid: int) -> bool
         .where(
             FlashSale.id == sale_id,
             FlashSale.finalised_at.is_(None),
-            FlashSale.status.in_((SaleStatus.SCHEDULED, SaleStatus.LIVE)),
+            FlashSale.status.in_(UNFINALISED),
         )
         .values(
             status=SaleStatus.ENDED,

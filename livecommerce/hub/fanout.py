@@ -42,6 +42,7 @@ import socketio
 
 from livecommerce.hub import transport as hub_transport
 from livecommerce.hub.frames import frames, socketio_event, socketio_event_raw, websocket_text_frame
+from livecommerce.hub.store import chat_batch_json
 
 __all__ = ["Fanout", "FanoutStats"]
 
@@ -437,4 +438,4 @@ class Fanout:
 
 def _chat_packet(room_id: int, messages: bytes, skipped: int) -> bytes:
     """The `chat` event from messages already encoded as JSON and joined with commas."""
-    return socketio_event_raw("chat", b'{"room_id":%d,"messages":[%b],"skipped":%d}' % (room_id, messages, skipped))
+    return socketio_event_raw("chat", chat_batch_json(room_id, messages, skipped))

@@ -99,6 +99,7 @@ class Buy(BaseModel):
     quantity: Annotated[int, Field(ge=1, le=100)] = 1
     key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = None
+    sale_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None  # refused unless the product sells from it
 
 
 class Checkout(BaseModel):

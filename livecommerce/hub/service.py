@@ -42,7 +42,7 @@ from livecommerce.errors import (
 from livecommerce.hub import protocol as p
 from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
-from livecommerce.hub.store import RoomStore
+from livecommerce.hub.store import Event, RoomStore, chat_message
 from livecommerce.models import Product, Room, RoomStatus
 from livecommerce.outage import Warnings, dependency_down, unavailable
 
@@ -285,7 +285,7 @@ class Hub:
             missed = await self.store.events_since(room.id, event.since)
             if missed is not None:
                 self._bus_seq.setdefault(room.id, missed[-1].seq if missed else event.since)
-                return {"room_id": room.id, "replay": [e.as_wire() for e in missed]}
+                return {"room_id": room.id, "replay": [e.as_wire(room.id) for e in missed]}
         snapshot = await self.store.snapshot(room.id)
         self._bus_seq.setdefault(room.id, snapshot.seq)
         self._track_pin(room.id, snapshot.pinned)
@@ -454,8 +454,9 @@ class Hub:
     async def _buy(self, sid: str, connection: _Connection, event: p.Buy) -> dict[str, Any]:
         self._require_member(connection, event.room_id)
         hold, replayed = await self.buying.buy(
-            connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code
-        )
+            connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code,
+            sale_id=event.sale_id,
+        )  # fmt: skip
         return {"hold": hold_wire(hold), "replayed": replayed}
 
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:
@@ -569,13 +570,13 @@ class Hub:
             self._bus_seq[room] = seq
         if not self._seen(room, seq):
             return  # a catch-up overlapping live delivery
-        if event == "chat":
-            self.fanout.add_chat(room, payload)
+        if event == "chat":  # the batch around it is built by the fan-out with `store.chat_batch_json`
+            self.fanout.add_chat(room, chat_message(seq, payload))
         elif event == "pinned":
             self._track_pin(room, payload)
-            self.fanout.set_state(room, "pinned", "pinned", {**payload, "seq": seq})
+            self.fanout.set_state(room, "pinned", "pinned", Event(seq, event, payload).live_payload(room))
         else:
-            self.fanout.add_event(room, event, {**payload, "seq": seq})
+            self.fanout.add_event(room, event, Event(seq, event, payload).live_payload(room))
 
 
 class _Internal(ClientError):

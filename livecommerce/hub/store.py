@@ -37,6 +37,7 @@ from importlib import resources
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
+import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -58,6 +59,8 @@ __all__ = [
     "RoomSnapshot",
     "RoomStore",
     "bus_channel",
+    "chat_batch_json",
+    "chat_message",
     "room_key",
 ]
 
@@ -100,9 +103,35 @@ class Event:
     event: str
     payload: Payload
 
-    def as_wire(self) -> Payload:
-        """The event in a join's `replay` list."""
-        return {"event": self.event, "seq": self.seq, "payload": self.payload}
+    def live_payload(self, room: int) -> Payload:
+        """What the live event carries: a chat message as a batch of one, anything else with its `seq`. The one
+        builder for live delivery and replay, so a replayed event is byte for byte what arrived live."""
+        if self.event == CHAT:
+            batch: Payload = orjson.loads(chat_batch_json(room, orjson.dumps(chat_message(self.seq, self.payload)), 0))
+            return batch
+        return {**self.payload, "seq": self.seq}
+
+    def as_wire(self, room: int) -> Payload:
+        """The event in a join's `replay` list: `payload` exactly as the live event's."""
+        return {"event": self.event, "seq": self.seq, "payload": self.live_payload(room)}
+
+
+def chat_message(seq: str, message: Mapping[str, Any]) -> Payload:
+    """A chat message in its one wire shape and key order, whether it came from the log, from chat_post.lua's
+    bus message (a Lua table: its keys in no set order) or from a post."""
+    user = message["user"]
+    return {
+        "id": seq,
+        "user": {"id": int(user["id"]), "name": str(user["name"])},
+        "text": str(message["text"]),
+        "ts": int(message["ts"]),
+    }
+
+
+def chat_batch_json(room: int, messages: bytes, skipped: int) -> bytes:
+    """The `chat` event's payload from messages already encoded as JSON and joined with commas: the fan-out's
+    batches and a replay's chat are both built here."""
+    return b'{"room_id":%d,"messages":[%b],"skipped":%d}' % (room, messages, skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,8 +422,8 @@ class RoomStore:
         if code != "ok":
             raise _refusal(code, reply[1:])
         seq = _text(reply[1])
-        message = {"id": seq, "user": {"id": user_id, "name": display_name}, "text": text, "ts": int(reply[2])}
-        return Event(seq, CHAT, message)
+        return Event(seq, CHAT, chat_message(seq, {"user": {"id": user_id, "name": display_name}, "text": text,
+                                                   "ts": int(reply[2])}))  # fmt: skip
 
     async def delete_chat(self, room: int, message_seq: str) -> str | None:
         """Remove a chat message from the log and publish `chat_deleted`; returns that event's seq, or None when
@@ -529,9 +558,9 @@ def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None:
     try:
         event = fields[b"event"].decode()
         if event == CHAT:
-            user = {"id": int(fields[b"user_id"]), "name": fields[b"display_name"].decode()}
-            message = {"id": seq, "user": user, "text": fields[b"text"].decode(), "ts": int(fields[b"ts"])}
-            return Event(seq, event, message)
+            user = {"id": fields[b"user_id"].decode(), "name": fields[b"display_name"].decode()}
+            message = {"user": user, "text": fields[b"text"].decode(), "ts": fields[b"ts"].decode()}
+            return Event(seq, event, chat_message(seq, message))
         payload = _unpack(fields[b"payload"])
         if isinstance(payload, dict):
             return Event(seq, event, payload)

@@ -4,7 +4,7 @@
 -- One Redis function library, loaded once per Redis (FUNCTION LOAD REPLACE; the client re-loads it when
 -- Redis answers "Function not found", e.g. after a restart without persistence). Every function takes the
 -- same nine keys, all under the pool's hash tag ({sale:ID} or {product:ID}), so a pool lives in one Redis
--- Cluster slot:
+-- Cluster slot (pool_adjust takes a tenth, its once key, under the same tag):
 --
 -- KEYS[1] cfg      hash   version, pool, product, brand, sale, price, currency, limit, start_ms, end_ms,
 --                         hold_ms, audience (open|list|codes), state (open|closed)
@@ -31,9 +31,10 @@ local function fail(fn, message)
   return error({err = 'ERR ' .. fn .. ': ' .. message})
 end
 
-local function check_keys(fn, keys)
-  if #keys ~= 9 then
-    fail(fn, 'expected 9 keys (cfg, stock, holds, expiry, buyers, idem, invites, codes, outbox)')
+local function check_keys(fn, keys, extra)
+  if #keys ~= 9 + (extra or 0) then
+    fail(fn, 'expected ' .. (9 + (extra or 0)) .. ' keys (cfg, stock, holds, expiry, buyers, idem, invites, codes, '
+      .. 'outbox' .. ((extra or 0) > 0 and ', once' or '') .. ')')
   end
   -- Each read fails with WRONGTYPE when a key holds another type: checked before any write.
   redis.call('HLEN', keys[CFG])
@@ -486,24 +487,37 @@ local function pool_close(keys, args)
   return {stock_reply(read_stock(keys)), redis.call('ZCARD', keys[EXPIRY])}
 end
 
--- pool_adjust: adds delta units to a pool (negative: removes unreserved ones). ARGV: delta.
--- Returns {'ok', stock reply} | {'short', stock reply} (fewer than -delta units are available) | {'not_loaded'}
+-- pool_adjust: adds delta units to a pool (negative: removes unreserved ones), once per once key.
+-- KEYS[10] once key: "<the pool's prefix>:adjust:<operation id>", remembered for ttl ms after it applied, so a
+-- client that retries the call (its answer lost) applies the delta once. ARGV: delta, ttl ms.
+-- Returns {'ok', stock reply} | {'replayed', stock reply} (this once key applied already: nothing changed) |
+-- {'short', stock reply} (fewer than -delta units are available) | {'not_loaded'}
 local function pool_adjust(keys, args)
   local fn = 'pool_adjust'
-  check_keys(fn, keys)
-  if #args ~= 1 then
-    fail(fn, 'expected 1 argument')
+  check_keys(fn, keys, 1)
+  if #args ~= 2 then
+    fail(fn, 'expected 2 arguments (delta, once ttl ms)')
   end
   local delta = int_arg(fn, 'delta', args[1], -1e12, 1e12)
+  local ttl = int_arg(fn, 'once ttl ms', args[2], 1, 1e12)
+  local prefix = keys[CFG]:match('^(.*}:)cfg$')
+  if not prefix or keys[10]:sub(1, #prefix + 7) ~= prefix .. 'adjust:' or #keys[10] == #prefix + 7 then
+    fail(fn, 'the once key must be the pool\'s prefix followed by adjust:<operation id>')
+  end
+  redis.call('EXISTS', keys[10])  -- a read of every key before any write
   if redis.call('EXISTS', keys[STOCK]) == 0 then
     return {'not_loaded'}
   end
   local stock = read_stock(keys)
+  if redis.call('EXISTS', keys[10]) == 1 then
+    return {'replayed', stock_reply(stock)}
+  end
   if stock.available + delta < 0 then
     return {'short', stock_reply(stock)}
   end
   redis.call('HINCRBY', keys[STOCK], 'available', delta)
   redis.call('HINCRBY', keys[STOCK], 'total', delta)
+  redis.call('SET', keys[10], delta, 'PX', ttl)
   return {'ok', stock_reply(read_stock(keys))}
 end
 

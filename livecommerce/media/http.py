@@ -7,8 +7,9 @@
     ... and the same four under /whep for viewers.
 
 Publishing takes the room host's (or an admin's) bearer token: the token is the stream key OBS asks for.
-Watching a public room needs no token; a private room needs the token of someone allowed to see it (to
-anyone else it does not exist). Refusals are RFC 9457 problems from `livecommerce.errors`, raised before
+Watching needs the room to be live (its host and admins may watch before, to check the picture); a public
+room needs no token, a private room the token of someone allowed to see it (to anyone else it does not
+exist). Refusals are RFC 9457 problems from `livecommerce.errors`, raised before
 any peer connection exists or after it has been closed again, so a refused request leaves nothing behind.
 """
 
@@ -28,7 +29,6 @@ from livecommerce.api.openapi import problem_responses
 from livecommerce.api.schemas import MAX_ID
 from livecommerce.auth import Principal
 from livecommerce.errors import (
-    Conflict,
     InvalidRequest,
     MalformedRequest,
     NotFound,
@@ -36,8 +36,8 @@ from livecommerce.errors import (
     UnsupportedMediaType,
 )
 from livecommerce.media.sessions import MediaConfig, MediaService, parse_offer
-from livecommerce.models import Room, RoomStatus
-from livecommerce.state import PRINCIPAL, REDIS, SESSIONS
+from livecommerce.models import Room
+from livecommerce.state import PRINCIPAL, REDIS, SESSIONS, SETTINGS
 
 __all__ = ["MEDIA", "MEDIA_CONFIG", "install", "openapi_paths"]
 
@@ -78,19 +78,13 @@ async def _body(request: web.Request, content_type: str) -> str:
 
 
 async def _room(request: web.Request, who: Principal, role: Role) -> Room:
-    """The room, if the caller may publish to it or watch it, and it has not ended."""
+    """The room, if the caller may publish to it or watch it now (`rooms.video_room`: the rule lives there)."""
     room_id = _room_id(request)
     if role == "publisher":
         require(who, who.authenticated, "publish video; use the room host's token as the bearer token (stream key)",
                 "the room's host or an admin")  # fmt: skip
     async with request.app[SESSIONS]() as session:
-        room = await rooms.get_room(session, who, room_id)
-    if role == "publisher":
-        require(who, who.is_admin or who.user_id == room.host_id, "publish video to this room",
-                "the room's host or an admin")  # fmt: skip
-    if room.status is RoomStatus.ENDED:
-        raise Conflict("this room has ended; its video cannot be published or watched")
-    return room
+        return await rooms.video_room(session, who, room_id, publish=role == "publisher")
 
 
 def _created(request: web.Request, role: Role, room_id: int, session_id: str, answer: str) -> web.Response:
@@ -198,7 +192,8 @@ async def _options(request: web.Request) -> web.Response:
 
 def install(app: web.Application) -> None:
     """Add the WHIP and WHEP routes and the media service's lifetime (after Redis, the database and the hub)."""
-    app[MEDIA_CONFIG] = MediaConfig()
+    settings = app[SETTINGS]
+    app[MEDIA_CONFIG] = MediaConfig(ice_address=settings.media_ice_address, ice_announce=settings.media_ice_announce)
     for path, role in (("whip", "publisher"), ("whep", "viewer")):
         base = f"/api/v1/rooms/{_ROOM}/{path}"
         app.router.add_post(base, _offer_handler(role))  # type: ignore[arg-type]
@@ -236,11 +231,14 @@ def openapi_paths() -> dict[str, Any]:
             "content": {_SDP: {"schema": {"type": "string"}}},
         }
         post_errors = (400, 404, 409, 413, 415, *every) + ((403,) if role == "publisher" else ())
+        when = (" Until the room ends (409 after)." if role == "publisher" else
+                " While the room is live (409 before and after; its host and admins may watch before, to check "
+                "the picture).")  # fmt: skip
         session_errors = (404, *every) + ((403,) if role == "publisher" else ())
         paths[f"/api/v1/rooms/{{room_id}}/{path}"] = {
             "post": {
                 "operationId": f"{path}_offer", "summary": f"Start {verb} the room's video ({path.upper()})",
-                "description": f"Who may call: {who}.", "tags": ["video"],
+                "description": f"Who may call: {who}.{when}", "tags": ["video"],
                 "x-access": who, "security": security, "parameters": [room], "requestBody": sdp_body,
                 "responses": {"201": created, **problem_responses(post_errors)},
             },

@@ -53,6 +53,7 @@ from livecommerce.errors import ClientError, Conflict, MalformedRequest, NotFoun
 from livecommerce.hub.bus import Bus
 from livecommerce.hub.store import RoomStore, room_key
 from livecommerce.media import forwarding as fw
+from livecommerce.media import ice
 
 __all__ = ["VIDEO", "MediaConfig", "MediaService", "VideoState"]
 
@@ -80,6 +81,8 @@ class MediaConfig:
     transcode_bitrate: int = 1_500_000
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs for the server's candidates; none by default
     lock_ttl: float = 10.0  # the publisher lock's expiry; refreshed every third of it
+    ice_address: str | None = None  # the one address ICE binds (process-wide, see media/ice.py); None: every one
+    ice_announce: str | None = None  # announced in answers instead of ice_address (1:1 NAT); None: as bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +360,7 @@ class MediaService:
 
     async def start(self) -> None:
         fw.check_internals()
+        ice.bind(self.config.ice_address)
         self._loops = [
             asyncio.create_task(self._bus.run(self._on_bus_event), name="media-bus"),
             asyncio.create_task(self._keep_locks(), name="media-locks"),
@@ -665,6 +669,9 @@ class MediaService:
         await pc.setLocalDescription(await pc.createAnswer())
         description = pc.localDescription
         assert description is not None
+        bound, announced = self.config.ice_address, self.config.ice_announce
+        if bound is not None and announced is not None:
+            return ice.announce(description.sdp, bound, announced)
         return description.sdp
 
     def _on_state(self, peer: _Peer) -> None:

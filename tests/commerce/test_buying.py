@@ -7,8 +7,12 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.payments import TestModeProvider
+from livecommerce.commerce.pools import Inventory, PoolId
+from livecommerce.database import session_factory
 from tests.commerce.audit import until
 from tests.helpers import World
 from tests.hub.test_hub import Viewer, viewer_in
@@ -229,3 +233,91 @@ async def test_a_retry_on_another_hub_gets_its_hold_even_after_that_hub_saw_sold
     assert (retry["data"]["hold"]["id"], retry["data"]["replayed"]) == (lost["data"]["hold"]["id"], True)
     paid = await again.call("checkout", {"hold_id": retry["data"]["hold"]["id"], "card_number": APPROVE})
     assert paid["data"]["hold"]["state"] == "paid", paid
+
+
+async def test_a_code_or_sale_id_for_a_sale_that_is_not_running_is_refused(
+    pair: Pair, engine: AsyncEngine, redis_url: str
+) -> None:
+    """Ending a sale, then buying with its code: refused (`sale_ended`, then `sale_not_running` once the offer
+    cache has moved on), never a hold at the product's own price."""
+    world, a, _, viewers = pair
+    api, room, product, sale = world.api, world.ids["room"], world.ids["sale_product"], world.ids["live_sale"]
+    redis = Redis.from_url(redis_url)
+    try:
+        async with session_factory(engine)() as session:
+            assert await load_sale(Inventory(redis), session, sale) is not None
+    finally:
+        await redis.aclose()
+    page = await api.ok("GET", f"/api/v1/sales/{sale}/codes", who="staff")
+    codes = [item["code"] for item in page["items"] if item["redeemed_hold"] is None]
+    buyer, _ = await viewer_in(viewers, a, room, world.api.tokens["viewer"])
+    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "code": codes[0], "sale_id": sale})
+    assert ack["ok"], ack
+    assert (ack["data"]["hold"]["sale_id"], ack["data"]["hold"]["unit_price_minor"]) == (sale, 999)
+    # Naming another sale while this one runs is refused, with the one to name instead.
+    body = {"product_id": product, "sale_id": world.ids["scheduled_sale"]}
+    status, problem = await api.call("POST", f"/api/v1/rooms/{room}/buy", who="staff", json=body)
+    assert (status, problem["code"]) == (409, "sale_not_running"), problem
+    assert f"sells from sale {sale} now: buy again with sale_id {sale}" in problem["detail"]
+    await api.ok("POST", f"/api/v1/sales/{world.ids['scheduled_sale']}/cancel", who="staff")  # not next in line
+    ended = await api.ok("POST", f"/api/v1/sales/{sale}/end", who="staff")
+    assert (ended["status"], ended["finalised_at"]) == ("ended", None)
+    assert (await api.ok("GET", f"/api/v1/sales/{sale}", who="staff"))["status"] == "ended"
+    late, _ = await viewer_in(viewers, a, room, world.api.tokens["staff"])
+    refusals: list[str] = []
+
+    async def refused_as_not_running() -> bool:
+        ack = await late.call("buy", {"room_id": room, "product_id": product, "code": codes[1]})
+        assert not ack["ok"], ack  # never a hold at another price
+        await asyncio.sleep(0.1)  # within the connection's event rate
+        refusals.append(ack["error"]["code"])
+        return bool(ack["error"]["code"] == "sale_not_running")
+
+    await until(refused_as_not_running, within=8.0, what="a buy with the ended sale's code is sale_not_running")
+    assert set(refusals) <= {"sale_ended", "sale_not_running"}, refusals
+    ack = await late.call("buy", {"room_id": room, "product_id": product, "code": codes[1]})
+    assert "regular price: buy again without the code" in ack["error"]["message"], ack
+    status, problem = await api.call("POST", f"/api/v1/rooms/{room}/buy", who="staff",
+                                     json={"product_id": product, "sale_id": sale})  # fmt: skip
+    assert (status, problem["code"]) == (409, "sale_not_running"), problem
+    assert problem["detail"].endswith("without the sale_id"), problem
+    # Without the code the product sells at its own price, as the refusal says.
+    ack = await late.call("buy", {"room_id": room, "product_id": product})
+    assert ack["ok"], ack
+    assert (ack["data"]["hold"]["sale_id"], ack["data"]["hold"]["unit_price_minor"]) == (None, 2999)
+
+
+async def test_a_checkout_retry_settles_a_payment_its_dead_hub_left_paying(pair: Pair, redis_url: str) -> None:
+    """A hub began a payment and died (before or after the charge): the buyer's retry asks the provider by hold
+    id at once — paid, charged once — instead of `payment_in_progress` until the worker's deadline."""
+    world, _, _, _ = pair
+    api, room, product, buyer = world.api, world.ids["room"], world.ids["product"], world.ids["viewer"]
+    redis = Redis.from_url(redis_url)
+    inventory, provider = Inventory(redis), TestModeProvider(redis)
+    try:
+        holds = []
+        for key in ("died-after-charge", "died-before-charge", "two-retries-at-once"):
+            body = {"product_id": product, "idempotency_key": key}
+            hold = await api.ok("POST", f"/api/v1/rooms/{room}/buy", who="viewer", json=body, status=201)
+            pool = PoolId.parse(hold["id"])
+            begun = await inventory.begin_payment(pool, hold["id"], buyer, 60_000)  # ... and the hub dies
+            assert begun.status == "ok", begun
+            holds.append(hold["id"])
+        landed = await provider.charge(holds[0], 1999, "USD", APPROVE)  # the first hub's charge had landed
+        checkout = {"card_number": APPROVE}
+        paid = await api.ok("POST", f"/api/v1/holds/{holds[0]}/checkout", who="viewer", json=checkout)
+        assert (paid["state"], paid["payment_ref"]) == ("paid", landed.ref)
+        paid = await api.ok("POST", f"/api/v1/holds/{holds[1]}/checkout", who="viewer", json=checkout)
+        assert paid["state"] == "paid"  # no charge had been made: the retry charged the hold's key, once
+        results = await asyncio.gather(
+            *(api.call("POST", f"/api/v1/holds/{holds[2]}/checkout", who="viewer", json=checkout) for _ in range(3))
+        )
+        assert {(status, body["state"]) for status, body in results} == {(200, "paid")}, results
+        assert len({body["payment_ref"] for _, body in results}) == 1, results
+        for hold_id in holds:
+            charge = await provider.lookup(hold_id)
+            assert charge is not None
+            assert charge.status == "charged"
+            assert (await api.ok("GET", f"/api/v1/holds/{hold_id}", who="viewer"))["payment_ref"] == charge.ref
+    finally:
+        await redis.aclose()

@@ -36,6 +36,7 @@ from hypothesis.stateful import (
 from redis.asyncio import Redis
 
 from livecommerce.commerce.pools import (
+    ADJUST_ONCE_MS,
     Hold,
     HoldReply,
     HoldState,
@@ -117,6 +118,7 @@ class Sale:
     idem: dict[tuple[int, str], tuple[str, str]] = field(default_factory=dict)  # -> (hold id, "qty:code")
     codes: dict[str, str] = field(default_factory=dict)  # code -> '' while unused, else the hold using it
     outbox: list[tuple[str, str]] = field(default_factory=list)  # (type, hold id)
+    adjusted: set[str] = field(default_factory=set)  # operation ids of stock adjustments applied
 
     def units(self, buyer: int) -> int:
         return sum(h.qty for h in self.holds.values() if h.buyer == buyer and h.counts)
@@ -484,6 +486,23 @@ class SaleMachine(RuleBasedStateMachine):
             self.sale.release(held[hold_id], HoldState.EXPIRED)
         assert swept.stock == self.sale.stock, f"{swept.stock} != model {self.sale.stock}"
 
+    @rule(delta=st.integers(-4, 4), op=st.sampled_from(("op-a", "op-b", "op-c")))
+    def adjust(self, delta: int, op: str) -> None:
+        """A stock edit under an operation id: a repeat of one that applied (a retried call) changes nothing."""
+        status, stock = self.run(self.inventory.adjust(POOL, delta, op))
+        sale = self.sale
+        if op in sale.adjusted:
+            expected = "replayed"
+        elif sale.available + delta < 0:
+            expected = "short"
+        else:
+            expected = "ok"
+            sale.adjusted.add(op)
+            sale.available += delta
+            sale.total += delta
+        event(f"adjust: {expected}")
+        assert (status, stock) == (expected, sale.stock), f"{status} {stock}, model {expected} {sale.stock}"
+
     # Not too early (a closed sale refuses everything). Preconditions must not depend on Redis TIME, so this
     # counts calls, not holds (some of which may have expired).
     @precondition(lambda self: not self.sale.closed and len(self.tried) >= 4)
@@ -550,6 +569,8 @@ class SaleMachine(RuleBasedStateMachine):
         entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(keys[8])  # type: ignore[assignment]
         outbox = [(f[b"type"].decode(), orjson.loads(f[b"data"])["id"]) for _, f in entries]
         assert outbox == sale.outbox, f"outbox {outbox} != model {sale.outbox}"
+        for op in sale.adjusted:  # each applied adjustment's once key is kept, and expires
+            assert 0 < await self.redis.pttl(keys[0].removesuffix("cfg") + f"adjust:{op}") <= ADJUST_ONCE_MS
 
 
 def _strings(raw: Mapping[Any, Any]) -> dict[str, str]:

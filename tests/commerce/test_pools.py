@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.pools import (
+    ADJUST_ONCE_MS,
     HoldState,
     Inventory,
     PoolConfig,
@@ -24,6 +25,7 @@ from livecommerce.commerce.pools import (
     Reserved,
     ReserveRequest,
 )
+from livecommerce.commerce.product_stock import give_units
 from tests.commerce.audit import audit_pool, until
 from tests.commerce.shop import redis_ms
 
@@ -240,6 +242,36 @@ async def test_adjust(redis: Redis, inventory: Inventory) -> None:
     assert stock is not None
     assert (stock.available, stock.total) == (6, 8)
     await audit_pool(redis, product)
+
+
+async def test_an_adjustment_applies_once_per_operation(redis: Redis, inventory: Inventory) -> None:
+    """A retried call (its answer lost) with the same operation id moves the stock once."""
+    product = PoolId.product(7)
+    await inventory.load(product, await open_config(redis, sale_id=None, quantity=3))
+    await reserve_one(inventory, ReserveRequest(5, "a", 2), product)
+    assert (await inventory.adjust(product, -2, "edit-1"))[0] == "short"  # refused: the id is not used up
+    status, stock = await inventory.adjust(product, 4, "edit-1")
+    assert (status, stock.available if stock else None) == ("ok", 5)
+    for _ in range(2):
+        status, stock = await inventory.adjust(product, 4, "edit-1")
+        assert (status, stock.available if stock else None, stock.total if stock else None) == ("replayed", 5, 7)
+    status, stock = await inventory.adjust(product, -1, "edit-2")
+    assert (status, stock.available if stock else None) == ("ok", 4)
+    once = "livecommerce:{product:7}:adjust:edit-1"
+    assert 0 < await redis.pttl(once) <= ADJUST_ONCE_MS  # forgotten in time
+    await audit_pool(redis, product)
+    # The once key must be the pool's own (same hash tag, so one Cluster slot): anything else changes nothing.
+    before = await snapshot(redis)
+    for foreign in ("livecommerce:{product:8}:adjust:x", "livecommerce:{product:7}:adjust:", "elsewhere"):
+        with pytest.raises(ResponseError, match="once key"):
+            await redis.fcall("pool_adjust", 10, *product.keys, foreign, 1, 1000)
+    assert await snapshot(redis) == before
+    with pytest.raises(ValueError, match="operation id"):
+        await inventory.adjust(product, 1, "no spaces")
+    # Giving back a finalised sale's units is one such operation: a repeat gives nothing.
+    await give_units(inventory, 7, 3, op="finalised:s1")
+    await give_units(inventory, 7, 3, op="finalised:s1")
+    assert (await inventory.stock([product]))[product].available == 7
 
 
 async def snapshot(redis: Redis) -> dict[bytes, object]:

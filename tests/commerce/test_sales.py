@@ -91,6 +91,35 @@ async def test_scheduling_one_sale_concurrently_takes_its_stock_once(client: Cli
     assert (body["status"], body["version"]) == ("scheduled", 2)
 
 
+async def test_overlapping_sales_of_a_product_in_a_shared_room_are_refused(client: Client, engine: AsyncEngine) -> None:
+    world = await seed_world(client, engine)
+    product = await _product(world, 40)
+    first = await _draft(world, product)  # room, 30..90 minutes from now
+    await world.api.ok("POST", f"{SALES}/{first['id']}/schedule", who="staff")
+    overlapping = await _draft(world, product, starts_at=later(60), ends_at=later(120))
+    before = await snapshot(engine)
+    status, problem = await world.api.call("POST", f"{SALES}/{overlapping['id']}/schedule", who="staff")
+    assert (status, problem["code"]) == (409, "conflict"), problem
+    assert f"sale {first['id']} (scheduled, {first['starts_at']}" in problem["detail"], problem
+    assert f"room {world.ids['room']}" in problem["detail"], problem
+    assert await snapshot(engine) == before  # still a draft, its stock not taken
+    # Another room, or a window that only touches, does not hide the first sale.
+    elsewhere = await _draft(world, product, room_ids=[world.ids["private_room"]])
+    await world.api.ok("POST", f"{SALES}/{elsewhere['id']}/schedule", who="staff")
+    after = await _draft(world, product, starts_at=first["ends_at"], ends_at=later(150))
+    await world.api.ok("POST", f"{SALES}/{after['id']}/schedule", who="staff")
+    # Two overlapping schedules at once: the product's row lock lets exactly one through.
+    racing = [await _draft(world, product, starts_at=later(200), ends_at=later(260)) for _ in range(2)]
+    results = await asyncio.gather(
+        *(world.api.call("POST", f"{SALES}/{sale['id']}/schedule", who="staff") for sale in racing)
+    )
+    assert sorted(status for status, _ in results) == [200, 409], results
+    winner = next(sale for sale, (status, _) in zip(racing, results, strict=True) if status == 200)
+    refusal = next(body for status, body in results if status == 409)
+    assert f"sale {winner['id']} (scheduled" in refusal["detail"], refusal
+    assert await _stock(engine, product) == 40 - 4 * 4
+
+
 async def test_cancel_gives_the_allocation_back_once(client: Client, engine: AsyncEngine) -> None:
     world = await seed_world(client, engine)
     product = await _product(world, 5)
@@ -225,7 +254,7 @@ async def test_ending_early_closes_the_window_once(client: Client, engine: Async
     path = f"{SALES}/{world.ids['live_sale']}/end"
     body = await world.api.ok("POST", path, who="staff")
     assert datetime.fromisoformat(body["ends_at"]) <= datetime.now(UTC)
-    assert (body["status"], body["version"]) == ("live", 3)  # the worker finalises it
+    assert (body["status"], body["version"], body["finalised_at"]) == ("ended", 3, None)  # the worker finalises it
     status, problem = await world.api.call("POST", path, who="staff")
     assert (status, "already closed" in problem["detail"]) == (409, True)
     status, problem = await world.api.call("POST", f"{SALES}/{world.ids['scheduled_sale']}/end", who="staff")

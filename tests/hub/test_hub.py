@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -290,8 +291,42 @@ async def test_resume_replays_missed_events_or_sends_a_fresh_snapshot(
     replay = resumed["data"]["replay"]
     assert [e["event"] for e in replay] == ["pinned", "chat"]
     assert replay[0]["seq"] == ack["data"]["seq"]
+    assert [m["text"] for m in replay[1]["payload"]["messages"]] == ["while you were away"]
     stale = await back.call("join", {"room_id": room, "since": "1-0"})
     assert "snapshot" in stale["data"], "a gap older than the log gets a fresh snapshot"
+
+
+async def test_a_replayed_event_is_byte_for_byte_what_arrived_live(pair: tuple[World, str, str, list[Viewer]]) -> None:
+    """docs/protocol.md: replayed events arrive "exactly as they would have arrived live"."""
+    world, a, b, viewers = pair
+    room = world.ids["room"]
+    host, _ = await viewer_in(viewers, a, room, world.api.tokens["host"])
+    live, snapshot = await viewer_in(viewers, b, room, world.api.tokens["viewer"])
+    since = snapshot["snapshot"]["seq"]
+    pinned = await host.call("pin", {"room_id": room, "product_id": world.ids["product"]})
+    await live.wait_for("pinned", lambda d: d["seq"] == pinned["data"]["seq"], within=3)
+    posted: list[str] = []
+    for text in ("first", "second"):  # one at a time, so each arrives live as a batch of one
+        ack = await host.call("chat", {"room_id": room, "text": text})
+        posted.append(ack["data"]["message"]["id"])
+        await live.wait_for("chat", lambda d: bool(d["messages"][-1]["id"] == posted[-1]), within=3)
+    deleted = await host.call("moderate", {"room_id": room, "action": "delete", "message_id": posted[0]})
+    assert deleted["ok"], deleted
+    await live.wait_for("chat_deleted", lambda d: d["ids"] == [posted[0]], within=3)
+    received = [(name, data) for name, data in live.events if name in ("pinned", "chat", "chat_deleted")]
+    assert [name for name, _ in received] == ["pinned", "chat", "chat", "chat_deleted"], received
+    for reader in (a, b):  # the hub that made the events and the one that heard them on the bus
+        back = Viewer()
+        viewers.append(back)
+        await back.connect(reader, world.api.tokens["viewer"])
+        resumed = await back.call("join", {"room_id": room, "since": since})
+        replay = resumed["data"]["replay"]
+        # The first message was deleted: gone from the log, so not replayed; the rest is exactly as live.
+        expected = [received[0], received[2], received[3]]
+        assert [item["event"] for item in replay] == [name for name, _ in expected]
+        for item, (name, data) in zip(replay, expected, strict=True):
+            assert json.dumps(item["payload"]) == json.dumps(data), (name, item, data)  # keys in the same order
+            assert item["seq"] == (data["messages"][0]["id"] if name == "chat" else data["seq"])
 
 
 async def test_a_chat_storm_reaches_a_viewer_as_bounded_batches(

@@ -80,7 +80,7 @@ async def test_events_since_returns_exactly_the_missed_events(store: RoomStore) 
     seqs = [await store.publish(ROOM, "pinned", {"n": n}, state=("pinned", {"n": n})) for n in range(6)]
     missed = await store.events_since(ROOM, seqs[2])
     assert missed == [Event(seq, "pinned", {"n": n}) for n, seq in enumerate(seqs) if n > 2]
-    assert missed[0].as_wire() == {"event": "pinned", "seq": seqs[3], "payload": {"n": 3}}
+    assert missed[0].as_wire(ROOM) == {"event": "pinned", "seq": seqs[3], "payload": {"n": 3, "seq": seqs[3]}}
     assert await store.events_since(ROOM, seqs[-1]) == []  # up to date
     for unusable in ("", "12", "abc-1", "1-2-3", "99999999999999999999-0", "9" * 30 + "-0"):
         assert await store.events_since(ROOM, unusable) is None, unusable

@@ -6,31 +6,33 @@ seconds of real media.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
-import aioice.ice
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.app import create_app
+from livecommerce.media import ice
 from livecommerce.media.http import MEDIA, MEDIA_CONFIG
 from livecommerce.media.sessions import MediaConfig, MediaService
 from livecommerce.settings import Settings
 from tests.helpers import World, seed_world
 
 FAST = MediaConfig(
-    keyframe_interval=0.2, connect_timeout=5.0, viewer_timeout=2.0, publisher_timeout=1.5, reconnect_grace=30.0
-)
+    keyframe_interval=0.2, connect_timeout=5.0, viewer_timeout=2.0, publisher_timeout=1.5, reconnect_grace=30.0,
+    ice_address="127.0.0.1",  # the loopback-only mode (LIVECOMMERCE_MEDIA_ICE_ADDRESS=127.0.0.1)
+)  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
-def loopback_ice(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Gather host candidates on 127.0.0.1 only (aioice skips loopback by default), for every peer."""
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-    return
+def loopback_ice() -> Iterator[None]:
+    """Gather host candidates on 127.0.0.1 only, for every peer of the process (the test's own too)."""
+    ice.bind("127.0.0.1")
+    yield
+    ice.bind(None)
 
 
 @pytest.fixture
@@ -50,7 +52,11 @@ async def media_client(
 
 @pytest.fixture
 async def world(media_client: TestClient[Any, Any], engine: AsyncEngine) -> World:
-    return await seed_world(media_client, engine)
+    """The seeded world with `room` and `private_room` live (viewers watch only live rooms); other_room is not."""
+    world = await seed_world(media_client, engine)
+    for room in ("room", "private_room"):
+        await world.api.ok("POST", f"/api/v1/rooms/{world.ids[room]}/live", who="host")
+    return world
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from livecommerce.hub.store import RoomStore
 from livecommerce.media.sessions import MediaService
 from tests.helpers import World
+from tests.media.conftest import FAST, replace
 from tests.media.peers import Publisher, Viewer, post_sdp, until
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -63,6 +64,49 @@ async def test_publisher_streams_to_two_viewers_and_delete_ends_them(
         await publisher.close()
         for viewer in viewers:
             await viewer.close()
+
+
+def _candidate_addresses(sdp: str) -> set[str]:
+    return {line.split(" ")[4] for line in sdp.split("\r\n") if line.startswith("a=candidate:")}
+
+
+async def test_in_loopback_mode_every_candidate_is_on_loopback(
+    media_client: TestClient[Any, Any], world: World, media: MediaService
+) -> None:
+    publisher, viewer = Publisher(), Viewer()
+    try:
+        answer = await publisher.publish(media_client, world.ids["room"], world.api.tokens["host"])
+        assert answer.status == 201, answer.body
+        watched = await viewer.watch(media_client, world.ids["room"])
+        for peer, reply in ((publisher, answer), (viewer, watched)):
+            assert peer.pc.localDescription is not None
+            assert _candidate_addresses(peer.pc.localDescription.sdp) == {"127.0.0.1"}  # the test's own peers
+            assert _candidate_addresses(reply.body) == {"127.0.0.1"}, reply.body  # the server's
+            assert "c=IN IP4 127.0.0.1" in reply.body
+        await until(lambda: viewer.frames >= 5, 10, "media flows over loopback")
+    finally:
+        await publisher.close()
+        await viewer.close()
+    await until(lambda: media.peer_count == 0, 8, "all closed")
+
+
+@pytest.mark.parametrize("media_config", [replace(FAST, ice_announce="192.0.2.7")])
+async def test_the_announced_address_stands_for_the_bound_one_in_answers(
+    media_client: TestClient[Any, Any], world: World, media: MediaService
+) -> None:
+    """Behind a 1:1 NAT: candidates bound on 127.0.0.1 are announced as the public address."""
+    viewer = Viewer()
+    try:
+        answer = await viewer.watch(media_client, world.ids["room"])
+        assert answer.status == 201, answer.body
+        assert _candidate_addresses(answer.body) == {"192.0.2.7"}, answer.body
+        assert "c=IN IP4 192.0.2.7" in answer.body
+        assert "127.0.0.1" not in answer.body
+        async with media_client.delete(viewer.location) as response:
+            assert response.status == 200
+    finally:
+        await viewer.close()
+    await until(lambda: media.peer_count == 0, 5, "closed")
 
 
 async def test_h264_is_forwarded_and_a_late_viewer_gets_a_picture_within_a_second(
@@ -179,6 +223,35 @@ async def test_private_room_playback_needs_a_token_of_someone_who_may_see_it(
     await until(lambda: media.peer_count == 0, 5, "no viewer connection left")
 
 
+async def test_watching_needs_the_room_live(
+    media_client: TestClient[Any, Any], world: World, media: MediaService
+) -> None:
+    """other_room (other_host's, public) is scheduled: nobody but its host (and admins) may watch it yet."""
+    room = world.ids["other_room"]
+    for who, status in ((None, 409), ("viewer", 409), ("host", 409), ("other_host", 201), ("admin", 201)):
+        viewer = Viewer()
+        try:
+            answer = await viewer.watch(media_client, room, None if who is None else world.api.tokens[who])
+            assert answer.status == status, (who, answer.body)
+            if status == 409:
+                assert "not live yet" in answer.body, answer.body
+            else:
+                async with media_client.delete(viewer.location) as response:
+                    assert response.status == 200
+        finally:
+            await viewer.close()
+    await until(lambda: media.peer_count == 0, 5, "refusals leave no peer connection behind")
+    await world.api.ok("POST", f"/api/v1/rooms/{room}/live", who="other_host")
+    viewer = Viewer()
+    try:
+        assert (await viewer.watch(media_client, room)).status == 201  # anonymous, now that it is live
+        async with media_client.delete(viewer.location) as response:
+            assert response.status == 200
+    finally:
+        await viewer.close()
+    await until(lambda: media.peer_count == 0, 5, "no viewer connection left")
+
+
 async def test_options_patch_and_delete_follow_whip(
     media_client: TestClient[Any, Any], world: World, media: MediaService
 ) -> None:
@@ -278,7 +351,6 @@ async def test_ending_the_room_ends_its_sessions(
     room, token = world.ids["room"], world.api.tokens["host"]
     publisher, viewer = Publisher(), Viewer()
     try:
-        await world.api.ok("POST", f"/api/v1/rooms/{room}/live", who="host")
         assert (await publisher.publish(media_client, room, token)).status == 201
         assert (await viewer.watch(media_client, room)).status == 201
         await until(lambda: viewer.frames >= 5, 10, "the viewer watches")

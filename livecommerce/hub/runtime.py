@@ -49,6 +49,27 @@ class _OrjsonModule:
         return orjson.loads(text)
 
 
+class _OneLine(logging.Filter):
+    """Engine.IO's own errors (e.g. an undecodable long-polling body) as one line: a client's bad bytes must not
+    write a traceback per request (a cheap way to fill disks). Our own malformed-packet counting is in
+    `transport`; this covers what engineio logs before our code sees the packet."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error}); the request was refused"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+# engineio logs every packet at INFO: only its errors, one line each, reach the log.
+_ENGINEIO_LOG = logging.getLogger("livecommerce.hub.engineio")
+_ENGINEIO_LOG.setLevel(logging.ERROR)
+_ENGINEIO_LOG.addFilter(_OneLine())
+
+
 def _report_stop(task: asyncio.Task[None]) -> None:
     """The hub's loops end only at shutdown; if they end earlier, say so loudly instead of going quiet."""
     if not task.cancelled() and task.exception() is not None:
@@ -65,7 +86,7 @@ def install(app: web.Application) -> None:
         ping_interval=20,
         ping_timeout=20,
         logger=False,
-        engineio_logger=False,
+        engineio_logger=_ENGINEIO_LOG,
     )
     transport.install(sio, output_budget=budget)
     sio.attach(app)

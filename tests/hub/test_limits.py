@@ -286,3 +286,23 @@ async def test_a_malformed_packet_is_logged_once_without_a_traceback(
     assert all(r.exc_info is None and r.exc_text is None for r in caplog.records), [
         r.getMessage() for r in caplog.records if r.exc_info
     ]
+
+
+async def test_an_undecodable_long_polling_body_is_logged_as_one_line(
+    settings: Settings, engine: AsyncEngine, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with served(settings, redis_url) as client:
+        opened = await client.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+        assert opened.status == 200
+        sid = orjson.loads((await opened.read())[1:])["sid"]
+        posted = await client.post(
+            "/socket.io/", params={"EIO": "4", "transport": "polling", "sid": sid}, data=b"zz not a packet"
+        )
+        assert posted.status < 500
+        assert (await client.get("/health")).status == 200  # still serving
+    errors = [r for r in caplog.records if r.name == "livecommerce.hub.engineio"]
+    assert errors, "engineio's error about the body reaches our log"
+    assert all(r.exc_info is None and r.exc_text is None for r in caplog.records), [
+        r.getMessage() for r in caplog.records if r.exc_info
+    ]

@@ -219,11 +219,14 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
     response.headers["Cache-Control"] = "no-store"
     response.enable_chunked_encoding()
     chunks = aiter(stream.chunks)
+    # Read before the status line: a failure here is still a problem document, never a 200 with an empty export.
     try:
         first = await anext(chunks, b"")
     except (DBAPIError, OSError, TimeoutError):
         log.warning("%s %s: the first chunk could not be read", endpoint.method, endpoint.path, exc_info=True)
-        raise _StreamUnavailable("the database could not be read, so nothing was sent; try again in a minute") from None
+        raise ServiceUnavailable(
+            "the database could not be read, so nothing was sent; try again in a minute", retry_after=30
+        ) from None
     await response.prepare(request)
     try:
         await response.write(first)
@@ -238,12 +241,6 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
         return response
     await response.write_eof()
     return response
-
-
-class _StreamUnavailable(ServiceUnavailable):
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "30"}
 
 
 def _parse_query(model: type[BaseModel], request: web.Request) -> BaseModel:

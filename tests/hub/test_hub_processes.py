@@ -82,7 +82,7 @@ async def test_viewers_of_a_killed_process_resume_elsewhere_and_the_count_heals(
         # The viewer of the dead process comes back through B and gets exactly what it missed.
         back, resumed = await join(b.base, tokens[DEMO_VIEWER], since=last_seq)
         assert [event["event"] for event in resumed["replay"]] == ["chat"]
-        assert resumed["replay"][0]["payload"]["text"] == "did everyone survive?"
+        assert [m["text"] for m in resumed["replay"][0]["payload"]["messages"]] == ["did everyone survive?"]
         # A's viewer is counted once: its ghost on A expires, its new connection on B counts.
         await watcher.wait_for("counters", lambda d: d["viewers"] == 3 and watcher.named("counters")[-1] is d,
                                within=10)  # fmt: skip

@@ -53,4 +53,4 @@ async def test_a_refused_connection_tells_the_javascript_client_code_and_message
     assert process.returncode == 0, (stdout, stderr)
     report = json.loads(stdout)
     message = "the bearer token is malformed; sign in again to get a new one"
-    assert report == {"message": message, "data": {"code": "unauthorized", "message": message}}
+    assert report == {"message": message, "data": {"code": "unauthorized", "message": message, "retryable": False}}

@@ -615,6 +615,10 @@ async def countdown(session: AsyncSession, who: Principal, sale_id: int, room_id
             f"a {seconds} s countdown would start the sale after it ends ({sale.ends_at.isoformat()}); "
             "use a shorter countdown"
         )
+    # A countdown moves the window's start: like scheduling, it must not pull the sale into another's window.
+    # Lock the product row first so a concurrent schedule of the same product runs its check after this one.
+    await session.execute(select(Product.id).where(Product.id == sale.product_id).with_for_update())
+    await _refuse_overlap(session, sale, starts_at, sale.ends_at)
     moved = await session.execute(
         update(FlashSale)
         .where(FlashSale.id == sale.id, FlashSale.status == SaleStatus.SCHEDULED, FlashSale.starts_at > now)

@@ -120,6 +120,22 @@ async def test_overlapping_sales_of_a_product_in_a_shared_room_are_refused(clien
     assert await _stock(engine, product) == 40 - 4 * 4
 
 
+async def test_a_countdown_cannot_pull_a_sale_into_another_sales_window(client: Client, engine: AsyncEngine) -> None:
+    world = await seed_world(client, engine)
+    product = await _product(world, 40)
+    first = await _draft(world, product)  # room, 30..90 minutes from now
+    second = await _draft(world, product, starts_at=later(120), ends_at=later(180))
+    for sale in (first, second):
+        await world.api.ok("POST", f"{SALES}/{sale['id']}/schedule", who="staff")
+    countdown = {"room_id": world.ids["room"], "seconds": 30}
+    status, problem = await world.api.call("POST", f"{SALES}/{second['id']}/countdown", who="host", json=countdown)
+    assert (status, problem["code"]) == (409, "conflict"), problem
+    assert f"sale {first['id']} (scheduled" in problem["detail"], problem
+    unchanged = await world.api.ok("GET", f"{SALES}/{second['id']}", who="staff")
+    assert unchanged["starts_at"] == second["starts_at"]
+    await world.api.ok("POST", f"{SALES}/{first['id']}/countdown", who="host", json=countdown)  # stays before
+
+
 async def test_cancel_gives_the_allocation_back_once(client: Client, engine: AsyncEngine) -> None:
     world = await seed_world(client, engine)
     product = await _product(world, 5)
@@ -209,6 +225,7 @@ async def test_countdown_moves_the_start_and_reaches_the_room(
     world = await seed_world(client, engine)
     path = f"{SALES}/{world.ids['scheduled_sale']}/countdown"
     room = world.ids["room"]
+    await world.api.ok("POST", f"{SALES}/{world.ids['live_sale']}/end", who="staff")  # else its window overlaps
     before = datetime.now(UTC)
     body = await world.api.ok("POST", path, who="host", json={"room_id": room, "seconds": 30})
     starts_at = datetime.fromisoformat(body["starts_at"])

@@ -382,7 +382,8 @@ async def _reload_sale(call: Call, sale_id: int) -> None:
        access="the room's host, the sale's brand staff, admins", tag="sales", body=s.CountdownStart,
        response=s.CountdownOut, errors=(*_WRITE, 404, 409),
        notes="409 `conflict` when the sale has started or ended, the room has ended, or the new start would put "
-             "the sale's window over another scheduled or live sale of the product in a shared room (named).")  # fmt: skip
+             "the sale's window over another scheduled or live sale of the product in a shared room (named)."
+       )  # fmt: skip
 async def start_countdown(call: Call, sale_id: int, body: s.CountdownStart) -> s.CountdownOut:
     started = await sales.countdown(call.session, call.who, sale_id, body.room_id, body.seconds)
     starts_at_ms = int(started.starts_at.timestamp() * 1000)

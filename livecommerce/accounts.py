@@ -100,11 +100,16 @@ class Accounts:
         min_backoff: float = 0.1,
         max_backoff: float = 5.0,
         poll_interval: float = 1.0,
+        keep_seconds: float = 300.0,
     ) -> None:
         self._sessions = sessions
         self._redis = redis
         self._fresh_seconds = fresh_seconds
-        self._cache: RecentCache[int, Account | None] = RecentCache(fresh_seconds, fresh_seconds)
+        # Kept past `fresh_seconds` only while the database cannot be read (no account can change then), so
+        # signed-in buyers keep buying through an outage; bounded like the rooms and offers they buy from.
+        self._cache: RecentCache[int, Account | None] = RecentCache(
+            fresh_seconds, fresh_seconds, keep_seconds=max(fresh_seconds, keep_seconds), name="account"
+        )
         self._origin = secrets.token_hex(6)  # our own announcements are heard here already
         self._subscribers: list[OnChange] = []
         self._min_backoff = min_backoff

@@ -36,12 +36,11 @@ class RateLimiter:
         source = resources.files("livecommerce").joinpath("lua/rate_limit.lua").read_text()
         self._script: AsyncScript = redis.register_script(source)
 
-    async def check(self, key: str, *, spend: bool = True) -> float:
-        """0 when the request may go ahead, else the seconds to wait. `spend=False` only looks."""
+    async def check(self, key: str) -> float:
+        """0 when the request may go ahead, else the seconds to wait."""
         if not self.per_minute:
             return 0.0
-        args = [self._interval, self.burst] if spend else [self._interval, self.burst, 1]
-        allowed, wait_ms = await self._script(keys=[key], args=args)
+        allowed, wait_ms = await self._script(keys=[key], args=[self._interval, self.burst])
         return 0.0 if allowed else int(wait_ms) / 1000
 
 

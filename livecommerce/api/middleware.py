@@ -128,6 +128,8 @@ async def read_deadline(request: web.Request, handler: Handler) -> web.StreamRes
             await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is larger than the limit of {settings.max_body_bytes} bytes") from None
+    except ConnectionError:  # the client went away mid-body: its fault, not an outage of ours
+        raise MalformedRequest("the connection closed before the request body arrived; send it again") from None
     except TimeoutError:
         response = problem_response(
             RequestTimeout(f"the request body did not arrive within {seconds} s; send it again, faster"), request

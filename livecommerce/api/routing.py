@@ -20,7 +20,6 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.api.schemas import MAX_ID, PATTERN_HINTS
@@ -30,7 +29,6 @@ from livecommerce.errors import (
     MalformedRequest,
     NotFound,
     PayloadTooLarge,
-    ServiceUnavailable,
     UnsupportedMediaType,
 )
 from livecommerce.settings import Settings
@@ -220,13 +218,8 @@ async def _send_stream(request: web.Request, endpoint: Endpoint, stream: Stream)
     response.enable_chunked_encoding()
     chunks = aiter(stream.chunks)
     # Read before the status line: a failure here is still a problem document, never a 200 with an empty export.
-    try:
-        first = await anext(chunks, b"")
-    except (DBAPIError, OSError, TimeoutError):
-        log.warning("%s %s: the first chunk could not be read", endpoint.method, endpoint.path, exc_info=True)
-        raise ServiceUnavailable(
-            "the database could not be read, so nothing was sent; try again in a minute", retry_after=30
-        ) from None
+    # (A database outage becomes 503 with Retry-After in the `problems` middleware, anything else a 500.)
+    first = await anext(chunks, b"")
     await response.prepare(request)
     try:
         await response.write(first)

@@ -487,8 +487,6 @@ class Buying:
                 "we could not reach the stock service; try again with the same key (it never takes a unit twice)"
             ) from None
         if isinstance(result, Refused):
-            if result.refusal is Refusal.CODE_INVALID and self.guesses is not None:
-                await self.guesses.wrong_code(who.user_id)
             raise refusal_error(result, offer)
         return result.hold, result.replayed
 

@@ -1,9 +1,11 @@
 """Invite-code guessing is bounded per user, whatever the path: REST, the socket, any web process.
 
-A buy refused with `invite_code_invalid` spends one of the user's guesses (`WRONG_CODES` per
-`WINDOW_MINUTES`, regained steadily: the request limiter's GCRA in Redis, `ratelimit.RateLimiter`). Once
-they are spent, a buy that carries a code is refused with 429 `rate_limited` and `retry_after` before it
-reaches the pool, so even the right code waits: guessing cannot be told apart from a typo by its result.
+Every buy that carries a code spends one of the user's tries (`WRONG_CODES` per `WINDOW_MINUTES`, regained
+steadily: the request limiter's GCRA in Redis, `ratelimit.RateLimiter`) before it reaches the pool, in one
+atomic step: counting only the refusals afterwards would let a burst of concurrent guesses all pass the
+check before any was counted. A buyer with the right code needs one try. Once they are spent, a buy that
+carries a code is refused with 429 `rate_limited` and `retry_after`, so even the right code waits: guessing
+cannot be told apart from a typo by its result.
 Buys without a code are not affected. If Redis does not answer, the buy is refused with 503 (the pool
 needs Redis too), never let through unchecked.
 """
@@ -42,9 +44,9 @@ class CodeGuesses:
         return f"livecommerce:rl:{{code:user:{user_id}}}"
 
     async def before_code(self, user_id: int) -> None:
-        """Raise `TooManyRequests` if the user has no wrong guess left (spends nothing)."""
+        """Spend one try, or raise `TooManyRequests` if the user has none left."""
         try:
-            wait = await self._limiter.check(self._key(user_id), spend=False)
+            wait = await self._limiter.check(self._key(user_id))
         except (RedisError, OSError):
             raise ServiceUnavailable("we could not reach the stock service; try again in a moment") from None
         if wait:
@@ -54,10 +56,3 @@ class CodeGuesses:
                 f"check your code and try again in {seconds} s",
                 retry_after=seconds,
             )
-
-    async def wrong_code(self, user_id: int) -> None:
-        """The user's code was not valid: spend one guess."""
-        try:
-            await self._limiter.check(self._key(user_id))
-        except (RedisError, OSError):  # the refusal stands; this one guess goes uncounted
-            log.warning("counting a wrong invite code of user %d failed", user_id, exc_info=True)

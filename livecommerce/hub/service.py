@@ -55,6 +55,7 @@ _EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
 _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
 _COUNTER_INTERVAL = 0.25
 _STOCK_INTERVAL = 0.1  # stock counters: at most ~10 updates a second per product, whatever the purchase rate
+_ACCOUNT_RECHECK_INTERVAL = 10.0  # every open socket's account, read again (announcements do it at once)
 _REMEMBERED_SEQS = 2048  # per room: enough to cover a catch-up overlapping live delivery
 _JOIN_DB_WAIT = 2.0  # seconds a join waits for the database before it uses the kept room
 
@@ -148,6 +149,7 @@ class Hub:
             group.create_task(self.bus.run(self._on_bus_event, self._on_bus_reconnect), name="hub-bus")
             group.create_task(self._counters_loop(), name="hub-counters")
             group.create_task(self._stock_loop(), name="hub-stock")
+            group.create_task(self._accounts_loop(), name="hub-accounts")
 
     # --- connections ------------------------------------------------------------------------------------------
 
@@ -174,6 +176,14 @@ class Hub:
         self._rechecks.add(task)
         task.add_done_callback(self._rechecks.discard)
 
+    async def _accounts_loop(self) -> None:
+        """A safety net under the Redis announcements (at most once: one lost while a listener reconnects, or a
+        connect whose account was read just before a change, would otherwise keep its rights): every open
+        socket's account is checked again every `_ACCOUNT_RECHECK_INTERVAL` seconds."""
+        while True:
+            await asyncio.sleep(_ACCOUNT_RECHECK_INTERVAL)
+            await self._recheck(None)
+
     async def _recheck(self, user_ids: frozenset[int] | None) -> None:
         """Apply the accounts as they are now to open sockets: a suspended, deleted or vanished account's
         sockets get `access_revoked` and are disconnected; a changed role or brand replaces the socket's
@@ -184,8 +194,8 @@ class Hub:
             return
         try:
             accounts = await self.accounts.many(wanted)
-        except ClientError:
-            log.exception("re-checking %d account(s) of open sockets failed", len(wanted))
+        except ClientError as failed:  # the database is down: keep the sockets as they are, check again later
+            log.warning("re-checking %d account(s) of open sockets failed: %s", len(wanted), failed.detail)
             return
         for sid, connection in list(self._connections.items()):
             user_id = connection.who.user_id

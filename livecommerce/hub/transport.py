@@ -145,9 +145,11 @@ _background: set[asyncio.Task[None]] = set()
 
 
 def _size(item: Any) -> int:
-    """About the bytes an engineio packet becomes on the wire (its text length; the type digit is 1)."""
+    """About the bytes an engineio packet becomes on the wire (its UTF-8 length; the type digit is 1)."""
     data = getattr(item, "data", None)
-    if isinstance(data, str | bytes):
+    if isinstance(data, str):
+        return (len(data) if data.isascii() else len(data.encode())) + 1
+    if isinstance(data, bytes):
         return len(data) + 1
     return 64 if data is not None else 1
 

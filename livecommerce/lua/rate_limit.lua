@@ -4,7 +4,6 @@
 -- KEYS[1]  the caller's bucket, e.g. livecommerce:rl:{w:user:42}
 -- ARGV[1]  emission interval in microseconds (the window divided by the allowed requests)
 -- ARGV[2]  burst: how many requests may arrive at once (>= 1)
--- ARGV[3]  optional: 1 to only look (answer as for a request now, without counting one)
 -- Returns  {allowed (1 or 0), milliseconds until a request would be allowed (0 when allowed)}
 
 local interval = tonumber(ARGV[1])
@@ -24,10 +23,6 @@ local tolerance = (burst - 1) * interval
 local wait = tat - now - tolerance
 if wait > 0 then
   return {0, math.ceil(wait / 1000)}
-end
-
-if ARGV[3] == '1' then
-  return {1, 0}
 end
 
 local next_tat = tat + interval

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from sqlalchemy import select
@@ -58,3 +60,22 @@ async def test_wrong_codes_over_rest_and_socket_share_one_budget(client: Client,
         assert ack["ok"], ack
     finally:
         await socket.close()
+
+
+async def test_a_burst_of_concurrent_guesses_cannot_outrun_the_count(client: Client, engine: AsyncEngine) -> None:
+    """Each buy with a code spends its try before the pool: a burst all in flight at once gets no more tries."""
+    world = await seed_world(client, engine)
+    room, product, sale = world.ids["room"], world.ids["sale_product"], world.ids["live_sale"]
+    await world.api.ok("POST", f"/api/v1/rooms/{room}/live", who="host")
+    async with session_factory(engine)() as session:
+        assert await load_sale(client.app[BUYING].inventory, session, sale) is not None
+    path = f"/api/v1/rooms/{room}/buy"
+    results = await asyncio.gather(
+        *(
+            world.api.call("POST", path, who="other_host", json={"product_id": product, "code": f"WRONG{n}"})
+            for n in range(3 * WRONG_CODES)
+        )
+    )
+    codes = sorted(str(body["code"]) for _, body in results)
+    assert codes.count("invite_code_invalid") <= WRONG_CODES + 1, codes  # +1: a try regained during the burst
+    assert codes.count("rate_limited") >= 2 * WRONG_CODES - 1, codes

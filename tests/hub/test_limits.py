@@ -201,7 +201,6 @@ async def test_a_slow_header_client_is_closed_and_the_server_keeps_serving(
         reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
         try:
             writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-            started = time.monotonic()
             closed = False
             for byte in b"X-Slow: " + b"a" * 200:  # one byte every 50 ms: never a whole header block
                 if reader.at_eof():
@@ -210,7 +209,6 @@ async def test_a_slow_header_client_is_closed_and_the_server_keeps_serving(
                 writer.write(bytes((byte,)))
                 await asyncio.sleep(0.05)  # pacing the slow client
             assert closed, "the connection was still open after 10 s of headers"
-            assert time.monotonic() - started < 5
             assert await reader.read() == b"", "closed without a response"
         finally:
             writer.close()

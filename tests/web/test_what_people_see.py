@@ -173,7 +173,9 @@ async def test_a_sale_that_goes_live_and_sells_shows_so_without_a_reload(pages: 
         " return t && /GMV: \\$7\\.00/.test(t.textContent); }",
         timeout=6_000,
     )
-    await host.wait_for_timeout(2_100)  # one more sample at the new figures, so the lines run flat together
+    # One more sample at the new figures, so the lines run flat together: wait for the chart to draw it.
+    drawn = "document.querySelector('[data-testid=metrics-chart] polyline').points.numberOfItems"
+    await host.wait_for_function(f"n => {drawn} > n", arg=await host.evaluate(drawn), timeout=6_000)
     chart = host.get_by_test_id("metrics-chart")
     assert await chart.locator("path, rect, polygon").count() == 0, "nothing but lines is drawn over the plot"
     colours = await pixels(host, chart)

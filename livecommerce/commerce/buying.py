@@ -466,12 +466,12 @@ class Buying:
         if room.status is not RoomStatus.LIVE:
             raise RoomNotLive("the room is not live; you can buy while the show is on")
         offer = await self.offer(room, product_id)
-        if code and self.guesses is not None:
-            await self.guesses.before_code(who.user_id)
         if not _sells_from(offer, code, sale_id):  # the cache may be a second behind: ask SQL before refusing
             offer = await self.offer(room, product_id, fresh=True)
             if not _sells_from(offer, code, sale_id):
                 raise _not_running(offer, code, sale_id)
+        if code and self.guesses is not None:  # only a code that reaches the pool is a try (it learns from it)
+            await self.guesses.before_code(who.user_id)
         request = ReserveRequest(
             buyer_id=who.user_id,
             key=key or uuid.uuid4().hex,

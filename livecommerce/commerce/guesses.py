@@ -52,7 +52,7 @@ class CodeGuesses:
         if wait:
             seconds = max(1, math.ceil(wait))
             raise TooManyRequests(
-                f"too many wrong invite codes: at most {self.wrong_codes} per {self.window_minutes} minutes; "
+                f"too many tries with an invite code: at most {self.wrong_codes} per {self.window_minutes} minutes; "
                 f"check your code and try again in {seconds} s",
                 retry_after=seconds,
             )

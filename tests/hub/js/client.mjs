@@ -10,8 +10,10 @@ const done = (code) => { socket.close(); console.log(JSON.stringify(report)); pr
 setTimeout(() => { report.error = "timed out"; done(1); }, 10000);
 
 socket.on("connect_error", (err) => { report.error = String(err && err.message); done(1); });
+// Done once our message came back and the invalid event was answered, in whichever order they arrive.
+const finish = () => { if (report.echoed && report.bad) done(0); };
 socket.on("chat", (batch) => {
-  if (batch.messages.some((m) => m.text === "hello from node")) { report.echoed = true; done(0); }
+  if (batch.messages.some((m) => m.text === "hello from node")) { report.echoed = true; finish(); }
 });
 socket.on("connect", async () => {
   report.connected = true;
@@ -19,4 +21,5 @@ socket.on("connect", async () => {
   report.transport = socket.io.engine.transport.name;
   report.chat = await socket.timeout(5000).emitWithAck("chat", { room_id: Number(roomId), text: "hello from node" });
   report.bad = await socket.timeout(5000).emitWithAck("chat", { room_id: Number(roomId) });
+  finish();
 });

@@ -8,8 +8,7 @@ import contextlib
 import logging
 import os
 import socket
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import aiohttp
@@ -25,7 +24,7 @@ from livecommerce.hub import transport
 from livecommerce.hub.runtime import SIO, socket_counters
 from livecommerce.settings import Settings, replace
 from tests.helpers import seed_world
-from tests.hub.test_fanout import Hub, RawViewer
+from tests.hub.test_fanout import Hub, RawViewer, eventually
 from tests.hub.test_hub import Viewer
 
 Client = TestClient[Request, Application]
@@ -48,14 +47,6 @@ def as_hub(client: Client) -> Hub:
 
 def sio_of(client: Client) -> socketio.AsyncServer:
     return client.app[SIO]
-
-
-async def eventually(predicate: Callable[[], bool], within: float = 5, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {within} s")
-        await asyncio.sleep(0.01)
 
 
 def masked_frame(opcode: int, data: bytes) -> bytes:

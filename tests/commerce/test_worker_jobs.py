@@ -97,7 +97,8 @@ async def test_a_sale_is_loaded_goes_live_closes_and_returns_its_unsold_units_on
     assert results[0].refusal is Refusal.NOT_STARTED
 
     sale = await sale_row(engine, sale_id)
-    await until(lambda: reached(redis, to_ms(sale.starts_at)), what="the sale's start")
+    # +1: `to_ms` floors, so Redis reaching that millisecond can still be just before the start the loader compares.
+    await until(lambda: reached(redis, to_ms(sale.starts_at) + 1), what="the sale's start")
     await loader.step()
     assert (await sale_row(engine, sale_id)).status is SaleStatus.LIVE
 

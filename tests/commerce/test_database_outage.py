@@ -67,9 +67,9 @@ async def open_sale(cluster: PostgresCluster, redis_url: str, tmp_path: Path) ->
     """A live room on the cluster, its flash sale loaded into Redis, and the app serving it."""
     engine = create_engine(cluster.url)
     await migrate(engine)
-    shop = await seed_shop(engine, stock=500, buyers=REST_BUYERS + SOCKET_BUYERS)
+    shop = await seed_shop(engine, stock=5000, buyers=REST_BUYERS + SOCKET_BUYERS)
     now = utcnow()
-    sale_id = await add_sale(engine, shop, quantity=200, per_buyer_limit=50, starts_at=now - timedelta(seconds=1),
+    sale_id = await add_sale(engine, shop, quantity=4500, per_buyer_limit=500, starts_at=now - timedelta(seconds=1),
                              ends_at=now + timedelta(hours=1))  # fmt: skip
     async with session_factory(engine).begin() as session:
         await session.execute(room_brands.insert().values(room_id=shop.room_id, brand_id=shop.brand_id))

@@ -71,7 +71,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 PYTHON = sys.executable
-PARTS = ("hub-default-gc", "hub", "sql", "ceiling", "batcher", "multi")
+PARTS = ("hub-default-gc", "hub", "previous", "sql", "ceiling", "batcher", "multi")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -301,8 +301,9 @@ _DEFAULT_GC_SERVE = (
 
 def run_hub(
     label: str, world: World, db: Database, redis: RedisServer, plan: list[int], args: argparse.Namespace,
-    logs: Path, budget: Budget, hubs: int, default_gc: bool = False,
+    logs: Path, budget: Budget, hubs: int, default_gc: bool = False, tree: Path | None = None,
 ) -> HubResult:  # fmt: skip
+    """`tree`: run the hub from another checkout (e.g. the previous commit's worktree), side by side."""
     result = HubResult(label=label, hubs=hubs)
     available = sorted(os.sched_getaffinity(0))
     if hubs == 1:
@@ -316,6 +317,8 @@ def run_hub(
     data_dir = logs / f"{label}-data"
     data_dir.mkdir(parents=True, exist_ok=True)
     env = _env(db, redis.url, data_dir)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     with contextlib.ExitStack() as stack:
         processes = []
         for i, port in enumerate(ports):
@@ -548,11 +551,22 @@ class _Database:
             asyncio.run(drop_database(self.db))
 
 
+def _describe(tree: Path | None) -> str:
+    """`previous (abc1234)`: which commit a side-by-side checkout holds."""
+    if tree is None:
+        return "previous"
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"previous ({head.stdout.strip() or tree})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     parser.add_argument(
         "--users", type=int, default=10_000, help="buyers (the issue says 20,000: see loadtests/README.md)"
+    )
+    parser.add_argument(
+        "--previous", type=Path, default=None, help="a checkout (git worktree) the `previous` part runs the hub from"
     )
     parser.add_argument("--attempts", type=int, default=50_000)
     parser.add_argument("--units", type=int, default=1_000)
@@ -583,6 +597,7 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    args.previous_label = _describe(args.previous)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = [p for p in parts if p not in PARTS]
     if unknown:
@@ -615,9 +630,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(db.note, flush=True)
         busy = wait_for_quiet(budget, args.quiet_wait)
         print(f"machine {busy:.0%} busy before the start", flush=True)
-        for part in [p for p in parts if p in ("hub-default-gc", "hub", "multi")]:
+        for part in [p for p in parts if p in ("hub-default-gc", "hub", "previous", "multi")]:
             hubs_n = args.hubs if part == "multi" else 1
             label = {"hub": "one hub", "hub-default-gc": "one hub, default GC"}.get(part, f"{hubs_n} hubs")
+            if part == "previous":
+                if args.previous is None:
+                    raise SystemExit("--parts previous needs --previous DIR (a checkout of the commit to compare)")
+                label = f"one hub, {args.previous_label}"
             with RedisServer(logs / f"redis-{part}", args.server_cpu) as redis:
                 if world is None:
                     world = asyncio.run(seed(db.url, redis.url, users=args.users, units=args.units, cap=args.cap))
@@ -625,7 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     world = asyncio.run(new_sale(db.url, redis.url, world))
                 try:
                     result = run_hub(label, world, db, redis, plan, args, logs, budget, hubs_n,
-                                     default_gc=part == "hub-default-gc")  # fmt: skip
+                                     default_gc=part == "hub-default-gc",
+                                     tree=args.previous if part == "previous" else None)  # fmt: skip
                 except (OSError, TimeoutError, RuntimeError, BudgetExceeded) as exc:
                     result = HubResult(label=label, hubs=hubs_n, error=f"{type(exc).__name__}: {exc}"[:200])
             hubs.append(result)

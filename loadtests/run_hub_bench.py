@@ -99,6 +99,20 @@ class _HubTarget(_ScriptTarget):
     """
 
 
+@dataclass(frozen=True)
+class _PreviousHubTarget(_HubTarget):
+    """The hub of another checkout (``--previous DIR``, e.g. a worktree of the previous commit), side by side."""
+
+    tree: Path = REPO
+
+    def command(self, port: int, max_seconds: float) -> list[str]:
+        script = self.tree / "loadtests" / self.script
+        return [PYTHON, str(script), "--port", str(port), "--max-seconds", f"{max_seconds:.0f}"]
+
+    def env(self, port: int) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.tree)}
+
+
 TARGETS: dict[str, Target] = {
     "baseline": _ScriptTarget(
         "baseline", "python-socketio 5 AsyncServer room emit (aiohttp, uvloop)", script="baseline_server.py"
@@ -578,6 +592,7 @@ def _csv_ints(text: str) -> list[int]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="baseline", help=f"comma-separated, of: {', '.join(TARGETS)}")
+    parser.add_argument("--previous", type=Path, default=None, help="a checkout for target `previous`")
     parser.add_argument("--viewers", type=_csv_ints, default=[1000, 5000, 10000], help="e.g. 1000,5000")
     parser.add_argument("--rate", type=float, default=10.0, help="events per second (default 10)")
     parser.add_argument("--seconds", type=float, default=20.0, help="measured emitting time per run")
@@ -616,6 +631,13 @@ def _terminate(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.previous is not None:
+        head = subprocess.run(["git", "-C", str(args.previous), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True).stdout.strip()  # fmt: skip
+        TARGETS["previous"] = _PreviousHubTarget(
+            f"previous ({head})" if head else "previous", "the hub of the commit named, same harness",
+            room=1, event="pinned", script="hub_server.py", tree=args.previous.resolve(),
+        )  # fmt: skip
     names = [name.strip() for name in args.target.split(",") if name.strip()]
     unknown = [name for name in names if name not in TARGETS]
     if unknown:

@@ -20,8 +20,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.app import create_app
+from livecommerce.hub.runtime import HUB
 from livecommerce.settings import Settings
-from livecommerce.state import HUB
 from tests.helpers import World, seed_world
 
 Client = TestClient[Request, Application]

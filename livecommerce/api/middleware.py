@@ -19,6 +19,7 @@ from aiohttp.typedefs import Handler
 from livecommerce.auth import ANONYMOUS
 from livecommerce.errors import (
     ClientError,
+    Internal,
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
@@ -86,16 +87,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             return problem_response(down, request)
         reference = secrets.token_hex(6)
         log.exception("unhandled error in %s %s (reference %s)", request.method, request.path, reference)
-        body = {
-            "type": "https://livecommerce.dev/problems/internal",
-            "title": "Internal server error",
-            "status": 500,
-            "detail": f"an unexpected error occurred; nothing was changed. Report reference {reference}",
-            "code": "internal",
-            "retryable": False,
-            "instance": request.path,
-        }
-        return web.Response(body=orjson.dumps(body), status=500, content_type=PROBLEM_TYPE)
+        return problem_response(
+            Internal(f"an unexpected error occurred; nothing was changed. Report reference {reference}"), request
+        )
 
 
 class RequestTimeout(ClientError):

@@ -194,12 +194,8 @@ def ok_ack(data: dict[str, Any] | None = None) -> dict[str, Any]:
 def error_ack(error: ClientError) -> dict[str, Any]:
     """The refusal as the REST problem document words it: `code`, `message` (its `detail`), `retryable`, and
     `retry_after` (seconds) when waiting helps."""
-    body: dict[str, Any] = {"code": error.code, "message": error.detail, "retryable": error.retryable}
-    if error.retry_after is not None:
-        body["retry_after"] = error.retry_after
-    if error.errors:
-        body["errors"] = error.errors
-    return {"ok": False, "error": body}
+    wire = error.wire()
+    return {"ok": False, "error": {"code": wire.pop("code"), "message": error.detail, **wire}}
 
 
 def access_revoked(error: ClientError) -> dict[str, Any]:

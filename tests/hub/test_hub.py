@@ -222,6 +222,7 @@ async def test_chat_moderation(pair: tuple[World, str, str, list[Viewer]]) -> No
     ack = await fan.call("chat", {"room_id": room, "text": "hello?"})
     assert ack["error"]["code"] == "muted"
     assert 50 <= ack["error"]["retry_after"] <= 60
+    assert ack["error"]["retryable"] is True
     await moderate(action="unmute", user_id=world.ids["viewer"])
     assert (await fan.call("chat", {"room_id": room, "text": "back"}))["ok"]
     # Ban, by a moderator the host appointed.

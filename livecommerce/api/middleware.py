@@ -28,13 +28,12 @@ from livecommerce.errors import (
 )
 from livecommerce.outage import Warnings, dependency_down, unavailable
 from livecommerce.state import ACCOUNTS, PRINCIPAL, SETTINGS, SIGNER
+from livecommerce.wire import PROBLEM_TYPE
 
 __all__ = ["authenticate", "problem_response", "problems", "read_deadline"]
 
 log = logging.getLogger(__name__)
 _outages = Warnings(log)
-
-PROBLEM_TYPE = "application/problem+json"
 
 
 def problem_response(error: ClientError, request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from livecommerce import catalog, rooms, users
 from livecommerce.accounts import Account
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
+from livecommerce.clock import to_ms
 from livecommerce.commerce import order_queries, sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.product_stock import give_units, take_units
@@ -386,7 +387,7 @@ async def _reload_sale(call: Call, sale_id: int) -> None:
        )  # fmt: skip
 async def start_countdown(call: Call, sale_id: int, body: s.CountdownStart) -> s.CountdownOut:
     started = await sales.countdown(call.session, call.who, sale_id, body.room_id, body.seconds)
-    starts_at_ms = int(started.starts_at.timestamp() * 1000)
+    starts_at_ms = to_ms(started.starts_at)
     hub = call.request.app[HUB]
     call.on_commit(lambda: _reload_sale(call, sale_id))  # the pool's window follows before viewers hear of it
     call.on_commit(lambda: hub.announce_countdown(started.room_id, sale_id, starts_at_ms))

@@ -4,8 +4,9 @@
 the process with one line. `ClientError` is for callers: it carries an HTTP status, a stable machine-readable
 `code`, and a `detail` a person can act on; the REST layer renders it as RFC 9457 problem details and the
 socket hub as an error acknowledgement, so both speak the same codes. Whether retrying helps (`retryable`)
-and how long to wait first (`retry_after`, seconds) are part of every client error and reach the caller the
-same way on both transports (REST adds the `Retry-After` header).
+and how long to wait first (`retry_after`, seconds) are fields of every client error and reach the caller the
+same way on both transports: both renderings start from `ClientError.wire()` (REST adds the `Retry-After`
+header). `Internal` is the one server fault a caller is told about: a generic 500 that is never retryable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "Forbidden",
+    "Internal",
     "InvalidRequest",
     "LivecommerceError",
     "MalformedRequest",
@@ -45,15 +47,32 @@ class ClientError(LivecommerceError):
     status: ClassVar[int] = 400
     code: ClassVar[str] = "bad_request"
     title: ClassVar[str] = "Bad request"
-    retryable: ClassVar[bool] = False  # the same request may succeed later, unchanged
+    retryable: bool = False  # the same request may succeed later, unchanged (each class's default)
 
     def __init__(
-        self, detail: str, *, errors: list[dict[str, Any]] | None = None, retry_after: float | None = None
+        self,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        retry_after: float | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []
         self.retry_after = retry_after  # seconds to wait before retrying, when waiting helps
+        if retryable is not None:
+            self.retryable = retryable
+
+    def wire(self) -> dict[str, Any]:
+        """The fields every rendering shares, socket ack and problem document alike: `code`, `retryable`, and
+        `retry_after` (seconds, unrounded) and `errors` when there are any."""
+        body: dict[str, Any] = {"code": self.code, "retryable": self.retryable}
+        if self.retry_after is not None:
+            body["retry_after"] = self.retry_after
+        if self.errors:
+            body["errors"] = self.errors
+        return body
 
     @property
     def headers(self) -> dict[str, str]:
@@ -69,15 +88,10 @@ class ClientError(LivecommerceError):
             "title": self.title,
             "status": self.status,
             "detail": self.detail,
-            "code": self.code,
-            "retryable": self.retryable,
+            **self.wire(),
         }
-        if self.retry_after is not None:
-            body["retry_after"] = self.retry_after
         if instance is not None:
             body["instance"] = instance
-        if self.errors:
-            body["errors"] = self.errors
         return body
 
 
@@ -143,6 +157,14 @@ class TooManyRequests(ClientError):
 
     def __init__(self, detail: str, *, retry_after: float) -> None:
         super().__init__(detail, retry_after=retry_after)
+
+
+class Internal(ClientError):
+    """Something went wrong on the server; nothing was changed. The detail may carry a reference to quote."""
+
+    status = 500
+    code = "internal"
+    title = "Internal server error"
 
 
 class ServiceUnavailable(ClientError):

@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from livecommerce import catalog, rooms, users
 from livecommerce.accounts import Accounts
 from livecommerce.auth import Principal
+from livecommerce.clock import to_ms
 from livecommerce.commerce import sales
 from livecommerce.commerce.buying import Buying
-from livecommerce.commerce.loading import load_sale, to_ms
+from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.product_stock import give_units, take_units
 from livecommerce.models import Product, Role, Room, SaleStatus, User
 from livecommerce.transaction import Transaction

@@ -48,7 +48,9 @@ def _imports(module: str, path: Path) -> Iterator[tuple[str, int]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             if base == "livecommerce":  # `from livecommerce import rooms`: the names are modules
                 for alias in node.names:
                     yield f"livecommerce.{alias.name}", node.lineno
@@ -116,7 +118,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 stack.pop()
                 path.pop()
             elif state.get(child) == 1:
-                return path[path.index(child) :] + [child]
+                return [*path[path.index(child) :], child]
             elif not state.get(child):
                 state[child] = 1
                 path.append(child)
@@ -139,7 +141,11 @@ def test_no_cycle_between_modules() -> None:
 
 @pytest.mark.parametrize(
     ("importer", "imported", "allowed"),
-    [("hub.service", "commerce.buying", True), ("commerce.buying", "api.routing", False), ("live.store", "hub.x", False)],
+    [
+        ("hub.service", "commerce.buying", True),
+        ("commerce.buying", "api.routing", False),
+        ("live.store", "hub.x", False),
+    ],
 )
 def test_the_rule_itself(importer: str, imported: str, allowed: bool) -> None:
     """The direction check says no to an upward import (so the test above can fail)."""

@@ -53,6 +53,8 @@ async def test_a_callers_writes_are_limited_across_processes(
     assert 1 <= retry_after <= 60 // 8 + 1
     assert "8 per minute" in problem["detail"]
     assert problem["code"] == "rate_limited"
+    assert problem["retryable"] is True
+    assert 0 < problem["retry_after"] <= int(response.headers["Retry-After"]), "unrounded, at most the header"
     # Another caller has its own budget, and reads are not writes.
     async with first.patch(
         f"/api/v1/products/{world.ids['other_product']}",

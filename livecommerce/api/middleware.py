@@ -20,6 +20,7 @@ from livecommerce.accounts import ACCOUNTS
 from livecommerce.auth import ANONYMOUS
 from livecommerce.errors import (
     ClientError,
+    Internal,
     MalformedRequest,
     MethodNotAllowed,
     NotFound,
@@ -28,13 +29,12 @@ from livecommerce.errors import (
 )
 from livecommerce.outage import Warnings, dependency_down, unavailable
 from livecommerce.state import PRINCIPAL, SETTINGS, SIGNER
+from livecommerce.wire import PROBLEM_TYPE
 
 __all__ = ["authenticate", "problem_response", "problems", "read_deadline"]
 
 log = logging.getLogger(__name__)
 _outages = Warnings(log)
-
-PROBLEM_TYPE = "application/problem+json"
 
 
 def problem_response(error: ClientError, request: web.Request) -> web.Response:
@@ -87,16 +87,9 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
             return problem_response(down, request)
         reference = secrets.token_hex(6)
         log.exception("unhandled error in %s %s (reference %s)", request.method, request.path, reference)
-        body = {
-            "type": "https://livecommerce.dev/problems/internal",
-            "title": "Internal server error",
-            "status": 500,
-            "detail": f"an unexpected error occurred; nothing was changed. Report reference {reference}",
-            "code": "internal",
-            "retryable": False,
-            "instance": request.path,
-        }
-        return web.Response(body=orjson.dumps(body), status=500, content_type=PROBLEM_TYPE)
+        return problem_response(
+            Internal(f"an unexpected error occurred; nothing was changed. Report reference {reference}"), request
+        )
 
 
 class RequestTimeout(ClientError):

@@ -13,34 +13,16 @@ from pydantic.json_schema import models_json_schema
 
 from livecommerce import __version__
 from livecommerce.api.routing import STRING_PARAMS, Endpoint
-from livecommerce.api.schemas import MAX_ID, Health, Problem, Readiness
+from livecommerce.api.schemas import Health, Problem, Readiness
+from livecommerce.wire import MAX_ID, STATUS_TEXT, problem_responses
 
-__all__ = ["build_openapi", "problem_responses"]
+__all__ = ["build_openapi"]
 
 _REF = "#/components/schemas/{model}"
-_PROBLEM_TYPE = "application/problem+json"
-_STATUS_TEXT = {
-    200: "OK",
-    201: "Created",
-    204: "Deleted; no content",
-    400: "The request could not be read (malformed JSON, empty body)",
-    401: "Sign-in required, or the bearer token is invalid or expired, or its account is suspended or deleted",
-    403: "Signed in, but this role may not do this",
-    404: "No such resource (or not visible to the caller)",
-    409: "Conflicts with the current state (a duplicate, a finished room, a product that has sold)",
-    413: "The body is larger than the configured limit",
-    415: "The body is not JSON",
-    422: "A field or parameter is not valid, or a query parameter is unknown; `errors` lists each",
-    429: "Too many requests from this caller; retry after `Retry-After` seconds",
-    503: "A dependency (the database, Redis) is unavailable; retry after `Retry-After` seconds",
-}
 # What every /api route may answer whatever it does: an invalid bearer token is refused (401) even where no
 # sign-in is needed, query parameters the route does not take are refused (422), and the rate limiter
 # refuses a caller over budget (429) or, when it cannot reach Redis, everyone (503).
 _EVERY_ROUTE = (401, 422, 429, 503)
-_RETRY_AFTER = {
-    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
-}
 
 
 def _schemas(endpoints: list[Endpoint]) -> tuple[dict[Any, Any], dict[str, Any]]:
@@ -89,20 +71,6 @@ def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     return parameters
 
 
-def problem_responses(statuses: tuple[int, ...]) -> dict[str, Any]:
-    """The `responses` entries of these error statuses, as problem JSON (for routes described by hand)."""
-    responses: dict[str, Any] = {}
-    for status in sorted(set(statuses)):
-        response: dict[str, Any] = {
-            "description": _STATUS_TEXT.get(status, "Error"),
-            "content": {_PROBLEM_TYPE: {"schema": {"$ref": _REF.format(model="Problem")}}},
-        }
-        if status in (429, 503):
-            response["headers"] = _RETRY_AFTER
-        responses[str(status)] = response
-    return responses
-
-
 def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": endpoint.operation_id,
@@ -134,7 +102,7 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": {"schema": refs[(endpoint.body, "validation")]}},
         }
-    success: dict[str, Any] = {"description": _STATUS_TEXT.get(endpoint.status, "Success")}
+    success: dict[str, Any] = {"description": STATUS_TEXT.get(endpoint.status, "Success")}
     if endpoint.response is not None:
         success["content"] = {"application/json": {"schema": refs[(endpoint.response, "serialization")]}}
     elif endpoint.content_type != "application/json":  # a `Stream` (e.g. a CSV export)
@@ -147,7 +115,7 @@ def _health_paths(refs: dict[Any, Any]) -> dict[str, Any]:
     def get(operation_id: str, summary: str, model: type[BaseModel], statuses: tuple[int, ...]) -> dict[str, Any]:
         responses = {
             str(status): {
-                "description": _STATUS_TEXT[status],
+                "description": STATUS_TEXT[status],
                 "content": {"application/json": {"schema": refs[(model, "serialization")]}},
             }
             for status in statuses

@@ -22,7 +22,6 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecommerce.api.schemas import MAX_ID, PATTERN_HINTS
 from livecommerce.auth import Principal
 from livecommerce.errors import (
     InvalidRequest,
@@ -33,8 +32,9 @@ from livecommerce.errors import (
 )
 from livecommerce.settings import Settings
 from livecommerce.state import PRINCIPAL, SESSIONS, SETTINGS, SIGNER
+from livecommerce.wire import MAX_ID, validation_problem
 
-__all__ = ["STRING_PARAMS", "Call", "Endpoint", "Router", "Stream", "validation_problem"]
+__all__ = ["STRING_PARAMS", "Call", "Endpoint", "Router", "Stream"]
 
 log = logging.getLogger(__name__)
 
@@ -270,32 +270,3 @@ async def _parse_body(model: type[BaseModel], request: web.Request) -> BaseModel
         return model.model_validate_json(raw)
     except ValidationError as exc:
         raise validation_problem(exc, "body") from None
-
-
-_MESSAGES = {
-    "extra_forbidden": "unknown field; remove it (check the spelling against the API document)",
-    "missing": "this field is required",
-    "json_invalid": "the body is not valid JSON",
-}
-
-
-def validation_problem(exc: ValidationError, where: str) -> InvalidRequest | MalformedRequest:
-    """Turn pydantic's errors into one problem whose detail names each field and what to fix."""
-    errors = []
-    # Unknown fields first: a misspelled name is usually why the real field is "missing".
-    ordered = sorted(exc.errors(include_url=False), key=lambda error: error["type"] != "extra_forbidden")
-    for error in ordered:
-        location = ".".join([where, *(str(part) for part in error["loc"])])
-        message = _MESSAGES.get(error["type"], error["msg"])
-        if error["type"] == "string_pattern_mismatch" and error["loc"]:
-            message = PATTERN_HINTS.get(str(error["loc"][-1]), message)
-        if error["type"] == "json_invalid":
-            ctx = error.get("ctx") or {}
-            return MalformedRequest(f"the body is not valid JSON: {ctx.get('error', 'parse error')}")
-        if error["type"] == "model_type" and not error["loc"]:
-            return MalformedRequest(f"the {where} must be a JSON object")
-        errors.append({"field": location, "message": message})
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
-    if len(errors) > 5:
-        detail += f"; and {len(errors) - 5} more (see errors)"
-    return InvalidRequest(detail, errors=errors)

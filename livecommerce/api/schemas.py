@@ -14,23 +14,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 from pydantic_core import PydanticCustomError
 
 from livecommerce.models import AccountStatus, OrderStatus, Role, RoomStatus, RoomVisibility, SaleAudience, SaleStatus
-
-MAX_ID = 2**31 - 1
-
-# What a person should send when a field does not match its pattern (instead of quoting the regex).
-PATTERN_HINTS = {
-    "email": "must be an email address such as name@example.com",
-    "sku": "must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-    "currency": "must be a three-letter ISO 4217 code in capitals, such as USD or EUR",
-    "image_url": "must be an http:// or https:// URL without spaces or control characters",
-    "name": "must not contain control characters or line breaks",
-    "title": "must not contain control characters or line breaks",
-    "display_name": "must not contain control characters or line breaks",
-    "description": "must not contain control characters other than line breaks and tabs",
-    "idempotency_key": "must be 1-64 letters, digits, '_', '.', ':' or '-' (a fresh one per tap)",
-    "code": "must be 1-32 letters, digits or '-', as printed on the invite",
-    "card_number": "must be 12-19 digits, spaces allowed, such as 4242 4242 4242 4242",
-}
+from livecommerce.wire import MAX_ID
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 

@@ -21,7 +21,6 @@ and the order writer turns the outbox into orders when the database is back.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
+from livecommerce.clock import now_ms, to_ms
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.payments import (
@@ -231,7 +231,7 @@ def refusal_error(refused: Refused, offer: Offer) -> PurchaseRefused:
         return InviteCodeUsed("that invite code has already been used")
     if r is Refusal.NOT_STARTED:
         assert refused.starts_at_ms is not None
-        wait = max(1, round((refused.starts_at_ms - time.time() * 1000) / 1000))
+        wait = max(1, round((refused.starts_at_ms - now_ms()) / 1000))
         return SaleNotStarted(f"the sale starts at {_clock(refused.starts_at_ms)} (in {wait} s)")
     if r in (Refusal.ENDED, Refusal.CLOSED):
         return SaleEnded("this sale has ended")
@@ -303,14 +303,10 @@ class Offer:
 _AUDIENCE_WIRE = {"open": "open", "list": "invite_list", "codes": "invite_codes"}
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def product_pool_config(product: Product) -> PoolConfig:
     """A product's own pool: open, always on, the product's price; loading it again never replaces stock."""
     return PoolConfig(
-        version=_ms(product.updated_at), product_id=product.id, brand_id=product.brand_id, sale_id=None,
+        version=to_ms(product.updated_at), product_id=product.id, brand_id=product.brand_id, sale_id=None,
         price_minor=product.price_minor, currency=product.currency, quantity=product.stock,
         per_buyer_limit=PRODUCT_POOL_LIMIT, starts_at_ms=0, ends_at_ms=_FOREVER_MS, hold_ms=PRODUCT_HOLD_MS,
     )  # fmt: skip
@@ -423,7 +419,7 @@ class Buying:
                 title=product.title, image_url=product.image_url, price_minor=sale.price_minor,
                 list_price_minor=product.price_minor, currency=product.currency,
                 per_buyer_limit=sale.per_buyer_limit, hold_seconds=sale.hold_seconds, sale_id=sale.id,
-                starts_at_ms=_ms(sale.starts_at), ends_at_ms=_ms(sale.ends_at), audience=_AUDIENCE[sale.audience],
+                starts_at_ms=to_ms(sale.starts_at), ends_at_ms=to_ms(sale.ends_at), audience=_AUDIENCE[sale.audience],
             )  # fmt: skip
         pool = PoolId.product(product.id)
         await self.inventory.load(pool, product_pool_config(product))

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import ClassVar, Final
@@ -22,6 +21,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.aio import raise_if_cancelled
+from livecommerce.clock import now_ms
 from livecommerce.commerce import sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.orders import OrderWriter, pool_drained
@@ -281,7 +281,7 @@ class ChargeAudit(Job):
 
     async def check(self, charges: Sequence[Charge]) -> set[str]:
         """Report the charges of `charges` that have no order; returns their keys (hold ids)."""
-        recent = time.time_ns() // 1_000_000 - self.grace_ms
+        recent = now_ms() - self.grace_ms
         due = [
             c for c in charges
             if c.status is ChargeStatus.CHARGED and (c.charged_at_ms is None or c.charged_at_ms <= recent)

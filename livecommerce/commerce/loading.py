@@ -7,31 +7,25 @@ are added (a code already used in Redis stays used).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from livecommerce.clock import to_ms
 from livecommerce.commerce.pools import Inventory, PoolConfig, PoolId
 from livecommerce.commerce.sales import UNFINALISED
 from livecommerce.models import FlashSale, SaleAudience, SaleCode, sale_invites
 
-__all__ = ["LoadResult", "load_sale", "sale_pool_config", "to_ms"]
+__all__ = ["LoadResult", "load_sale", "sale_pool_config"]
 
 _AUDIENCE: Final[dict[SaleAudience, Literal["open", "list", "codes"]]] = {
     SaleAudience.OPEN: "open",
     SaleAudience.INVITE_LIST: "list",
     SaleAudience.INVITE_CODES: "codes",
 }
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 LoadResult = tuple[str, int, bool]  # Inventory.load: (status, stored version, created)
-
-
-def to_ms(moment: datetime) -> int:
-    """Milliseconds since the epoch (Redis TIME's scale), exactly."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
 def sale_pool_config(sale: FlashSale) -> PoolConfig:

@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, cast
 
 from redis.asyncio import Redis
@@ -43,6 +43,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from livecommerce.clock import from_ms
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolId
 from livecommerce.models import AccountStatus, Order, OrderStatus, Product, Role, SaleCode, User, utcnow
 from livecommerce.users import DELETED_NAME, deleted_email
@@ -92,8 +93,7 @@ def _entry(stream: str, entry_id: Any, fields: Any) -> _Entry:
 def _when(ms: int | None) -> datetime | None:
     if ms is None:
         return None
-    seconds, millis = divmod(ms, 1000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=millis * 1000)
+    return from_ms(ms)
 
 
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:

@@ -30,7 +30,6 @@ import asyncio
 import enum
 import logging
 import secrets
-import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any, Final, Protocol
@@ -39,6 +38,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from livecommerce.clock import now_ms
 from livecommerce.commerce.pools import HoldReply, Inventory, PoolId
 from livecommerce.errors import ClientError
 
@@ -196,13 +196,13 @@ class TestModeProvider:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         reason = TEST_CARDS.get(digits)
-        now_ms = time.time_ns() // 1_000_000
+        now = now_ms()
         if reason is None:
             attempt = Charge(
-                key, "tp_" + secrets.token_hex(12), amount_minor, currency, ChargeStatus.CHARGED, None, now_ms
+                key, "tp_" + secrets.token_hex(12), amount_minor, currency, ChargeStatus.CHARGED, None, now
             )
         else:
-            attempt = Charge(key, "", amount_minor, currency, ChargeStatus.DECLINED, reason, now_ms)
+            attempt = Charge(key, "", amount_minor, currency, ChargeStatus.DECLINED, reason, now)
         stands = Charge.from_json(await self._record(keys=[LEDGER], args=["charge", key, attempt.to_json()]))
         if (stands.amount_minor, stands.currency) != (amount_minor, currency):
             raise ValueError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
 from livecommerce.errors import ClientError
 
@@ -89,17 +89,30 @@ class Unpin(BaseModel):
 HoldId = Annotated[str, StringConstraints(pattern=r"^[sp][1-9][0-9]{0,14}\.[1-9][0-9]{0,15}$")]
 
 
+IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
 class Buy(BaseModel):
-    """Reserve the product shown in a room. `key` identifies the tap: a retry with it returns the same hold."""
+    """Reserve the product shown in a room. `idempotency_key` identifies the tap (as in REST): a retry with it
+    returns the same hold. `key` is its deprecated older name, still accepted; after validation both hold the
+    same value, and sending both with different values is refused."""
 
     model_config = _STRICT
 
     room_id: RoomId
     product_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
     quantity: Annotated[int, Field(ge=1, le=100)] = 1
-    key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+    idempotency_key: IdempotencyKey | None = None
+    key: IdempotencyKey | None = None  # deprecated: the older name of `idempotency_key`
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = None
     sale_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None  # refused unless the product sells from it
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Buy:
+        if self.key is not None and self.idempotency_key is not None and self.key != self.idempotency_key:
+            raise ValueError("send the tap's key once, as `idempotency_key` (`key` is its deprecated name)")
+        self.key = self.idempotency_key = self.idempotency_key or self.key
+        return self
 
 
 class Checkout(BaseModel):
@@ -194,12 +207,8 @@ def ok_ack(data: dict[str, Any] | None = None) -> dict[str, Any]:
 def error_ack(error: ClientError) -> dict[str, Any]:
     """The refusal as the REST problem document words it: `code`, `message` (its `detail`), `retryable`, and
     `retry_after` (seconds) when waiting helps."""
-    body: dict[str, Any] = {"code": error.code, "message": error.detail, "retryable": error.retryable}
-    if error.retry_after is not None:
-        body["retry_after"] = error.retry_after
-    if error.errors:
-        body["errors"] = error.errors
-    return {"ok": False, "error": body}
+    wire = error.wire()
+    return {"ok": False, "error": {"code": wire.pop("code"), "message": error.detail, **wire}}
 
 
 def access_revoked(error: ClientError) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce import rooms as room_rules
 from livecommerce.accounts import Account, Accounts
-from livecommerce.api.routing import validation_problem
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
 from livecommerce.commerce.pools import PoolId, Stock
@@ -45,6 +44,7 @@ from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.store import Event, RoomStore, chat_message
 from livecommerce.models import Product, Room, RoomStatus
 from livecommerce.outage import Warnings, dependency_down, unavailable
+from livecommerce.wire import validation_problem
 
 __all__ = ["Hub"]
 

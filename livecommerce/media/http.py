@@ -25,8 +25,6 @@ from aiortc.sdp import candidate_from_sdp
 
 from livecommerce import rooms
 from livecommerce.access import require
-from livecommerce.api.openapi import problem_responses
-from livecommerce.api.schemas import MAX_ID
 from livecommerce.auth import Principal
 from livecommerce.errors import (
     InvalidRequest,
@@ -38,6 +36,7 @@ from livecommerce.errors import (
 from livecommerce.media.sessions import MediaConfig, MediaService, parse_offer
 from livecommerce.models import Room
 from livecommerce.state import PRINCIPAL, REDIS, SESSIONS, SETTINGS
+from livecommerce.wire import MAX_ID, problem_responses
 
 __all__ = ["MEDIA", "MEDIA_CONFIG", "install", "openapi_paths"]
 

@@ -39,7 +39,7 @@ async def pinned_room(pair: Pair) -> tuple[World, int, int, Viewer, Viewer, View
 
 async def test_a_viewer_buys_the_pinned_product_and_pays(pair: Pair) -> None:
     _, room, product, _, buyer, watcher = await pinned_room(pair)
-    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 2, "key": "tap-1"})
+    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 2, "idempotency_key": "tap-1"})
     assert ack["ok"], ack
     hold = ack["data"]["hold"]
     assert (hold["state"], hold["quantity"], hold["total_minor"], ack["data"]["replayed"]) == ("held", 2, 3998, False)
@@ -47,7 +47,8 @@ async def test_a_viewer_buys_the_pinned_product_and_pays(pair: Pair) -> None:
     # The stock counter falls for every viewer, on both instances.
     stock = await watcher.wait_for("stock", lambda d: d["available"] == 8, within=2.0)
     assert (stock["held"], stock["sold"], stock["sold_out"]) == (2, 0, False)
-    # A retry of the same tap returns the same hold; the stock does not move again.
+    # A retry of the same tap returns the same hold; the stock does not move again. (`key` is the deprecated
+    # older name of `idempotency_key`: the same tap either way.)
     again = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 2, "key": "tap-1"})
     assert again["data"]["hold"]["id"] == hold["id"]
     assert again["data"]["replayed"] is True
@@ -74,10 +75,14 @@ async def test_refusals_are_clear(pair: Pair) -> None:
     assert "at most 10 per buyer" in ack["error"]["message"]
     ack = await buyer.call("buy", {"room_id": world.ids["other_room"], "product_id": product})
     assert ack["error"]["code"] == "conflict"  # not in that room
-    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 1, "key": "k"})
+    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 1, "idempotency_key": "k"})
     assert ack["ok"]
-    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 2, "key": "k"})
+    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 2, "idempotency_key": "k"})
     assert ack["error"]["code"] == "idempotency_key_reused"
+    both = {"room_id": room, "product_id": product, "idempotency_key": "k", "key": "other"}
+    ack = await buyer.call("buy", both)
+    assert ack["error"]["code"] == "invalid_request", "two different keys for one tap"
+    assert "idempotency_key" in ack["error"]["message"]
     ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 8})
     assert ack["ok"], ack
     ack = await buyer.call("buy", {"room_id": room, "product_id": product, "quantity": 2})
@@ -85,8 +90,9 @@ async def test_refusals_are_clear(pair: Pair) -> None:
     assert ack["error"]["message"] == "limit of 10 per buyer reached: you already have 9"
     ack = await buyer.call("checkout", {"hold_id": "s99.1", "card_number": APPROVE})
     assert ack["error"]["code"] == "not_found"
-    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "key": "bad key!"})
+    ack = await buyer.call("buy", {"room_id": room, "product_id": product, "idempotency_key": "bad key!"})
     assert ack["error"]["code"] == "invalid_request"
+    assert "a fresh one per tap" in ack["error"]["message"], "the REST field's hint, under the REST field's name"
 
 
 async def test_sold_out_is_shown_at_once_and_cancelled_units_come_back(pair: Pair) -> None:

@@ -49,8 +49,11 @@ async def test_wrong_codes_over_rest_and_socket_share_one_budget(client: Client,
         ack = await socket.call("buy", {"room_id": room, "product_id": product, "code": codes[-1]})
         assert ack["error"]["code"] == "rate_limited", ack
         assert ack["error"]["retry_after"] > 0
+        assert ack["error"]["retryable"] is True
         status, body = await rest("other_host", codes[-1])
-        assert (status, body["code"]) == (429, "rate_limited"), body
+        assert (status, body["code"], body["retryable"]) == (429, "rate_limited", True), body
+        assert isinstance(body["retry_after"], float | int)
+        assert body["retry_after"] > 0, "the same fields on both transports"
         stock = (await client.app[BUYING].inventory.stock([PoolId.sale(sale)]))[PoolId.sale(sale)]
         assert stock.held == 0, "no guess reached the pool once the budget was spent"
         # Another user's guesses are their own; buying without a code is not limited.

@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from livecommerce.clock import to_ms
 from livecommerce.commerce import sales
 from livecommerce.commerce.jobs import ORPHANS, ChargeAudit, Job, SaleCloser, SaleLoader, Sweeper
-from livecommerce.commerce.loading import to_ms
 from livecommerce.commerce.orders import OrderWriter, pool_drained
 from livecommerce.commerce.payments import REFUNDS_OWED, PaymentDeclined, TestModeProvider
 from livecommerce.commerce.pools import (

@@ -222,6 +222,7 @@ async def test_chat_moderation(pair: tuple[World, str, str, list[Viewer]]) -> No
     ack = await fan.call("chat", {"room_id": room, "text": "hello?"})
     assert ack["error"]["code"] == "muted"
     assert 50 <= ack["error"]["retry_after"] <= 60
+    assert ack["error"]["retryable"] is False, "a mute is waited out by a person, not retried by the client"
     await moderate(action="unmute", user_id=world.ids["viewer"])
     assert (await fan.call("chat", {"room_id": room, "text": "back"}))["ok"]
     # Ban, by a moderator the host appointed.
@@ -241,6 +242,7 @@ async def test_chat_moderation(pair: tuple[World, str, str, list[Viewer]]) -> No
     ack = await newcomer.call("chat", {"room_id": room, "text": "two"})
     assert ack["error"]["code"] == "slow_mode"
     assert 25 <= ack["error"]["retry_after"] <= 30
+    assert ack["error"]["retryable"] is True
 
 
 async def test_chat_rate_limit_per_user(pair: tuple[World, str, str, list[Viewer]]) -> None:

@@ -401,7 +401,7 @@ ui.buy.addEventListener("click", async () => {
   const product = state.pinned?.product;
   if (!product) return;
   if (!state.me) return goSignIn();
-  const payload = { room_id: roomId, product_id: product.id, quantity: 1, key: tapKey() };
+  const payload = { room_id: roomId, product_id: product.id, quantity: 1, idempotency_key: tapKey() };
   const code = ui.code.hidden ? "" : ui.code.value.trim();
   if (code) payload.code = code;
   const holdMs = (state.pinned?.offer?.hold_seconds ?? 0) * 1000;

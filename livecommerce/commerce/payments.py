@@ -31,7 +31,6 @@ import enum
 import logging
 import secrets
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
@@ -41,6 +40,7 @@ from redis.commands.core import AsyncScript
 from livecommerce.clock import now_ms
 from livecommerce.commerce.pools import HoldReply, Inventory, PoolId
 from livecommerce.errors import ClientError
+from livecommerce.scripts import script
 
 __all__ = [
     "TEST_CARDS",
@@ -183,8 +183,7 @@ class TestModeProvider:
             raise ValueError("delay_s must not be negative")
         self._redis = redis
         self.delay_s = delay_s
-        source = resources.files("livecommerce").joinpath("lua/testpay_record.lua").read_text()
-        self._record: AsyncScript = redis.register_script(source)
+        self._record: AsyncScript = script(redis, "testpay_record.lua")
 
     async def charge(self, key: str, amount_minor: int, currency: str, card_number: str) -> Charge:
         _check_key(key)

@@ -19,12 +19,13 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final, Literal
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+
+from livecommerce.scripts import lua_source
 
 __all__ = [
     "POOL_REGISTRY",
@@ -317,7 +318,7 @@ class Inventory:
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("Inventory needs a Redis client with decode_responses=False")
         self._redis = redis
-        self._code = resources.files("livecommerce").joinpath("lua/pools.lua").read_text()
+        self._code = lua_source("pools.lua")
 
     @property
     def redis(self) -> Redis:

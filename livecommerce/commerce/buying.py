@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
-from livecommerce.clock import now_ms, to_ms
+from livecommerce.clock import from_ms, now_ms, to_ms
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.payments import (
@@ -213,7 +213,7 @@ class PaymentPending(ServiceUnavailable):
 
 
 def _clock(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+    return from_ms(ms).strftime("%H:%M:%S UTC")
 
 
 def refusal_error(refused: Refused, offer: RoomOffer) -> PurchaseRefused:

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.app import create_app
-from livecommerce.ratelimit import RateLimiter
+from livecommerce.limits import RateLimiter
 from livecommerce.settings import Settings
 from tests.helpers import seed_world
 

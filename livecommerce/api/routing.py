@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.auth import Principal
+from livecommerce.commerce.pools import HOLD_ID_PATTERN
 from livecommerce.errors import (
     InvalidRequest,
     MalformedRequest,
@@ -40,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _PATH_PARAM = re.compile(r"\{(\w+)\}")
 # Path parameters are integer ids, except these named ones, which are strings of the given pattern.
-STRING_PARAMS: dict[str, str] = {"hold_id": r"[sp][1-9][0-9]{0,14}\.[1-9][0-9]{0,15}"}
+STRING_PARAMS: dict[str, str] = {"hold_id": HOLD_ID_PATTERN}
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
-from livecommerce.clock import now_ms, to_ms
+from livecommerce.clock import from_ms, now_ms, to_ms
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.payments import (
@@ -45,6 +45,7 @@ from livecommerce.commerce.payments import (
 )
 from livecommerce.commerce.pools import (
     Hold,
+    HoldOutcome,
     HoldReply,
     HoldState,
     Inventory,
@@ -77,10 +78,10 @@ __all__ = [
     "BUYING",
     "Buying",
     "HoldExpired",
-    "Offer",
     "PaymentInProgress",
     "PaymentPending",
     "PurchaseRefused",
+    "RoomOffer",
     "SaleNotRunning",
     "hold_wire",
 ]
@@ -207,10 +208,10 @@ class PaymentPending(ServiceUnavailable):
 
 
 def _clock(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%H:%M:%S UTC")
+    return from_ms(ms).strftime("%H:%M:%S UTC")
 
 
-def refusal_error(refused: Refused, offer: Offer) -> PurchaseRefused:
+def refusal_error(refused: Refused, offer: RoomOffer) -> PurchaseRefused:
     """The buyer-facing error for a pool's refusal."""
     r = refused.refusal
     if r is Refusal.SOLD_OUT:
@@ -261,7 +262,7 @@ class RoomInfo:
 
 
 @dataclass(frozen=True, slots=True)
-class Offer:
+class RoomOffer:
     """A product as sold in a room right now: its pool, price and terms."""
 
     pool: PoolId
@@ -354,7 +355,7 @@ class Buying:
         self._rooms: RecentCache[int, RoomInfo] = RecentCache(
             _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="room"
         )
-        self._offers: RecentCache[tuple[int, int], Offer] = RecentCache(
+        self._offers: RecentCache[tuple[int, int], RoomOffer] = RecentCache(
             _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="offer (room, product)"
         )
 
@@ -387,17 +388,17 @@ class Buying:
         """How the product sells in the room changed (a sale ended): look it up again next time."""
         self._offers.drop((room_id, product_id))
 
-    async def offer(self, room: RoomInfo, product_id: int, *, fresh: bool = False) -> Offer:
+    async def offer(self, room: RoomInfo, product_id: int, *, fresh: bool = False) -> RoomOffer:
         """How `product_id` sells in `room` now; loads the product's own pool into Redis when it sells outside
         a sale. `fresh` bypasses the cache (a pin must show the current terms)."""
 
-        async def load() -> Offer:
+        async def load() -> RoomOffer:
             async with self.sessions() as session:
                 return await self._lookup_offer(session, room, product_id)
 
         return await self._offers.get((room.id, product_id), load, fresh=fresh)
 
-    async def _lookup_offer(self, session: AsyncSession, room: RoomInfo, product_id: int) -> Offer:
+    async def _lookup_offer(self, session: AsyncSession, room: RoomInfo, product_id: int) -> RoomOffer:
         product = await session.get(Product, product_id)
         if product is None:
             raise NotFound(f"no product with id {product_id}")
@@ -414,7 +415,7 @@ class Buying:
             .limit(1)
         )
         if sale is not None:
-            return Offer(
+            return RoomOffer(
                 pool=PoolId.sale(sale.id), room_id=room.id, product_id=product.id, brand_id=product.brand_id,
                 title=product.title, image_url=product.image_url, price_minor=sale.price_minor,
                 list_price_minor=product.price_minor, currency=product.currency,
@@ -423,7 +424,7 @@ class Buying:
             )  # fmt: skip
         pool = PoolId.product(product.id)
         await self.inventory.load(pool, product_pool_config(product))
-        return Offer(
+        return RoomOffer(
             pool=pool, room_id=room.id, product_id=product.id, brand_id=product.brand_id, title=product.title,
             image_url=product.image_url, price_minor=product.price_minor, list_price_minor=product.price_minor,
             currency=product.currency, per_buyer_limit=PRODUCT_POOL_LIMIT, hold_seconds=PRODUCT_HOLD_MS // 1000,
@@ -490,11 +491,11 @@ class Buying:
         reply = await self.inventory.cancel(_pool_of(hold_id), hold_id, who.user_id)
         if reply.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
-        if reply.status == "ok":
+        if reply.status is HoldOutcome.OK:
             return reply.hold
-        if reply.status == "paying":
+        if reply.status is HoldOutcome.PAYING:
             raise PaymentInProgress("this hold is being paid for; it can no longer be cancelled")
-        if reply.status == "paid":
+        if reply.status is HoldOutcome.PAID:
             raise Conflict("this hold is paid; ask the brand for a refund instead")
         raise Conflict(f"this hold is already {reply.status}")
 
@@ -512,18 +513,18 @@ class Buying:
         if begun.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
         hold = begun.hold
-        if begun.status == "paying":  # a retry: the hub that began it may have died; the provider knows
+        if begun.status is HoldOutcome.PAYING:  # a retry: the hub that began it may have died; the provider knows
             settled = await settle_by_provider(self.inventory, self.provider, pool, hold_id, expire=False)
-            if settled.status == "paid" and settled.hold is not None:
+            if settled.status is HoldOutcome.PAID and settled.hold is not None:
                 return settled.hold
-            if settled.status != "paying":
+            if settled.status is not HoldOutcome.PAYING:
                 raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
-            begun = HoldReply("ok", hold)  # not charged: charge the hold's key (the provider charges it once)
-        if begun.status == "paid":
+            begun = HoldReply(HoldOutcome.OK, hold)  # not charged: charge the hold's key (the provider charges it once)
+        if begun.status is HoldOutcome.PAID:
             return hold
-        if begun.status == "expired" or hold.state is HoldState.EXPIRED:
+        if begun.status is HoldOutcome.EXPIRED or hold.state is HoldState.EXPIRED:
             raise HoldExpired("your hold expired before payment and its units went back on sale; tap Buy again")
-        if begun.status != "ok":
+        if begun.status is not HoldOutcome.OK:
             raise Conflict(f"this hold was {hold.state.value}; tap Buy again")
         try:
             charge = await self.provider.charge(hold_id, hold.total_minor, hold.currency, card_number)
@@ -536,7 +537,7 @@ class Buying:
         # Any other failure leaves the hold "paying": the worker asks the provider after the deadline.
         try:
             done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
-            if done.status in ("ok", "paid") and done.hold is not None:
+            if done.status in (HoldOutcome.OK, HoldOutcome.PAID) and done.hold is not None:
                 return done.hold
             await refund_owed(self.inventory.redis, self.provider, hold_id)
         except (RedisError, OSError):
@@ -548,7 +549,7 @@ class Buying:
         raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
 
 
-def _sells_from(offer: Offer, code: str | None, sale_id: int | None) -> bool:
+def _sells_from(offer: RoomOffer, code: str | None, sale_id: int | None) -> bool:
     """Whether the offer sells from the sale a buy names: by `sale_id`, else (a `code`) a sale for code holders
     (Redis then checks the code belongs to it). Needs no SQL: the buy path runs from Redis and caches."""
     if sale_id is not None:
@@ -556,7 +557,7 @@ def _sells_from(offer: Offer, code: str | None, sale_id: int | None) -> bool:
     return not code or offer.audience == "codes"
 
 
-def _not_running(offer: Offer, code: str | None, sale_id: int | None) -> SaleNotRunning:
+def _not_running(offer: RoomOffer, code: str | None, sale_id: int | None) -> SaleNotRunning:
     named = f"sale {sale_id}" if sale_id is not None else "the sale this invite code is for"
     if offer.sale_id is None:
         return SaleNotRunning(

@@ -1,7 +1,7 @@
 """Invite-code guessing is bounded per user, whatever the path: REST, the socket, any web process.
 
 Every buy that carries a code spends one of the user's tries (`WRONG_CODES` per `WINDOW_MINUTES`, regained
-steadily: the request limiter's GCRA in Redis, `ratelimit.RateLimiter`) before it reaches the pool, in one
+steadily: the request limiter's GCRA in Redis, `limits.RateLimiter`) before it reaches the pool, in one
 atomic step: counting only the refusals afterwards would let a burst of concurrent guesses all pass the
 check before any was counted. A buyer with the right code needs one try. Once they are spent, a buy that
 carries a code is refused with 429 `rate_limited` and `retry_after`, so even the right code waits: guessing
@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from livecommerce.errors import ServiceUnavailable, TooManyRequests
-from livecommerce.ratelimit import RateLimiter
+from livecommerce.limits import RateLimiter
 
 __all__ = ["WINDOW_MINUTES", "WRONG_CODES", "CodeGuesses"]
 

@@ -31,7 +31,6 @@ import enum
 import logging
 import secrets
 from dataclasses import asdict, dataclass
-from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
@@ -39,8 +38,9 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from livecommerce.clock import now_ms
-from livecommerce.commerce.pools import HoldReply, Inventory, PoolId
+from livecommerce.commerce.pools import HoldOutcome, HoldReply, Inventory, PoolId
 from livecommerce.errors import ClientError
+from livecommerce.scripts import script
 
 __all__ = [
     "TEST_CARDS",
@@ -183,8 +183,7 @@ class TestModeProvider:
             raise ValueError("delay_s must not be negative")
         self._redis = redis
         self.delay_s = delay_s
-        source = resources.files("livecommerce").joinpath("lua/testpay_record.lua").read_text()
-        self._record: AsyncScript = redis.register_script(source)
+        self._record: AsyncScript = script(redis, "testpay_record.lua")
 
     async def charge(self, key: str, amount_minor: int, currency: str, card_number: str) -> Charge:
         _check_key(key)
@@ -258,14 +257,14 @@ async def settle_by_provider(
     charge = await provider.lookup(hold_id)
     if charge is not None and charge.status is ChargeStatus.CHARGED:
         done = await inventory.complete_payment(pool, hold_id, charge.ref)
-        if done.status in ("ok", "paid"):
+        if done.status in (HoldOutcome.OK, HoldOutcome.PAID):
             log.info("hold %s: the provider had charged it (%s); paid", hold_id, charge.ref)
-            return HoldReply("paid", done.hold)
+            return HoldReply(HoldOutcome.PAID, done.hold)
         await refund_owed(inventory.redis, provider, hold_id)
         log.warning("hold %s was %s when its charge was found; refunded", hold_id, done.status)
         return done
     if not expire:
-        return HoldReply("paying", None)
+        return HoldReply(HoldOutcome.PAYING, None)
     expired = await inventory.expire(pool, hold_id)
     log.info("hold %s: no charge at the provider; %s", hold_id, expired.status)
     return expired

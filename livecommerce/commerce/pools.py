@@ -19,20 +19,26 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from livecommerce.scripts import lua_source
+
 __all__ = [
+    "HOLD_ID_PATTERN",
+    "POOL_NAME_PATTERN",
     "POOL_REGISTRY",
     "Hold",
+    "HoldOutcome",
+    "HoldReply",
     "HoldState",
     "Inventory",
     "PoolConfig",
     "PoolId",
+    "PoolKeys",
     "Refusal",
     "Refused",
     "ReserveRequest",
@@ -47,12 +53,31 @@ POOL_REGISTRY: Final = "livecommerce:pools"  # set of pool names the worker swee
 MAX_BATCH: Final = 500  # reservations per function call (pools.lua MAX_BATCH)
 _RELOAD_ATTEMPTS: Final = 3  # flushed again while we reload: a storm of FUNCTION FLUSH, tried a few times
 _LIBRARY: Final = "livecommerce_pools"
-_PARTS: Final = ("cfg", "stock", "holds", "expiry", "buyers", "idem", "invites", "codes", "outbox")
 ADJUST_ONCE_MS: Final = 24 * 3600 * 1000  # how long a stock adjustment's once key answers a repeat
 _OP: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 # --- names ----------------------------------------------------------------------------------------------------
+
+# The grammar of pool names ("s12": sale 12, "p7": product 7) and of hold ids, "<pool>.<n>" (pools.lua numbers
+# a pool's holds from 1): the one definition, used by `PoolId.parse`, the REST path and the socket events.
+POOL_NAME_PATTERN: Final = r"[sp][1-9][0-9]{0,14}"
+HOLD_ID_PATTERN: Final = POOL_NAME_PATTERN + r"\.[1-9][0-9]{0,15}"
+_POOL_OR_HOLD: Final = re.compile(rf"({POOL_NAME_PATTERN})(?:\.[1-9][0-9]{{0,15}})?")
+
+
+class PoolKeys(NamedTuple):
+    """The nine keys every pool function takes, in this order (see the header of `pools.lua`)."""
+
+    cfg: str
+    stock: str
+    holds: str
+    expiry: str
+    buyers: str
+    idem: str
+    invites: str
+    codes: str
+    outbox: str
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -73,25 +98,24 @@ class PoolId:
     @classmethod
     def parse(cls, name: str) -> PoolId:
         """From `name` ("s12", "p7") or a hold id ("s12.345"); ValueError when it is neither."""
-        head = name.split(".", 1)[0]
-        kind = {"s": "sale", "p": "product"}.get(head[:1])
-        digits = head[1:]
-        if kind is None or not digits.isdigit() or len(digits) > 15 or digits.startswith("0"):
+        match = _POOL_OR_HOLD.fullmatch(name)
+        if match is None:
             raise ValueError(f"{name!r} is not a pool name or hold id")
-        return cls(kind, int(digits))  # type: ignore[arg-type]
+        head = match.group(1)
+        return cls("sale" if head[0] == "s" else "product", int(head[1:]))
 
     @property
     def name(self) -> str:
         return f"{self.kind[0]}{self.id}"
 
     @property
-    def keys(self) -> list[str]:
-        """The nine keys every pool function takes, in order."""
-        return [f"livecommerce:{{{self.kind}:{self.id}}}:{part}" for part in _PARTS]
+    def keys(self) -> PoolKeys:
+        """The nine keys every pool function takes, in order, by name."""
+        return PoolKeys(*(f"livecommerce:{{{self.kind}:{self.id}}}:{part}" for part in PoolKeys._fields))
 
     @property
     def outbox(self) -> str:
-        return self.keys[8]
+        return self.keys.outbox
 
     def __str__(self) -> str:
         return self.name
@@ -145,6 +169,21 @@ class HoldState(enum.StrEnum):
     PAID = "paid"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+
+
+class HoldOutcome(enum.StrEnum):
+    """What a hold function (begin/complete/abort payment, cancel, expire) answers: it did it (`OK`), there is
+    no such hold of that buyer (`NOT_FOUND`), a paying hold whose deadline has not passed (`NOT_DUE`, expire
+    only), or the hold's state, which made the call a no-op or a refusal."""
+
+    OK = "ok"
+    NOT_FOUND = "not_found"
+    NOT_DUE = "not_due"
+    HELD = HoldState.HELD.value
+    PAYING = HoldState.PAYING.value
+    PAID = HoldState.PAID.value
+    CANCELLED = HoldState.CANCELLED.value
+    EXPIRED = HoldState.EXPIRED.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,14 +335,14 @@ def _reserve_result(reply: Sequence[Any]) -> ReserveResult:
 
 @dataclass(frozen=True, slots=True)
 class HoldReply:
-    """A hold function's answer: a status word and, when the hold exists, the hold after the call."""
+    """A hold function's answer: its outcome and, when the hold exists, the hold after the call."""
 
-    status: str
+    status: HoldOutcome
     hold: Hold | None
 
     @classmethod
     def parse(cls, reply: Sequence[Any]) -> HoldReply:
-        return cls(_text(reply[0]), Hold.from_json(reply[1]) if len(reply) > 1 else None)
+        return cls(HoldOutcome(_text(reply[0])), Hold.from_json(reply[1]) if len(reply) > 1 else None)
 
 
 # --- the store ------------------------------------------------------------------------------------------------
@@ -317,7 +356,7 @@ class Inventory:
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("Inventory needs a Redis client with decode_responses=False")
         self._redis = redis
-        self._code = resources.files("livecommerce").joinpath("lua/pools.lua").read_text()
+        self._code = lua_source("pools.lua")
 
     @property
     def redis(self) -> Redis:
@@ -376,7 +415,7 @@ class Inventory:
         op = op or uuid.uuid4().hex
         if not _OP.fullmatch(op):
             raise ValueError(f"operation id {op!r}: 1-64 characters of A-Z a-z 0-9 _ . : -")
-        once = pool.keys[0].removesuffix("cfg") + f"adjust:{op}"
+        once = pool.keys.cfg.removesuffix("cfg") + f"adjust:{op}"
         reply = await self._fcall("pool_adjust", pool, delta, ADJUST_ONCE_MS, extra_keys=(once,))
         status = _text(reply[0])
         return status, (_stock(reply[1]) if len(reply) > 1 else None)
@@ -444,7 +483,7 @@ class Inventory:
     # --- reading ----------------------------------------------------------------------------------------------
 
     async def hold(self, pool: PoolId, hold_id: str) -> Hold | None:
-        raw = await self._redis.hget(pool.keys[2], hold_id)
+        raw = await self._redis.hget(pool.keys.holds, hold_id)
         return None if raw is None else Hold.from_json(raw)
 
     async def stock(self, pools: Sequence[PoolId]) -> dict[PoolId, Stock]:
@@ -453,7 +492,7 @@ class Inventory:
             return {}
         async with self._redis.pipeline(transaction=False) as pipe:
             for pool in pools:
-                pipe.hmget(pool.keys[1], ["available", "held", "paid", "total"])
+                pipe.hmget(pool.keys.stock, ["available", "held", "paid", "total"])
             replies = await pipe.execute()
         return {
             pool: Stock(*(int(v) for v in values))
@@ -463,12 +502,8 @@ class Inventory:
 
     async def config(self, pool: PoolId) -> dict[str, str]:
         """The pool's stored configuration (empty when not loaded)."""
-        raw = await self._redis.hgetall(pool.keys[0])
+        raw = await self._redis.hgetall(pool.keys.cfg)
         return {_text(k): _text(v) for k, v in raw.items()}
-
-    async def buyer_units(self, pool: PoolId, buyer_id: int) -> int:
-        raw = await self._redis.hget(pool.keys[4], str(buyer_id))
-        return int(raw or 0)
 
     async def registered(self) -> list[PoolId]:
         """Pools the worker looks after (loaded and not yet retired)."""

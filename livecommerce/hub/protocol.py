@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, model_validator
 
+from livecommerce.commerce.pools import HOLD_ID_PATTERN
 from livecommerce.errors import ClientError
 
 __all__ = [
@@ -86,7 +87,7 @@ class Unpin(BaseModel):
     room_id: RoomId
 
 
-HoldId = Annotated[str, StringConstraints(pattern=r"^[sp][1-9][0-9]{0,14}\.[1-9][0-9]{0,15}$")]
+HoldId = Annotated[str, StringConstraints(pattern=f"^{HOLD_ID_PATTERN}$")]
 
 
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]

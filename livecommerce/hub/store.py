@@ -33,16 +33,15 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 import orjson
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from livecommerce.errors import ClientError, InvalidRequest
 from livecommerce.models import RoomStatus
+from livecommerce.scripts import script as _script
 
 __all__ = [
     "CHAT",
@@ -509,10 +508,6 @@ class RoomStore:
             args=[self.process_id, event, _pack(payload), self.history, op, field, value],
         )
         return None if seq is None else _text(seq)
-
-
-def _script(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script(resources.files("livecommerce").joinpath(f"lua/{name}").read_text())
 
 
 def _status_payload(room: int, status: str) -> Payload:

@@ -34,14 +34,16 @@
 -- Stream entry: event=chat, user_id, display_name, text, ts (server ms from TIME). Bus message: msgpack
 -- [origin, seq, 'chat', {id, user = {id, name}, text, ts}]. A blocked entry with a character outside
 -- [A-Za-z0-9] and UTF-8 (a space, an apostrophe) is a phrase, searched as a substring; any other is a word,
--- matched against whole words. The per-user budget is rate_limit.lua's GCRA, counted only for messages that
--- are posted. Every key is read before the first write, so bad arguments or a wrong-typed key fail the call
+-- matched against whole words. The per-user budget is the GCRA of gcra.lua (included when loaded, as in
+-- rate_limit.lua), counted only for messages that are posted. Every key is read before the first write, so bad arguments or a wrong-typed key fail the call
 -- with nothing changed.
 
 if #KEYS ~= 10 or #ARGV ~= 10 then
   return redis.error_reply('ERR chat_post: expected 10 keys and 10 arguments')
 end
 local origin, user_id, name, text, folded, words = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+
+-- #include gcra.lua
 
 local function whole(i, least)
   if not ARGV[i]:match('^%d+$') or #ARGV[i] > 15 then
@@ -118,12 +120,11 @@ if slow_ms > 0 and not moderator and last and last + slow_ms > now then
 end
 local next_tat
 if interval > 0 then
-  tat = math.max(tat or 0, now_us)
-  local wait = tat - now_us - (burst - 1) * interval
+  local wait
+  wait, next_tat = gcra_step(tat, now_us, interval, burst)
   if wait > 0 then
-    return {'rate_limited', math.ceil(wait / 1000)}
+    return {'rate_limited', wait}
   end
-  next_tat = tat + interval
 end
 
 -- Writes.
@@ -132,7 +133,7 @@ local seq = redis.call('XADD', KEYS[2], 'MAXLEN', '~', history, '*',
   'event', 'chat', 'user_id', user_id, 'display_name', name, 'text', text, 'ts', ts)
 redis.call('HSET', KEYS[6], user_id, ts)
 if next_tat then
-  redis.call('SET', KEYS[7], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now_us) / 1000) + 1)
+  gcra_store(KEYS[7], next_tat, now_us)
 end
 if muted_until then
   redis.call('HDEL', KEYS[4], user_id) -- an expired mute, cleaned up

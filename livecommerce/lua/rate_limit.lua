@@ -1,5 +1,6 @@
--- Generic cell rate algorithm (GCRA): one key per caller holds the theoretical arrival time (TAT) of the
--- next request, in microseconds of Redis TIME, so every web process shares one clock and one budget.
+-- A per-caller request budget: the GCRA of gcra.lua (included when loaded, see livecommerce/scripts.py) over
+-- one key per caller, which holds the theoretical arrival time (TAT) of the next request, in microseconds of
+-- Redis TIME, so every web process shares one clock and one budget.
 --
 -- KEYS[1]  the caller's bucket, e.g. livecommerce:rl:{w:user:42}
 -- ARGV[1]  emission interval in microseconds (the window divided by the allowed requests)
@@ -12,19 +13,13 @@ if not interval or interval <= 0 or not burst or burst < 1 then
   return redis.error_reply('ERR rate_limit: interval must be > 0 and burst >= 1')
 end
 
+-- #include gcra.lua
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
-if tat < now then
-  tat = now
-end
-
-local tolerance = (burst - 1) * interval
-local wait = tat - now - tolerance
+local wait, next_tat = gcra_step(tonumber(redis.call('GET', KEYS[1]) or ''), now, interval, burst)
 if wait > 0 then
-  return {0, math.ceil(wait / 1000)}
+  return {0, wait}
 end
-
-local next_tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.ceil((next_tat - now) / 1000) + 1)
+gcra_store(KEYS[1], next_tat, now)
 return {1, 0}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from livecommerce.hub.store import (
     bus_channel,
     room_key,
 )
+from livecommerce.scripts import script
 from tests.hub.test_bus import RedisProcess, eventually
 
 ROOM = 11
@@ -50,10 +50,6 @@ async def store(redis: Redis) -> RoomStore:
     store = RoomStore(redis, "proc-a")
     await store.set_status(ROOM, "live")
     return store
-
-
-def script(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script(resources.files("livecommerce").joinpath(f"lua/{name}").read_text())
 
 
 async def everything(redis: Redis) -> dict[bytes, bytes | None]:

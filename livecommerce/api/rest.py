@@ -17,8 +17,9 @@ from livecommerce.commerce import order_queries, sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.product_stock import give_units, take_units
 from livecommerce.errors import NotFound
+from livecommerce.live.rooms import LIVE
 from livecommerce.models import Brand, Order, Product, Room, SaleStatus, User
-from livecommerce.state import ACCOUNTS, BUYING, HUB, SESSIONS
+from livecommerce.state import ACCOUNTS, BUYING, SESSIONS
 
 __all__ = ["ROUTER"]
 
@@ -291,9 +292,9 @@ async def end_room(call: Call, room_id: int) -> s.RoomOut:
 
 
 def _announce(call: Call, room: Room) -> None:
-    """Once committed, every live viewer of the room hears its new status through the hub."""
-    hub = call.request.app[HUB]
-    call.on_commit(lambda: hub.room_status_changed(room))
+    """Once committed, every live viewer of the room hears its new status (`LiveRooms`)."""
+    live = call.request.app[LIVE]
+    call.on_commit(lambda: live.room_status_changed(room))
 
 
 # --- flash sales ----------------------------------------------------------------------------------------------
@@ -387,9 +388,9 @@ async def _reload_sale(call: Call, sale_id: int) -> None:
 async def start_countdown(call: Call, sale_id: int, body: s.CountdownStart) -> s.CountdownOut:
     started = await sales.countdown(call.session, call.who, sale_id, body.room_id, body.seconds)
     starts_at_ms = int(started.starts_at.timestamp() * 1000)
-    hub = call.request.app[HUB]
+    live = call.request.app[LIVE]
     call.on_commit(lambda: _reload_sale(call, sale_id))  # the pool's window follows before viewers hear of it
-    call.on_commit(lambda: hub.announce_countdown(started.room_id, sale_id, starts_at_ms))
+    call.on_commit(lambda: live.countdown(started.room_id, sale_id, starts_at_ms))
     return s.CountdownOut(
         sale_id=sale_id, room_id=started.room_id, starts_at=started.starts_at, version=started.sale.version
     )

@@ -42,7 +42,7 @@ import socketio
 
 from livecommerce.hub import transport as hub_transport
 from livecommerce.hub.frames import frames, socketio_event, socketio_event_raw, websocket_text_frame
-from livecommerce.hub.store import chat_batch_json
+from livecommerce.live.events import chat_batch_json
 
 __all__ = ["Fanout", "FanoutStats"]
 

@@ -1,11 +1,12 @@
 """The hub: Socket.IO events in, rules applied, state in Redis, events out to every viewer of a room.
 
 Flow of an event (a pin, a chat message): the handler validates the payload (`protocol`), checks the rule
-(who may, which room state allows it), writes it through `RoomStore` — one Lua script that appends to the
-room's event log and publishes on the room's bus channel — then hands it to this process's `Fanout`, so local
-viewers are served first. Other hub processes receive it from the `Bus` (they subscribe only to rooms they
-have viewers in) and hand it to their own `Fanout`. Counters (likes, viewers) never travel as events: each
-process folds its likes and its viewer count into Redis a few times a second and broadcasts the totals.
+(who may, which room state allows it), publishes it through `LiveRooms` — one Lua script that appends to the
+room's event log and publishes on the room's bus channel — which hands it to this process's `Fanout` at
+once (`_on_room_event`), so local viewers are served first. Other processes hear it on their one bus
+connection (they watch only rooms they have viewers in) and hand it to their own `Fanout`. Counters (likes,
+viewers) never travel as events: each process folds its likes and its viewer count into Redis a few times a
+second and broadcasts the totals.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,9 +40,10 @@ from livecommerce.errors import (
     Unauthorized,
 )
 from livecommerce.hub import protocol as p
-from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
-from livecommerce.hub.store import Event, RoomStore, chat_message
+from livecommerce.live import events as ev
+from livecommerce.live.events import Event
+from livecommerce.live.rooms import LiveRooms
 from livecommerce.models import Product, Room, RoomStatus
 from livecommerce.outage import Warnings, dependency_down, unavailable
 
@@ -56,7 +57,6 @@ _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
 _COUNTER_INTERVAL = 0.25
 _STOCK_INTERVAL = 0.1  # stock counters: at most ~10 updates a second per product, whatever the purchase rate
 _ACCOUNT_RECHECK_INTERVAL = 10.0  # every open socket's account, read again (announcements do it at once)
-_REMEMBERED_SEQS = 2048  # per room: enough to cover a catch-up overlapping live delivery
 _JOIN_DB_WAIT = 2.0  # seconds a join waits for the database before it uses the kept room
 
 
@@ -83,10 +83,6 @@ class _Connection:
         return True
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Hub:
     """One per web process. `install` registers the socket handlers; `run` owns the background loops."""
 
@@ -95,8 +91,7 @@ class Hub:
         sio: socketio.AsyncServer,
         *,
         fanout: Fanout,
-        store: RoomStore,
-        bus: Bus,
+        live: LiveRooms,
         sessions: async_sessionmaker[AsyncSession],
         signer: TokenSigner,
         buying: Buying,
@@ -104,14 +99,15 @@ class Hub:
     ) -> None:
         self.sio = sio
         self.fanout = fanout
-        self.store = store
-        self.bus = bus
+        self.live = live
+        self.store = live.store
         self.sessions = sessions
         self.signer = signer
         self.buying = buying
         self.accounts = accounts
         buying.batcher.on_stock = self._stock_reported
         accounts.subscribe(self._accounts_changed)
+        live.listen(self._on_room_event)
         self._connections: dict[str, _Connection] = {}
         self._rechecks: set[asyncio.Task[None]] = set()
         # Stock counters: the pool each room shows (from its pin), and the last stock sent for each pool.
@@ -119,11 +115,6 @@ class Hub:
         self._sent_stock: dict[PoolId, Stock] = {}
         self._pending_likes: dict[int, int] = {}
         self._counted_rooms: set[int] = set()
-        # Catch-up after a bus outage: where each room's bus stream was (bus events arrive in log order), and
-        # the seqs recently delivered here (own events are delivered first, so others' may arrive after them).
-        self._bus_seq: dict[int, str] = {}
-        self._delivered: dict[int, OrderedDict[str, None]] = {}
-        self._catching_up: set[asyncio.Task[None]] = set()
         self._handlers: dict[str, Callable[[str, _Connection, Any], Awaitable[dict[str, Any]]]] = {
             "join": self._join,
             "leave": self._leave,
@@ -143,10 +134,10 @@ class Hub:
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The fan-out ticks, the bus listener and the counter loop, until cancelled."""
+        """The fan-out ticks, the counter and stock loops and the accounts re-check, until cancelled (the bus
+        is `LiveRooms`', run by its own context)."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.fanout.run(), name="hub-fanout")
-            group.create_task(self.bus.run(self._on_bus_event, self._on_bus_reconnect), name="hub-bus")
             group.create_task(self._counters_loop(), name="hub-counters")
             group.create_task(self._stock_loop(), name="hub-stock")
             group.create_task(self._accounts_loop(), name="hub-accounts")
@@ -285,25 +276,22 @@ class Hub:
         if room.id not in connection.rooms and len(connection.rooms) >= p.MAX_ROOMS_PER_CONNECTION:
             raise Conflict(f"a connection may be in {p.MAX_ROOMS_PER_CONNECTION} rooms at once; leave one first")
         # Only the database's own answer may correct Redis; a kept value may be older than Redis's status.
-        seq = await self.store.sync_status(room.id, room.status.value) if current else None
-        if seq is not None:  # Redis had missed a status change (e.g. it was restarted): tell local viewers too
-            self.fanout.add_event(room.id, "room_status", {"room_id": room.id, "status": room.status.value, "seq": seq})
+        if current:  # Redis may have missed a status change (e.g. it was restarted): every viewer hears it
+            await self.live.sync_status(room.id, room.status.value)
         connection.rooms.add(room.id)
         self.fanout.join(room.id, sid)
-        await self.bus.subscribe(room.id)
+        await self.live.watch(room.id, "hub")
         if event.since is not None:
-            missed = await self.store.events_since(room.id, event.since)
+            missed = await self.live.events_since(room.id, event.since)
             if missed is not None:
-                self._bus_seq.setdefault(room.id, missed[-1].seq if missed else event.since)
                 return {"room_id": room.id, "replay": [e.as_wire(room.id) for e in missed]}
-        snapshot = await self.store.snapshot(room.id)
-        self._bus_seq.setdefault(room.id, snapshot.seq)
+        snapshot = await self.live.snapshot(room.id)
         self._track_pin(room.id, snapshot.pinned)
         stock = None
         pool = self._room_pools.get(room.id)
         if pool is not None:
             found = (await self.buying.inventory.stock([pool])).get(pool)
-            stock = None if found is None else self._stock_wire(room.id, pool, found)
+            stock = None if found is None else ev.stock(room.id, pool.name, found.as_wire())
         status = room.status.value if current else (snapshot.status or room.status.value)
         wire = {"room": _room_wire(room, status), **snapshot.as_wire(), "stock": stock}
         return {"room_id": room.id, "snapshot": wire}
@@ -317,9 +305,7 @@ class Hub:
 
     async def _maybe_unsubscribe(self, room: int) -> None:
         if room not in self.fanout.rooms():
-            await self.bus.unsubscribe(room)
-            self._bus_seq.pop(room, None)
-            self._delivered.pop(room, None)
+            await self.live.unwatch(room, "hub")
 
     def _require_member(self, connection: _Connection, room_id: int) -> None:
         if room_id not in connection.rooms:
@@ -332,12 +318,10 @@ class Hub:
             raise Unauthorized("sign in to chat; anonymous viewers can watch and like")
         self._require_member(connection, event.room_id)
         assert connection.who.user_id is not None
-        posted = await self.store.post_chat(
+        posted = await self.live.post_chat(
             event.room_id, connection.who.user_id, connection.name, event.text, rate_per_minute=_CHAT_PER_MINUTE,
             burst=5,
         )  # fmt: skip
-        self._seen(event.room_id, posted.seq)
-        self.fanout.add_chat(event.room_id, posted.payload)
         return {"message": posted.payload}
 
     async def _like(self, sid: str, connection: _Connection, event: p.Like) -> dict[str, Any]:
@@ -387,33 +371,18 @@ class Hub:
         self.buying.forget_room(room.id)
         offer = await self.buying.offer(await self.buying.room(room.id, connection.who), product.id, fresh=True)
         stock = (await self.buying.inventory.stock([offer.pool])).get(offer.pool)
-        pinned = {
-            "room_id": room.id,
-            "product": {
-                "id": product.id, "brand_id": product.brand_id, "title": product.title,
-                "image_url": product.image_url, "price_minor": offer.price_minor, "currency": product.currency,
-                "stock": stock.available if stock is not None else 0,
-            },
-            "offer": offer.as_wire(),
-            "ts": _now_ms(),
-        }  # fmt: skip
-        self._track_pin(room.id, pinned)
-        return await self._publish_state(room.id, "pinned", pinned)
+        shown = ev.pinned(
+            room.id,
+            product,
+            price_minor=offer.price_minor,
+            stock=stock.available if stock is not None else 0,
+            offer=offer.as_wire(),
+        )
+        return (await self.live.publish(room.id, shown)).live_payload(room.id)
 
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "unpin products")
-        unpinned = {"room_id": room.id, "product": None, "ts": _now_ms()}
-        self._track_pin(room.id, None)
-        return await self._publish_state(room.id, "pinned", unpinned, keep=False)
-
-    async def _publish_state(
-        self, room: int, key: str, payload: dict[str, Any], *, keep: bool = True
-    ) -> dict[str, Any]:
-        """Publish a state change; `keep=False` clears the state (a snapshot then shows null)."""
-        seq = await self.store.publish(room, key, payload, state=(key, payload if keep else None))
-        self._seen(room, seq)
-        self.fanout.set_state(room, key, key, {**payload, "seq": seq})
-        return {**payload, "seq": seq}
+        return (await self.live.publish(room.id, ev.unpinned(room.id))).live_payload(room.id)
 
     async def _moderate(self, sid: str, connection: _Connection, event: Any) -> dict[str, Any]:
         room = await self._room(connection.who, event.room_id)
@@ -436,15 +405,11 @@ class Hub:
         elif action == "unban":
             await self.store.unban(room.id, event.user_id)
         elif action == "delete":
-            seq = await self.store.delete_chat(room.id, event.message_id)
-            if seq is None:
+            if await self.live.delete_chat(room.id, event.message_id) is None:
                 raise NotFound(f"no chat message {event.message_id} in this room (already deleted?)")
-            self._seen(room.id, seq)
-            deleted = {"room_id": room.id, "ids": [event.message_id], "seq": seq}
-            self.fanout.add_event(room.id, "chat_deleted", deleted)
         elif action == "slow_mode":
             await self.store.set_slow_mode(room.id, event.seconds)
-            await self._publish_event(room.id, "chat_settings", {"room_id": room.id, "slow_mode": event.seconds})
+            await self.live.publish(room.id, ev.chat_settings(room.id, event.seconds))
         elif action == "block_words":
             await self.store.set_blocked_words(room.id, [word.casefold() for word in event.words])
         elif action == "add_moderator":
@@ -452,12 +417,6 @@ class Hub:
         elif action == "remove_moderator":
             await self.store.remove_moderator(room.id, event.user_id)
         return {"room_id": room.id, "action": action}
-
-    async def _publish_event(self, room: int, name: str, payload: dict[str, Any]) -> str:
-        seq = await self.store.publish(room, name, payload)
-        self._seen(room, seq)
-        self.fanout.add_event(room, name, {**payload, "seq": seq})
-        return seq
 
     # --- buying -----------------------------------------------------------------------------------------------
 
@@ -489,9 +448,6 @@ class Hub:
                 pass
         self._room_pools.pop(room, None)
 
-    def _stock_wire(self, room: int, pool: PoolId, stock: Stock) -> dict[str, Any]:
-        return {"room_id": room, "pool": pool.name, **stock.as_wire(), "ts": _now_ms()}
-
     def _push_stock(self, pool: PoolId, stock: Stock) -> None:
         """Send `stock` to the local viewers of every room showing `pool`, if it changed (latest wins)."""
         if self._sent_stock.get(pool) == stock:
@@ -499,7 +455,7 @@ class Hub:
         self._sent_stock[pool] = stock
         for room, shown in self._room_pools.items():
             if shown == pool:
-                self.fanout.set_state(room, "stock", "stock", self._stock_wire(room, pool, stock))
+                self.fanout.set_state(room, "stock", ev.STOCK, ev.stock(room, pool.name, stock.as_wire()))
 
     def _stock_reported(self, pool: PoolId, stock: Stock) -> None:
         """A reservation here just saw `pool`'s stock: sold out is shown at once, other changes wait for the
@@ -528,65 +484,21 @@ class Hub:
                 self.buying.batcher.stock_changed(pool, stock)
                 self._push_stock(pool, stock)
 
-    # --- from REST and from other processes -------------------------------------------------------------------
+    # --- what this process hears ------------------------------------------------------------------------------
 
-    async def room_status_changed(self, room: Room) -> None:
-        """Called after a REST go-live or end has committed: every viewer of the room hears it."""
-        self.buying.forget_room(room.id)
-        payload = {"room_id": room.id, "status": room.status.value, "ts": _now_ms()}
-        seq = await self.store.set_status(room.id, room.status.value)
-        self._seen(room.id, seq)
-        self.fanout.add_event(room.id, "room_status", {**payload, "seq": seq})
-
-    async def announce_countdown(self, room_id: int, sale_id: int, starts_at_ms: int) -> None:
-        """Called after a REST countdown has committed: the room's viewers see when the sale starts."""
-        payload = {"room_id": room_id, "sale_id": sale_id, "starts_at": starts_at_ms, "ts": _now_ms()}
-        await self._publish_event(room_id, "countdown", payload)
-
-    def _seen(self, room: int, seq: str) -> bool:
-        """Remember `seq` as delivered here; False if it already was."""
-        recent = self._delivered.setdefault(room, OrderedDict())
-        if seq in recent:
-            return False
-        recent[seq] = None
-        if len(recent) > _REMEMBERED_SEQS:
-            recent.popitem(last=False)
-        return True
-
-    def _on_bus_reconnect(self, rooms: frozenset[int]) -> None:
-        """The bus was down: fetch what each room logged meanwhile, so viewers who stayed connected miss nothing."""
-        for room in rooms:
-            task = asyncio.create_task(self._catch_up(room), name=f"hub-catch-up-{room}")
-            self._catching_up.add(task)
-            task.add_done_callback(self._catching_up.discard)
-
-    async def _catch_up(self, room: int) -> None:
-        since = self._bus_seq.get(room)
-        if since is None:
-            return
-        try:
-            missed = await self.store.events_since(room, since)
-        except Exception:
-            log.exception("catching up room %d after a bus outage failed", room)
-            return
-        if missed is None:  # too old to replay: tell viewers to take a fresh snapshot
-            self.fanout.add_event(room, "resync", {"room_id": room})
-            return
-        for event in missed:
-            self._on_bus_event(room, event.seq, event.event, event.payload)
-
-    def _on_bus_event(self, room: int, seq: str, event: str, payload: dict[str, Any]) -> None:
-        if room in self._bus_seq and _seq_key(seq) > _seq_key(self._bus_seq[room]):
-            self._bus_seq[room] = seq
-        if not self._seen(room, seq):
-            return  # a catch-up overlapping live delivery
-        if event == "chat":  # the batch around it is built by the fan-out with `store.chat_batch_json`
-            self.fanout.add_chat(room, chat_message(seq, payload))
-        elif event == "pinned":
-            self._track_pin(room, payload)
-            self.fanout.set_state(room, "pinned", "pinned", Event(seq, event, payload).live_payload(room))
+    def _on_room_event(self, room: int, event: Event) -> None:
+        """Every event of a room watched here (published here or heard from another process), to local viewers."""
+        if event.event == ev.RESYNC:
+            self.fanout.add_event(room, ev.RESYNC, event.payload)
+        elif event.event == ev.CHAT:  # the batch around it is built by the fan-out with `events.chat_batch_json`
+            self.fanout.add_chat(room, event.payload)
+        elif event.event == ev.PINNED:
+            self._track_pin(room, event.payload)
+            self.fanout.set_state(room, ev.PINNED, ev.PINNED, event.live_payload(room))
         else:
-            self.fanout.add_event(room, event, Event(seq, event, payload).live_payload(room))
+            if event.event == ev.ROOM_STATUS:
+                self.buying.forget_room(room)
+            self.fanout.add_event(room, event.event, event.live_payload(room))
 
 
 class _Internal(ClientError):
@@ -604,11 +516,6 @@ def _validate(validator: type[BaseModel] | TypeAdapter[Any], data: Any, event: s
         return validator.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc, event) from None
-
-
-def _seq_key(seq: str) -> tuple[int, int]:
-    ms, _, n = seq.partition("-")
-    return int(ms), int(n or 0)
 
 
 def _room_wire(room: RoomInfo, status: str) -> dict[str, Any]:

@@ -24,8 +24,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce.embedded_redis import find_redis_server
-from livecommerce.hub.bus import Bus
-from livecommerce.hub.store import RoomStore, bus_channel
+from livecommerce.live.bus import Bus
+from livecommerce.live.store import RoomStore, bus_channel
 from tests.helpers import free_port, wait_for_redis
 
 Received = tuple[int, str, str, dict[str, Any]]
@@ -213,7 +213,7 @@ async def test_bad_messages_and_failing_handlers_do_not_stop_the_bus(
     async def delivered() -> bool:
         return bool(received)
 
-    with caplog.at_level(logging.WARNING, logger="livecommerce.hub.bus"):
+    with caplog.at_level(logging.WARNING, logger="livecommerce.live.bus"):
         await eventually(delivered, "the event after the junk")
     assert received == [(3, seq, "after", {"ok": True})]
     assert "handling bus event boom" in caplog.text
@@ -244,7 +244,7 @@ async def test_the_bus_reconnects_after_its_connection_is_killed(
     else:
         redis = Redis(host="127.0.0.1", port=private_redis.port, retry=Retry(NoBackoff(), 3))
     store = RoomStore(redis, "origin")
-    caplog.set_level(logging.WARNING, logger="livecommerce.hub.bus")
+    caplog.set_level(logging.WARNING, logger="livecommerce.live.bus")
     async with listening(redis, "p", min_backoff=0.05, max_backoff=0.2) as (listener,):
         await listener.bus.subscribe(1)
         await listener.bus.subscribe(2)
@@ -264,7 +264,7 @@ async def test_the_bus_and_the_store_survive_a_redis_restart(
     redis = Redis.from_url(private_redis.url)
     store = RoomStore(redis, "origin")
     await store.set_status(1, "live")
-    caplog.set_level(logging.WARNING, logger="livecommerce.hub.bus")
+    caplog.set_level(logging.WARNING, logger="livecommerce.live.bus")
     async with listening(redis, "p", min_backoff=0.05, max_backoff=0.5) as (listener,):
         await listener.bus.subscribe(1)
         private_redis.stop()

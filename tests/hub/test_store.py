@@ -20,7 +20,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from livecommerce.errors import ClientError, InvalidRequest
-from livecommerce.hub.store import (
+from livecommerce.live.events import Event
+from livecommerce.live.store import (
     ChatBanned,
     ChatBlockedWord,
     ChatMuted,
@@ -28,7 +29,6 @@ from livecommerce.hub.store import (
     ChatRefused,
     ChatRoomNotLive,
     ChatSlowMode,
-    Event,
     RoomStore,
     bus_channel,
     room_key,

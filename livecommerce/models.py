@@ -228,6 +228,11 @@ class Room(Base):
     host: Mapped[User] = relationship(lazy="raise")
     brands: Mapped[list[Brand]] = relationship(secondary=room_brands, lazy="raise", order_by=Brand.id)
 
+    @property
+    def brand_ids(self) -> frozenset[int]:
+        """The featured brands' ids (`brands` must be loaded), as the room rules read them (`rooms.RoomFacts`)."""
+        return frozenset(brand.id for brand in self.brands)
+
 
 sale_rooms = Table(
     "sale_rooms",

@@ -1,14 +1,25 @@
-"""LIVE rooms: who may see and run them, and their life cycle scheduled -> live -> ended.
+"""LIVE rooms: who may see, run, moderate, chat and buy in them, and their life cycle scheduled -> live -> ended.
+
+Every room rule is one function here, called by REST, the socket hub and media alike (a rule written twice
+drifts): `require_visible` (see and join), `require_runner` / `require_live_runner` (edit, start, end,
+publish video; pin while live), `require_moderator`, `require_chatter`, `require_buyer` with
+`require_buying_open`, and `require_sellable` (which brands' products a room may sell). They are pure: they
+read what the caller already has (a loaded `Room` or the buying cache's `RoomInfo`, both `RoomFacts`) and raise
+our client errors.
 
 A public room is readable by everyone; a private room only by its host, admins and the staff of the brands
-it features (to anyone else it does not exist: 404, not 403, so ids leak nothing). Only the room's host or
-an admin may edit, start or end it. An ended room is final.
+it features (to anyone else it does not exist: 404, not 403, so ids leak nothing). That rule is decided once
+(`_sight`) and rendered twice: as SQL (`visible_to`, for lists and joins in queries) and in Python
+(`can_see`, for a room already loaded). Only the room's host or an admin may edit, start or end it. An ended
+room is final.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, Select, exists, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,11 +27,13 @@ from sqlalchemy.orm import selectinload
 
 from livecommerce.access import require
 from livecommerce.auth import Principal
-from livecommerce.errors import Conflict, InvalidRequest, NotFound
+from livecommerce.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from livecommerce.models import Brand, Role, Room, RoomStatus, RoomVisibility, User, room_brands, utcnow
 from livecommerce.paging import cut_page
 
 __all__ = [
+    "RoomFacts",
+    "RoomNotLive",
     "can_see",
     "create_room",
     "end_room",
@@ -28,38 +41,154 @@ __all__ = [
     "go_live",
     "list_rooms",
     "load_room",
+    "may_run",
+    "require_buyer",
+    "require_buying_open",
+    "require_chatter",
+    "require_live_runner",
+    "require_moderator",
+    "require_runner",
+    "require_sellable",
+    "require_visible",
     "update_room",
+    "video_room",
     "visible_to",
 ]
 
 _SCHEDULE_PAST_LEEWAY = timedelta(minutes=5)
 _SCHEDULE_HORIZON = timedelta(days=366)
+_RUNNERS = "the room's host or an admin"
 
 
-def _loaded() -> Select[Room]:
-    return select(Room).options(selectinload(Room.host), selectinload(Room.brands))
+# --- the rules ------------------------------------------------------------------------------------------------
+
+
+class RoomFacts(Protocol):
+    """What the rules read of a room: a `Room` loaded with its brands, or the buying cache's `RoomInfo`."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> RoomStatus: ...
+    @property
+    def visibility(self) -> RoomVisibility: ...
+    @property
+    def host_id(self) -> int: ...
+    @property
+    def brand_ids(self) -> Collection[int]: ...
+
+
+class RoomNotLive(Conflict):
+    """Buying needs the show on (chat's own refusal, from Redis, has the same code)."""
+
+    code = "room_not_live"
+    title = "The room is not live"
+
+
+@dataclass(frozen=True, slots=True)
+class _Sight:
+    """Which rooms a caller sees besides the public ones: every room (admins), those they host, those featuring
+    their brand (brand staff). The one decision behind `visible_to` (SQL) and `can_see` (Python)."""
+
+    everything: bool
+    hosted_by: int | None
+    featuring: int | None
+
+
+def _sight(who: Principal) -> _Sight:
+    featuring = who.brand_id if who.role is Role.BRAND_STAFF else None
+    return _Sight(everything=who.is_admin, hosted_by=who.user_id, featuring=featuring)
 
 
 def visible_to(who: Principal) -> ColumnElement[bool]:
     """SQL condition on `Room`: `who` may see the room (other modules, e.g. flash sales, follow the same rule)."""
-    if who.is_admin:
+    sight = _sight(who)
+    if sight.everything:
         return true()
     conditions = [Room.visibility == RoomVisibility.PUBLIC]
-    if who.user_id is not None:
-        conditions.append(Room.host_id == who.user_id)
-    if who.role is Role.BRAND_STAFF and who.brand_id is not None:
-        conditions.append(exists().where(room_brands.c.room_id == Room.id, room_brands.c.brand_id == who.brand_id))
+    if sight.hosted_by is not None:
+        conditions.append(Room.host_id == sight.hosted_by)
+    if sight.featuring is not None:
+        conditions.append(exists().where(room_brands.c.room_id == Room.id, room_brands.c.brand_id == sight.featuring))
     return or_(*conditions)
 
 
-def can_see(who: Principal, visibility: RoomVisibility, host_id: int, brand_ids: Collection[int]) -> bool:
+def can_see(who: Principal, room: RoomFacts) -> bool:
     """`visible_to` for a room already loaded (the buy path checks a cached room without a query)."""
+    sight = _sight(who)
     return (
-        who.is_admin
-        or visibility is RoomVisibility.PUBLIC
-        or (who.user_id is not None and who.user_id == host_id)
-        or (who.role is Role.BRAND_STAFF and who.brand_id in brand_ids)
+        sight.everything
+        or room.visibility is RoomVisibility.PUBLIC
+        or (sight.hosted_by is not None and room.host_id == sight.hosted_by)
+        or (sight.featuring is not None and sight.featuring in room.brand_ids)
     )
+
+
+def require_visible(who: Principal, room: RoomFacts) -> None:
+    """Who may see and join the room; to anyone else it does not exist (404)."""
+    if not can_see(who, room):
+        raise NotFound(f"no room with id {room.id}")
+
+
+def may_run(who: Principal, room: RoomFacts) -> bool:
+    """The room's host or an admin: who may edit, start, end, pin in and publish video to the room."""
+    return who.is_admin or (who.user_id is not None and who.user_id == room.host_id)
+
+
+def require_runner(who: Principal, room: RoomFacts, action: str) -> None:
+    """`may_run`, else 401 (anonymous) or 403; `action` completes "to ...", e.g. "end this room"."""
+    require(who, may_run(who, room), action, _RUNNERS)
+
+
+def require_live_runner(who: Principal, room: RoomFacts, action: str) -> None:
+    """`require_runner`, and the room must be live (pin and unpin)."""
+    require_runner(who, room, action)
+    if room.status is not RoomStatus.LIVE:
+        raise Conflict(f"the room is {room.status.value}; you can {action} only while it is live")
+
+
+def require_moderator(who: Principal, room: RoomFacts, *, appointed: bool, appoints: bool = False) -> None:
+    """Who may moderate the chat: the room's runners and the moderators they `appointed` (looked up by the
+    caller, in Redis, only when `may_run` is false); only runners may appoint or remove moderators (`appoints`)."""
+    runner = may_run(who, room)
+    if appoints and not runner:
+        raise Forbidden(f"only {_RUNNERS} may appoint moderators")
+    if not (runner or appointed):
+        if not who.authenticated:
+            raise Unauthorized("sign in to moderate")
+        raise Forbidden("only the room's host, its moderators or an admin may moderate the chat")
+
+
+def require_chatter(who: Principal) -> None:
+    """Who may chat in a room they have joined: anyone signed in (Redis then checks live, mute, ban, rate)."""
+    if not who.authenticated:
+        raise Unauthorized("sign in to chat; anonymous viewers can watch and like")
+
+
+def require_buyer(who: Principal) -> None:
+    """Who may buy: anyone signed in (checked before the room is looked up, so an anonymous caller is told to
+    sign in rather than that a private room does not exist), in a room they can see, while `require_buying_open`."""
+    if not who.authenticated:
+        raise Unauthorized("sign in to buy")
+
+
+def require_buying_open(room: RoomFacts) -> None:
+    """A room sells while the show is on."""
+    if room.status is not RoomStatus.LIVE:
+        raise RoomNotLive("the room is not live; you can buy while the show is on")
+
+
+def require_sellable(room: RoomFacts, brand_id: int) -> None:
+    """A room sells (and pins) only the products of the brands it features."""
+    if brand_id not in room.brand_ids:
+        raise Forbidden("this product's brand is not featured in the room; feature the brand first")
+
+
+# --- queries and the life cycle -------------------------------------------------------------------------------
+
+
+def _loaded() -> Select[Room]:
+    return select(Room).options(selectinload(Room.host), selectinload(Room.brands))
 
 
 def _visible_filter(who: Principal) -> Select[Room]:
@@ -163,10 +292,6 @@ async def create_room(
     return await get_room(session, who, room.id)
 
 
-def _require_runner(who: Principal, room: Room, action: str) -> None:
-    require(who, who.is_admin or who.user_id == room.host_id, action, "the room's host or an admin")
-
-
 async def update_room(
     session: AsyncSession,
     who: Principal,
@@ -178,7 +303,7 @@ async def update_room(
     visibility: RoomVisibility | None,
 ) -> Room:
     room = await get_room(session, who, room_id)
-    _require_runner(who, room, "edit this room")
+    require_runner(who, room, "edit this room")
     if room.status is RoomStatus.ENDED:
         raise Conflict("this room has ended and can no longer be edited")
     if scheduled_start is not None:
@@ -226,9 +351,9 @@ async def video_room(session: AsyncSession, who: Principal, room_id: int, *, pub
     """The room whose video `who` may publish (its host or an admin, until it ends) or watch: anyone who can see
     the room, while it is live (its host and admins also before, to check the picture before the show)."""
     room = await get_room(session, who, room_id)
-    runner = who.is_admin or who.user_id == room.host_id
+    runner = may_run(who, room)
     if publish:
-        _require_runner(who, room, "publish video to this room")
+        require_runner(who, room, "publish video to this room")
     if room.status is RoomStatus.ENDED:
         raise Conflict("this room has ended; its video cannot be published or watched")
     if not publish and not runner and room.status is not RoomStatus.LIVE:
@@ -238,12 +363,12 @@ async def video_room(session: AsyncSession, who: Principal, room_id: int, *, pub
 
 async def go_live(session: AsyncSession, who: Principal, room_id: int) -> Room:
     room = await get_room(session, who, room_id)
-    _require_runner(who, room, "start this room")
+    require_runner(who, room, "start this room")
     return await _transition(session, room, {RoomStatus.SCHEDULED}, RoomStatus.LIVE, "started_at")
 
 
 async def end_room(session: AsyncSession, who: Principal, room_id: int) -> Room:
     """End a live room, or cancel a scheduled one. Final."""
     room = await get_room(session, who, room_id)
-    _require_runner(who, room, "end this room")
+    require_runner(who, room, "end this room")
     return await _transition(session, room, {RoomStatus.SCHEDULED, RoomStatus.LIVE}, RoomStatus.ENDED, "ended_at")

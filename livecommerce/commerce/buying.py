@@ -56,7 +56,6 @@ from livecommerce.commerce.pools import (
 from livecommerce.errors import (
     ClientError,
     Conflict,
-    Forbidden,
     InvalidRequest,
     NotFound,
     ServiceUnavailable,
@@ -187,12 +186,6 @@ class SaleNotRunning(PurchaseRefused):
     title = "Sale not running"
 
 
-class RoomNotLive(PurchaseRefused):
-    status = 409
-    code = "room_not_live"
-    title = "The room is not live"
-
-
 class HoldExpired(ClientError):
     status = 410
     code = "hold_expired"
@@ -263,10 +256,6 @@ class RoomInfo:
     host_name: str
     brands: tuple[tuple[int, str], ...]  # (id, name), by id
     started_at: datetime | None
-
-    def visible_to(self, who: Principal) -> bool:
-        """`rooms.can_see`, for this room."""
-        return room_rules.can_see(who, self.visibility, self.host_id, self.brand_ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,8 +366,7 @@ class Buying:
         """The room as `who` may see it (else NotFound). Cached; while the database is down, the last good
         value (up to `_KEEP_SECONDS` old). `fresh` reads the database now and fails when it is down."""
         info = await self._rooms.get(room_id, lambda: self._lookup_room(room_id), fresh=fresh)
-        if not info.visible_to(who):
-            raise NotFound(f"no room with id {room_id}")
+        room_rules.require_visible(who, info)
         return info
 
     async def _lookup_room(self, room_id: int) -> RoomInfo:
@@ -415,8 +403,7 @@ class Buying:
         product = await session.get(Product, product_id)
         if product is None:
             raise NotFound(f"no product with id {product_id}")
-        if product.brand_id not in room.brand_ids:
-            raise Forbidden("this product's brand is not featured in the room")
+        room_rules.require_sellable(room, product.brand_id)
         sale = await session.scalar(
             select(FlashSale)
             .join(sale_rooms, and_(sale_rooms.c.sale_id == FlashSale.id, sale_rooms.c.room_id == room.id))
@@ -460,11 +447,10 @@ class Buying:
         """Reserve `quantity` of `product_id` as sold in `room_id`. Returns (hold, replayed): a retry with the
         same `key` gets the same hold back. A `code` or `sale_id` names a sale: when the product does not sell
         from it (or any sale) now, the buy is refused rather than made at another price."""
-        if not who.authenticated or who.user_id is None:
-            raise Unauthorized("sign in to buy")
+        room_rules.require_buyer(who)
+        assert who.user_id is not None
         room = await self.room(room_id, who)
-        if room.status is not RoomStatus.LIVE:
-            raise RoomNotLive("the room is not live; you can buy while the show is on")
+        room_rules.require_buying_open(room)
         offer = await self.offer(room, product_id)
         if not _sells_from(offer, code, sale_id):  # the cache may be a second behind: ask SQL before refusing
             offer = await self.offer(room, product_id, fresh=True)

@@ -1,4 +1,7 @@
-"""The hub: Socket.IO events in, rules applied, state in Redis, events out to every viewer of a room.
+"""The hub: the Socket.IO gateway. Events in (each declared once, with its schema, by `@_on`), validated,
+the room's rules applied (`livecommerce.rooms`), published through `LiveRooms`, acknowledged; events out to
+every local viewer of a room through the `Fanout`. Likes and viewer counts are `counters.Counters`, the
+pinned product's stock `stock.StockCounters`; the bus and its catch-up belong to `LiveRooms`.
 
 Flow of an event (a pin, a chat message): the handler validates the payload (`protocol`), checks the rule
 (who may, which room state allows it), publishes it through `LiveRooms` — one Lua script that appends to the
@@ -16,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import socketio
@@ -28,7 +31,6 @@ from livecommerce.accounts import Account, Accounts
 from livecommerce.api.routing import validation_problem
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
-from livecommerce.commerce.pools import PoolId, Stock
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -40,11 +42,13 @@ from livecommerce.errors import (
     Unauthorized,
 )
 from livecommerce.hub import protocol as p
+from livecommerce.hub.counters import Counters
 from livecommerce.hub.fanout import Fanout
+from livecommerce.hub.stock import StockCounters
 from livecommerce.live import events as ev
 from livecommerce.live.events import Event
 from livecommerce.live.rooms import LiveRooms
-from livecommerce.models import Product, Room, RoomStatus
+from livecommerce.models import Product, Room
 from livecommerce.outage import Warnings, dependency_down, unavailable
 
 __all__ = ["Hub"]
@@ -54,8 +58,6 @@ _outages = Warnings(log)
 
 _EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
 _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
-_COUNTER_INTERVAL = 0.25
-_STOCK_INTERVAL = 0.1  # stock counters: at most ~10 updates a second per product, whatever the purchase rate
 _ACCOUNT_RECHECK_INTERVAL = 10.0  # every open socket's account, read again (announcements do it at once)
 _JOIN_DB_WAIT = 2.0  # seconds a join waits for the database before it uses the kept room
 
@@ -83,6 +85,26 @@ class _Connection:
         return True
 
 
+_Handler = Callable[..., Awaitable[dict[str, Any]]]  # (hub, sid, connection, validated payload) -> ack data
+_H = TypeVar("_H", bound=_Handler)
+_Validator = type[BaseModel] | TypeAdapter[Any]
+
+# Client event name -> (the validator of its payload, its handler): declared once per event, by `_on`.
+EVENTS: dict[str, tuple[_Validator, _Handler]] = {}
+
+
+def _on(event: str, validator: _Validator) -> Callable[[_H], _H]:
+    """Declare a client event: its name, its payload's schema (`protocol`) and, decorated, its handler."""
+
+    def declare(handler: _H) -> _H:
+        if event in EVENTS:
+            raise RuntimeError(f"the {event!r} event is declared twice")
+        EVENTS[event] = (validator, handler)
+        return handler
+
+    return declare
+
+
 class Hub:
     """One per web process. `install` registers the socket handlers; `run` owns the background loops."""
 
@@ -105,28 +127,12 @@ class Hub:
         self.signer = signer
         self.buying = buying
         self.accounts = accounts
-        buying.batcher.on_stock = self._stock_reported
         accounts.subscribe(self._accounts_changed)
         live.listen(self._on_room_event)
         self._connections: dict[str, _Connection] = {}
         self._rechecks: set[asyncio.Task[None]] = set()
-        # Stock counters: the pool each room shows (from its pin), and the last stock sent for each pool.
-        self._room_pools: dict[int, PoolId] = {}
-        self._sent_stock: dict[PoolId, Stock] = {}
-        self._pending_likes: dict[int, int] = {}
-        self._counted_rooms: set[int] = set()
-        self._handlers: dict[str, Callable[[str, _Connection, Any], Awaitable[dict[str, Any]]]] = {
-            "join": self._join,
-            "leave": self._leave,
-            "chat": self._chat,
-            "like": self._like,
-            "pin": self._pin,
-            "unpin": self._unpin,
-            "moderate": self._moderate,
-            "buy": self._buy,
-            "checkout": self._checkout,
-            "cancel_hold": self._cancel_hold,
-        }
+        self.counters = Counters(fanout, live.store)
+        self.stock = StockCounters(fanout, buying.inventory, buying.batcher)
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         sio.on("*", self._on_event)
@@ -138,8 +144,8 @@ class Hub:
         is `LiveRooms`', run by its own context)."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.fanout.run(), name="hub-fanout")
-            group.create_task(self._counters_loop(), name="hub-counters")
-            group.create_task(self._stock_loop(), name="hub-stock")
+            group.create_task(self.counters.run(), name="hub-counters")
+            group.create_task(self.stock.run(), name="hub-stock")
             group.create_task(self._accounts_loop(), name="hub-accounts")
 
     # --- connections ------------------------------------------------------------------------------------------
@@ -234,16 +240,16 @@ class Hub:
                 raise TooManyRequests(
                     f"too many events: at most {_EVENTS_PER_SECOND:g} per second; slow down", retry_after=1
                 )
-            handler = self._handlers.get(event)
-            validator = p.CLIENT_EVENTS.get(event)
-            if handler is None or validator is None:
-                raise NotFound(f"unknown event {event!r}; the events are {', '.join(sorted(p.CLIENT_EVENTS))}")
+            declared = EVENTS.get(event)
+            if declared is None:
+                raise NotFound(f"unknown event {event!r}; the events are {', '.join(sorted(EVENTS))}")
+            validator, handler = declared
             if extra:
                 raise InvalidRequest(f"{event} takes one payload object, got {1 + len(extra)} arguments")
             if len(orjson.dumps(data, default=str)) > p.MAX_EVENT_BYTES:
                 raise PayloadTooLarge(f"the {event} payload is larger than {p.MAX_EVENT_BYTES} bytes")
             payload = _validate(validator, data, event)
-            return p.ok_ack(await handler(sid, connection, payload))
+            return p.ok_ack(await handler(self, sid, connection, payload))
         except ClientError as error:
             return p.error_ack(error)
         except Exception as exc:  # a fault must not end the connection or go unanswered
@@ -271,6 +277,7 @@ class Hub:
                 raise
             return await self.buying.room(room_id, who), False
 
+    @_on("join", p.Join)
     async def _join(self, sid: str, connection: _Connection, event: p.Join) -> dict[str, Any]:
         room, current = await self._joinable(connection.who, event.room_id)
         if room.id not in connection.rooms and len(connection.rooms) >= p.MAX_ROOMS_PER_CONNECTION:
@@ -286,16 +293,13 @@ class Hub:
             if missed is not None:
                 return {"room_id": room.id, "replay": [e.as_wire(room.id) for e in missed]}
         snapshot = await self.live.snapshot(room.id)
-        self._track_pin(room.id, snapshot.pinned)
-        stock = None
-        pool = self._room_pools.get(room.id)
-        if pool is not None:
-            found = (await self.buying.inventory.stock([pool])).get(pool)
-            stock = None if found is None else ev.stock(room.id, pool.name, found.as_wire())
+        self.stock.track_pin(room.id, snapshot.pinned)
+        stock = await self.stock.current(room.id)
         status = room.status.value if current else (snapshot.status or room.status.value)
         wire = {"room": _room_wire(room, status), **snapshot.as_wire(), "stock": stock}
         return {"room_id": room.id, "snapshot": wire}
 
+    @_on("leave", p.Leave)
     async def _leave(self, sid: str, connection: _Connection, event: p.Leave) -> dict[str, Any]:
         if event.room_id in connection.rooms:
             connection.rooms.discard(event.room_id)
@@ -313,9 +317,9 @@ class Hub:
 
     # --- chat and likes ---------------------------------------------------------------------------------------
 
+    @_on("chat", p.Chat)
     async def _chat(self, sid: str, connection: _Connection, event: p.Chat) -> dict[str, Any]:
-        if not connection.who.authenticated:
-            raise Unauthorized("sign in to chat; anonymous viewers can watch and like")
+        room_rules.require_chatter(connection.who)
         self._require_member(connection, event.room_id)
         assert connection.who.user_id is not None
         posted = await self.live.post_chat(
@@ -324,51 +328,27 @@ class Hub:
         )  # fmt: skip
         return {"message": posted.payload}
 
+    @_on("like", p.Like)
     async def _like(self, sid: str, connection: _Connection, event: p.Like) -> dict[str, Any]:
         self._require_member(connection, event.room_id)
-        self._pending_likes[event.room_id] = self._pending_likes.get(event.room_id, 0) + event.count
+        self.counters.like(event.room_id, event.count)
         return {}
-
-    async def _counters_loop(self) -> None:
-        """Fold likes and local viewer counts into Redis and broadcast the totals, a few times a second."""
-        while True:
-            await asyncio.sleep(_COUNTER_INTERVAL)
-            counts = self.fanout.local_counts()
-            rooms = set(counts) | set(self._pending_likes) | self._counted_rooms
-            self._counted_rooms = set(counts)
-            for room in rooms:
-                likes = self._pending_likes.pop(room, 0)
-                try:
-                    total_likes, viewers = await self.store.counters(room, likes, counts.get(room, 0))
-                except Exception:
-                    self._pending_likes[room] = self._pending_likes.get(room, 0) + likes  # keep them for later
-                    log.exception("updating the counters of room %d failed; retrying", room)
-                    continue
-                if room in counts:
-                    self.fanout.set_counters(room, viewers, total_likes)
 
     # --- host actions -----------------------------------------------------------------------------------------
 
     async def _runnable(self, connection: _Connection, room_id: int, action: str) -> Room:
         room = await self._room(connection.who, room_id)
-        who = connection.who
-        if not (who.is_admin or who.user_id == room.host_id):
-            if not who.authenticated:
-                raise Unauthorized(f"sign in to {action}")
-            raise Forbidden(f"only the room's host or an admin may {action}")
-        if room.status is not RoomStatus.LIVE:
-            raise Conflict(f"the room is {room.status.value}; you can {action} only while it is live")
+        room_rules.require_live_runner(connection.who, room, action)
         return room
 
+    @_on("pin", p.Pin)
     async def _pin(self, sid: str, connection: _Connection, event: p.Pin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "pin products")
         async with self.sessions() as session:
             product = await session.get(Product, event.product_id)
         if product is None:
             raise NotFound(f"no product with id {event.product_id}")
-        if product.brand_id not in {brand.id for brand in room.brands}:
-            raise Forbidden("this product's brand is not featured in the room; feature the brand first")
-        self.buying.forget_room(room.id)
+        self.buying.forget_room(room.id)  # the offer's lookup applies `rooms.require_sellable` to the room now
         offer = await self.buying.offer(await self.buying.room(room.id, connection.who), product.id, fresh=True)
         stock = (await self.buying.inventory.stock([offer.pool])).get(offer.pool)
         shown = ev.pinned(
@@ -380,21 +360,20 @@ class Hub:
         )
         return (await self.live.publish(room.id, shown)).live_payload(room.id)
 
+    @_on("unpin", p.Unpin)
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "unpin products")
         return (await self.live.publish(room.id, ev.unpinned(room.id))).live_payload(room.id)
 
+    @_on("moderate", p.MODERATE)
     async def _moderate(self, sid: str, connection: _Connection, event: Any) -> dict[str, Any]:
         room = await self._room(connection.who, event.room_id)
         who = connection.who
-        owner = who.is_admin or who.user_id == room.host_id
-        moderator = owner or (who.user_id is not None and await self.store.is_moderator(room.id, who.user_id))
-        if event.action in {"add_moderator", "remove_moderator"} and not owner:
-            raise Forbidden("only the room's host or an admin may appoint moderators")
-        if not moderator:
-            if not who.authenticated:
-                raise Unauthorized("sign in to moderate")
-            raise Forbidden("only the room's host, its moderators or an admin may moderate the chat")
+        appointed = not room_rules.may_run(who, room) and (
+            who.user_id is not None and await self.store.is_moderator(room.id, who.user_id)
+        )
+        appoints = event.action in {"add_moderator", "remove_moderator"}
+        room_rules.require_moderator(who, room, appointed=appointed, appoints=appoints)
         action = event.action
         if action == "mute":
             await self.store.mute(room.id, event.user_id, event.seconds)
@@ -420,6 +399,7 @@ class Hub:
 
     # --- buying -----------------------------------------------------------------------------------------------
 
+    @_on("buy", p.Buy)
     async def _buy(self, sid: str, connection: _Connection, event: p.Buy) -> dict[str, Any]:
         self._require_member(connection, event.room_id)
         hold, replayed = await self.buying.buy(
@@ -428,61 +408,15 @@ class Hub:
         )  # fmt: skip
         return {"hold": hold_wire(hold), "replayed": replayed}
 
+    @_on("checkout", p.Checkout)
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:
         hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number)
         return {"hold": hold_wire(hold)}
 
+    @_on("cancel_hold", p.CancelHold)
     async def _cancel_hold(self, sid: str, connection: _Connection, event: p.CancelHold) -> dict[str, Any]:
         hold = await self.buying.cancel(connection.who, event.hold_id)
         return {"hold": hold_wire(hold)}
-
-    def _track_pin(self, room: int, pinned: dict[str, Any] | None) -> None:
-        """Remember which pool a room's pinned product sells from, for its stock counter."""
-        offer = (pinned or {}).get("offer") if (pinned or {}).get("product") else None
-        pool = offer.get("pool") if isinstance(offer, dict) else None
-        if isinstance(pool, str):
-            try:
-                self._room_pools[room] = PoolId.parse(pool)
-                return
-            except ValueError:
-                pass
-        self._room_pools.pop(room, None)
-
-    def _push_stock(self, pool: PoolId, stock: Stock) -> None:
-        """Send `stock` to the local viewers of every room showing `pool`, if it changed (latest wins)."""
-        if self._sent_stock.get(pool) == stock:
-            return
-        self._sent_stock[pool] = stock
-        for room, shown in self._room_pools.items():
-            if shown == pool:
-                self.fanout.set_state(room, "stock", ev.STOCK, ev.stock(room, pool.name, stock.as_wire()))
-
-    def _stock_reported(self, pool: PoolId, stock: Stock) -> None:
-        """A reservation here just saw `pool`'s stock: sold out is shown at once, other changes wait for the
-        next poll (so the rate of updates does not follow the rate of purchases)."""
-        if stock.sold_out:
-            self._push_stock(pool, stock)
-
-    async def _stock_loop(self) -> None:
-        """Poll the stock of pools shown in rooms with local viewers, ten times a second, in one round trip."""
-        while True:
-            await asyncio.sleep(_STOCK_INTERVAL)
-            local = self.fanout.rooms()
-            for room in [room for room in self._room_pools if room not in local]:
-                del self._room_pools[room]
-            pools = sorted(set(self._room_pools.values()))
-            for pool in [pool for pool in self._sent_stock if pool not in pools]:
-                del self._sent_stock[pool]
-            if not pools:
-                continue
-            try:
-                stocks = await self.buying.inventory.stock(pools)
-            except Exception:
-                log.exception("reading stock counters failed; retrying")
-                continue
-            for pool, stock in stocks.items():
-                self.buying.batcher.stock_changed(pool, stock)
-                self._push_stock(pool, stock)
 
     # --- what this process hears ------------------------------------------------------------------------------
 
@@ -493,7 +427,7 @@ class Hub:
         elif event.event == ev.CHAT:  # the batch around it is built by the fan-out with `events.chat_batch_json`
             self.fanout.add_chat(room, event.payload)
         elif event.event == ev.PINNED:
-            self._track_pin(room, event.payload)
+            self.stock.track_pin(room, event.payload)
             self.fanout.set_state(room, ev.PINNED, ev.PINNED, event.live_payload(room))
         else:
             if event.event == ev.ROOM_STATUS:
@@ -507,7 +441,7 @@ class _Internal(ClientError):
     title = "Internal error"
 
 
-def _validate(validator: type[BaseModel] | TypeAdapter[Any], data: Any, event: str) -> Any:
+def _validate(validator: _Validator, data: Any, event: str) -> Any:
     if not isinstance(data, dict):
         raise InvalidRequest(f"the {event} payload must be a JSON object")
     try:

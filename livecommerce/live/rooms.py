@@ -94,7 +94,7 @@ class LiveRooms:
         return self._deliver(room, Event(seq, event.name, event.payload))
 
     async def sync_status(self, room: int, status: str) -> Event | None:
-        """Make Redis agree with the system of record (see `RoomStore.sync_status`); the event if it changed."""
+        """Make Redis agree with the system of record (see `RoomStore.publish_status`); the event if it changed."""
         event = ev.room_status(room, status)
         seq = await self.store.publish_status(room, event, only_if_changed=True)
         return None if seq is None else self._deliver(room, Event(seq, ev.ROOM_STATUS, event.payload))

@@ -247,20 +247,10 @@ class RoomStore:
         assert seq is not None  # only 'change' can skip
         return seq
 
-    async def set_status(self, room: int, status: str) -> str:
-        """Set the room's status and publish a `room_status` event; returns its seq."""
-        seq = await self.publish_status(room, ev.room_status(room, status))
-        assert seq is not None
-        return seq
-
-    async def sync_status(self, room: int, status: str) -> str | None:
-        """Make Redis agree with the system of record: when the stored status differs (or is missing), set it
-        and publish `room_status` (returns its seq); else change nothing and return None."""
-        return await self.publish_status(room, ev.room_status(room, status), only_if_changed=True)
-
     async def publish_status(self, room: int, event: ServerEvent, *, only_if_changed: bool = False) -> str | None:
-        """Set the room's status to a `room_status` event's and publish it, exactly as built; its seq (None when
-        `only_if_changed` and the status was already that)."""
+        """Set the room's status to a `room_status` event's and publish it, exactly as built; returns its seq.
+        With `only_if_changed`, make Redis agree with the system of record: when the stored status differs (or is
+        missing) set it and publish, else change nothing and return None."""
         if event.name != ROOM_STATUS:
             raise ValueError(f"publish_status publishes room_status events, not {event.name!r}")
         status = str(event.payload["status"]).encode()
@@ -414,9 +404,6 @@ class RoomStore:
     async def unban(self, room: int, user_id: int) -> None:
         await self._redis.srem(room_key(room, "bans"), str(user_id))
 
-    async def is_banned(self, room: int, user_id: int) -> bool:
-        return bool(await self._redis.sismember(room_key(room, "bans"), str(user_id)))
-
     async def set_slow_mode(self, room: int, seconds: int) -> None:
         """One message per user every `seconds` (0 = off). Not announced: the caller publishes its own event."""
         if seconds < 0:
@@ -433,9 +420,6 @@ class RoomStore:
             if entries:
                 pipe.sadd(key, *entries)
             await pipe.execute()
-
-    async def blocked_words(self, room: int) -> set[str]:
-        return {codec.text(word) for word in await self._redis.smembers(room_key(room, "blocked"))}
 
     async def add_moderator(self, room: int, user_id: int) -> None:
         await self._redis.sadd(room_key(room, "mods"), str(user_id))

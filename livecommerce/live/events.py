@@ -5,8 +5,8 @@ A logged event (`ServerEvent`, published with `LiveRooms.publish`) rests in the 
 `live_payload` adds it back, and is the one way a logged event becomes what a viewer receives — whether it
 arrives live (this process's delivery or another process's, through the bus) or in a join's `replay` list.
 That is what keeps a replayed event byte for byte the live one (chat once differed: it was shaped in three
-places). Chat is the exception in form only: the log keeps its fields (`chat_post.lua`), `chat_message`
-shapes them, and a live or replayed chat event is a batch of them (`chat_batch_json`).
+places). Chat is the exception in form only: the log and the bus keep its fields (`chat_post.lua`),
+`chat_message` shapes them, and a live or replayed chat event is a batch of them (`chat_batch_json`).
 
 Events that are never logged: `stock` and `counters` (latest state, coalesced by the fan-out) and `resync`.
 """
@@ -151,15 +151,15 @@ def video(room: int, state: str) -> ServerEvent:
     return ServerEvent(VIDEO, {"room_id": room, "state": state, "ts": _now_ms()}, state=VIDEO)
 
 
-def chat_message(seq: str, message: Mapping[str, Any]) -> Payload:
-    """A chat message in its one wire shape and key order, from the log's fields (`RoomStore`), from
-    chat_post.lua's bus message (a Lua table: its keys in no set order) or from a post."""
-    user = message["user"]
+def chat_message(seq: str, fields: Mapping[str, Any]) -> Payload:
+    """A chat message in its one wire shape and key order, from its logged fields (`user_id`, `display_name`,
+    `text`, `ts`; text or numbers) — as the log keeps them (`RoomStore`), as chat_post.lua's bus message
+    carries them, and as a post returns them."""
     return {
         "id": seq,
-        "user": {"id": int(user["id"]), "name": str(user["name"])},
-        "text": str(message["text"]),
-        "ts": int(message["ts"]),
+        "user": {"id": int(fields["user_id"]), "name": str(fields["display_name"])},
+        "text": str(fields["text"]),
+        "ts": int(fields["ts"]),
     }
 
 

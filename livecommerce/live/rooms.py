@@ -169,12 +169,16 @@ class LiveRooms:
         return True
 
     def _on_bus_event(self, room: int, seq: str, event: str, payload: Payload) -> None:
-        key, last = codec.seq_key(seq), self._bus_seq.get(room)
-        if last is not None and key is not None and key > (codec.seq_key(last) or (0, 0)):
-            self._bus_seq[room] = seq
-        if event == ev.CHAT:  # chat_post.lua's bus message: the message's fields, in no set order
+        if event == ev.CHAT:  # chat_post.lua's bus message: the logged fields
             payload = ev.chat_message(seq, payload)
-        self._deliver(room, Event(seq, event, payload))
+        self._heard(room, Event(seq, event, payload))
+
+    def _heard(self, room: int, event: Event) -> None:
+        """Another process's event, from the bus or from the log after a bus outage."""
+        key, last = codec.seq_key(event.seq), self._bus_seq.get(room)
+        if last is not None and key is not None and key > (codec.seq_key(last) or (0, 0)):
+            self._bus_seq[room] = event.seq
+        self._deliver(room, event)
 
     def _on_bus_reconnect(self, rooms: frozenset[int]) -> None:
         """The bus was down: fetch what each room logged meanwhile, so viewers who stayed connected miss nothing."""
@@ -196,7 +200,7 @@ class LiveRooms:
             self._hand(room, Event("", ev.RESYNC, ev.resync(room)))
             return
         for event in missed:
-            self._on_bus_event(room, event.seq, event.event, event.payload)
+            self._heard(room, event)
 
 
 LIVE: Final = web.AppKey("live", LiveRooms)

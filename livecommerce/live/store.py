@@ -371,8 +371,8 @@ class RoomStore:
         if code != "ok":
             raise _refusal(code, reply[1:])
         seq = codec.text(reply[1])
-        message = {"user": {"id": user_id, "name": display_name}, "text": text, "ts": int(reply[2])}
-        return Event(seq, CHAT, ev.chat_message(seq, message))
+        fields = {"user_id": user_id, "display_name": display_name, "text": text, "ts": int(reply[2])}
+        return Event(seq, CHAT, ev.chat_message(seq, fields))
 
     async def delete_chat(self, room: int, message_seq: str) -> str | None:
         """Remove a chat message from the log and publish `chat_deleted`; returns that event's seq, or None when
@@ -464,9 +464,8 @@ def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None:
     try:
         event = fields[b"event"].decode()
         if event == CHAT:
-            user = {"id": fields[b"user_id"].decode(), "name": fields[b"display_name"].decode()}
-            message = {"user": user, "text": fields[b"text"].decode(), "ts": fields[b"ts"].decode()}
-            return Event(seq, event, ev.chat_message(seq, message))
+            logged = {name: fields[name.encode()].decode() for name in ("user_id", "display_name", "text", "ts")}
+            return Event(seq, event, ev.chat_message(seq, logged))
         payload = codec.unpack(fields[b"payload"])
         if isinstance(payload, dict):
             return Event(seq, event, payload)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from aiohttp import web
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection
@@ -37,7 +38,7 @@ from livecommerce.errors import ClientError, ServiceUnavailable, Unauthorized
 from livecommerce.models import AccountStatus, Role, User
 from livecommerce.recent import RecentCache
 
-__all__ = ["CHANNEL", "Account", "AccountDeleted", "AccountSuspended", "Accounts", "OnChange"]
+__all__ = ["ACCOUNTS", "CHANNEL", "Account", "AccountDeleted", "AccountSuspended", "Accounts", "OnChange"]
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +252,9 @@ class Accounts:
                 callback(user_ids)
             except Exception:
                 log.exception("an account change subscriber failed")
+
+
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 
 
 def _unavailable(exc: BaseException) -> ServiceUnavailable:

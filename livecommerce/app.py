@@ -23,14 +23,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce import health, ratelimit, webapp
-from livecommerce.accounts import Accounts
+from livecommerce.accounts import ACCOUNTS, Accounts
 from livecommerce.aio import cancel_and_wait
+from livecommerce.api import routes
 from livecommerce.api.middleware import authenticate, problems, read_deadline
 from livecommerce.api.openapi import build_openapi
-from livecommerce.api.rest import ROUTER
 from livecommerce.auth import TokenSigner
 from livecommerce.commerce.batcher import ReservationBatcher
-from livecommerce.commerce.buying import Buying
+from livecommerce.commerce.buying import BUYING, Buying
 from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
@@ -39,9 +39,11 @@ from livecommerce.database import open_database, session_factory
 from livecommerce.embedded_redis import MIN_REDIS_MAJOR
 from livecommerce.errors import ConfigError
 from livecommerce.hub import runtime as hub_runtime
+from livecommerce.live.rooms import LIVE
 from livecommerce.media import http as media_http
+from livecommerce.services import SERVICES, Services
 from livecommerce.settings import Settings
-from livecommerce.state import ACCOUNTS, BUYING, ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
+from livecommerce.state import ENGINE, REDIS, SESSIONS, SETTINGS, SIGNER
 
 __all__ = ["create_app", "resolve_secret"]
 
@@ -144,6 +146,12 @@ async def _accounts_context(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait([task])
 
 
+async def _services_context(app: web.Application) -> AsyncIterator[None]:
+    """The domain services, told of live-room changes through `LiveRooms` (the domain never imports it)."""
+    app[SERVICES] = Services(sessions=app[SESSIONS], buying=app[BUYING], accounts=app[ACCOUNTS], notices=app[LIVE])
+    yield
+
+
 def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     """The application for `settings`, using the Redis at `redis_url` (embedded or configured)."""
     # aiohttp closes a connection whose handler is idle — waiting for a request's headers to be complete —
@@ -164,11 +172,12 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
         app.cleanup_ctx.append(_demo_worker_context)
     ratelimit.install(app)
     hub_runtime.install(app)
+    app.cleanup_ctx.append(_services_context)  # after the live rooms' context (in the hub's install)
     media_http.install(app)
     webapp.install(app)
-    ROUTER.install(app)
+    routes.install(app)
     health.add_routes(app)
-    document = orjson.dumps(build_openapi(ROUTER.endpoints, media_http.openapi_paths()))
+    document = orjson.dumps(build_openapi(routes.ENDPOINTS, media_http.openapi_paths()))
 
     async def openapi(_request: web.Request) -> web.Response:
         return web.Response(body=document, content_type="application/json")

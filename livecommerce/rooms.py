@@ -34,6 +34,7 @@ from livecommerce.paging import cut_page
 __all__ = [
     "RoomFacts",
     "RoomNotLive",
+    "RoomNotices",
     "can_see",
     "create_room",
     "end_room",
@@ -76,6 +77,17 @@ class RoomFacts(Protocol):
     def host_id(self) -> int: ...
     @property
     def brand_ids(self) -> Collection[int]: ...
+
+
+class RoomNotices(Protocol):
+    """Where the domain tells a room's live viewers of a committed change (implemented by the socket hub, wired
+    in `app.py`, so the domain never imports a transport)."""
+
+    async def room_status_changed(self, room: Room) -> None:
+        """The room went live or ended: every viewer hears its new status."""
+
+    async def announce_countdown(self, room_id: int, sale_id: int, starts_at_ms: int) -> None:
+        """A sale's countdown started in the room: viewers see when the sale starts."""
 
 
 class RoomNotLive(Conflict):

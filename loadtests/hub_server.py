@@ -26,12 +26,13 @@ from bench_protocol import BenchRuns, mount_routes, serve_until_stopped
 from livecommerce.app import create_app
 from livecommerce.demo import seed_demo
 from livecommerce.embedded_redis import EmbeddedRedis
+from livecommerce.hub.runtime import HUB
 from livecommerce.live import events as ev
 from livecommerce.live.events import ServerEvent
 from livecommerce.live.rooms import LIVE
 from livecommerce.models import Room, RoomStatus, utcnow
 from livecommerce.settings import Settings
-from livecommerce.state import HUB, SESSIONS, SIGNER
+from livecommerce.state import SESSIONS, SIGNER
 
 ROOM_KEY: web.AppKey[int] = web.AppKey("bench_room")
 RUNS: web.AppKey[BenchRuns] = web.AppKey("bench_runs")

@@ -12,11 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.api.reports import CSV_COLUMNS, csv_cell
+from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.order_queries import brand_order_lines
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus
-from livecommerce.state import BUYING
 from tests.helpers import World, seed_world
 
 HOSTILE_TITLE = '=HYPERLINK("http://evil.test","click")'

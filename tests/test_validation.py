@@ -14,14 +14,14 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from livecommerce.api.rest import ROUTER
+from livecommerce.api.routes import ENDPOINTS
 from livecommerce.api.routing import Endpoint
 from livecommerce.settings import Settings
 from tests.helpers import World, seed_world
 from tests.test_authorization import snapshot
 
-BODY_ROUTES = [e for e in ROUTER.endpoints if e.body is not None]
-LIST_ROUTES = [e for e in ROUTER.endpoints if e.query is not None]
+BODY_ROUTES = [e for e in ENDPOINTS if e.body is not None]
+LIST_ROUTES = [e for e in ENDPOINTS if e.query is not None]
 PLACEHOLDERS = {
     "brand_id": "brand",
     "product_id": "product",

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from livecommerce.accounts import ACCOUNTS
 from livecommerce.auth import ANONYMOUS
 from livecommerce.errors import (
     ClientError,
@@ -26,7 +27,7 @@ from livecommerce.errors import (
     Unauthorized,
 )
 from livecommerce.outage import Warnings, dependency_down, unavailable
-from livecommerce.state import ACCOUNTS, PRINCIPAL, SETTINGS, SIGNER
+from livecommerce.state import PRINCIPAL, SETTINGS, SIGNER
 
 __all__ = ["authenticate", "problem_response", "problems", "read_deadline"]
 

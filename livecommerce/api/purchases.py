@@ -1,20 +1,19 @@
 """The buying routes: reserve in a room, read, pay for and cancel a hold.
 
 The REST twins of the hub's `buy`, `checkout` and `cancel_hold` events: the same `commerce.buying` calls,
-the same error codes. Registered on the `/api/v1` router of `api/rest.py`.
+the same error codes. Its router is listed with the others in `api/routes.py`.
 """
 
 from __future__ import annotations
 
 from livecommerce.api import schemas as s
-from livecommerce.api.rest import ROUTER
-from livecommerce.api.routing import Call
-from livecommerce.commerce.buying import hold_wire
+from livecommerce.api.routing import Call, Router
+from livecommerce.commerce.buying import BUYING, hold_wire
 from livecommerce.commerce.pools import Hold
-from livecommerce.state import BUYING
 
-__all__: list[str] = []
+__all__ = ["ROUTER"]
 
+ROUTER = Router(prefix="/api/v1")
 route = ROUTER.route
 
 

@@ -1,6 +1,6 @@
 """The reporting routes: a brand's orders as CSV, and a flash sale's live figures.
 
-Registered on the `/api/v1` router of `api/rest.py`. The CSV is RFC 4180 (UTF-8, CRLF, a header row), written
+Its router is listed with the others in `api/routes.py`. The CSV is RFC 4180 (UTF-8, CRLF, a header row), written
 page by page as the database is read. Cells a person typed (titles, SKUs, payment references) could start with
 `=`, `+`, `-`, `@`, tab or carriage return, which a spreadsheet runs as a formula ("CSV injection"); such a
 cell is written with a leading `'`, which spreadsheets show as text.
@@ -15,16 +15,17 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 from livecommerce.api import schemas as s
-from livecommerce.api.rest import ROUTER
-from livecommerce.api.routing import Call, Stream
+from livecommerce.api.routing import Call, Router, Stream
 from livecommerce.commerce import order_queries
+from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.order_queries import OrderLine
 from livecommerce.commerce.sale_stats import sale_stats
 from livecommerce.models import OrderStatus
-from livecommerce.state import BUYING, SESSIONS
+from livecommerce.state import SESSIONS
 
-__all__ = ["CSV_COLUMNS", "csv_cell"]
+__all__ = ["CSV_COLUMNS", "ROUTER", "csv_cell"]
 
+ROUTER = Router(prefix="/api/v1")
 route = ROUTER.route
 
 CSV_COLUMNS = (

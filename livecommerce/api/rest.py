@@ -1,8 +1,10 @@
 """The `/api/v1` REST routes: thin mappings from wire models to the domain modules.
 
-Rules (who may do what, which states allow what) live in `catalog`, `rooms`, `users` and `commerce`; this
+Rules (who may do what, which states allow what) live in `catalog`, `rooms`, `users` and `commerce`; what
+must follow a change beyond SQL (Redis stock, sale pools, live viewers, other processes) in `services`; this
 module only translates. Each route's `access` text is published in the OpenAPI document and checked by the
-authorisation-matrix test.
+authorisation-matrix test. The buying and reporting routes have modules (and routers) of their own; the list
+of routers is `api.routes`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,9 @@ from livecommerce.accounts import Account
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
 from livecommerce.commerce import order_queries, sales
-from livecommerce.commerce.loading import load_sale
-from livecommerce.commerce.product_stock import give_units, take_units
 from livecommerce.errors import NotFound
-from livecommerce.live.rooms import LIVE
-from livecommerce.models import Brand, Order, Product, Room, SaleStatus, User
-from livecommerce.state import ACCOUNTS, BUYING, SESSIONS
+from livecommerce.models import Brand, Order, Product, Room, User
+from livecommerce.services import SERVICES, Services
 
 __all__ = ["ROUTER"]
 
@@ -57,15 +56,8 @@ def _room(room: Room) -> s.RoomOut:
     )
 
 
-async def follow_stock_change(call: Call, product_id: int, delta: int) -> None:
-    """Move the product's live pool (if any) by the `delta` this request makes to its SQL stock: removals now,
-    undone if the request fails (409 when buyers hold the units); additions once it commits."""
-    inventory = call.request.app[BUYING].inventory
-    if delta < 0:
-        await take_units(inventory, product_id, -delta)
-        call.on_rollback(lambda: give_units(inventory, product_id, -delta))
-    elif delta > 0:
-        call.on_commit(lambda: give_units(inventory, product_id, delta))
+def _services(call: Call) -> Services:
+    return call.request.app[SERVICES]
 
 
 def _sale(view: sales.SaleView) -> s.SaleOut:
@@ -128,13 +120,6 @@ async def issue_token(call: Call, user_id: int) -> s.TokenOut:
     return s.TokenOut(token=token, expires_in=call.settings.token_ttl, user=_user(user))
 
 
-def _announce_account(call: Call, user: User) -> s.UserOut:
-    """Once committed, every process applies the change: REST at once, open sockets re-authorised or closed."""
-    accounts, user_id = call.request.app[ACCOUNTS], user.id
-    call.on_commit(lambda: accounts.announce(user_id))
-    return _user(user)
-
-
 _ACCOUNT_ERRORS = (401, 403, 404, 409)
 
 
@@ -142,28 +127,28 @@ _ACCOUNT_ERRORS = (401, 403, 404, 409)
        access="admins (not for their own account, nor the last active admin)", tag="users", body=s.RoleChange,
        response=s.UserOut, errors=(*_WRITE, 404, 409))  # fmt: skip
 async def change_user_role(call: Call, user_id: int, body: s.RoleChange) -> s.UserOut:
-    user = await users.change_role(call.session, call.who, user_id, role=body.role, brand_id=body.brand_id)
-    return _announce_account(call, user)
+    user = await _services(call).change_role(call, call.who, user_id, role=body.role, brand_id=body.brand_id)
+    return _user(user)
 
 
 @route("POST", "/users/{user_id}/suspend", summary="Suspend a user: their tokens are refused until reinstated",
        access="admins (not for their own account, nor the last active admin)", tag="users", response=s.UserOut,
        errors=_ACCOUNT_ERRORS)  # fmt: skip
 async def suspend_user(call: Call, user_id: int) -> s.UserOut:
-    return _announce_account(call, await users.suspend_user(call.session, call.who, user_id))
+    return _user(await _services(call).suspend_user(call, call.who, user_id))
 
 
 @route("POST", "/users/{user_id}/reinstate", summary="Lift a user's suspension", access="admins", tag="users",
        response=s.UserOut, errors=_ACCOUNT_ERRORS)  # fmt: skip
 async def reinstate_user(call: Call, user_id: int) -> s.UserOut:
-    return _announce_account(call, await users.reinstate_user(call.session, call.who, user_id))
+    return _user(await _services(call).reinstate_user(call, call.who, user_id))
 
 
 @route("DELETE", "/users/{user_id}", summary="Delete a user: anonymised for good, their orders kept",
        access="admins (not for their own account, nor the last active admin)", tag="users", status=204,
        errors=_ACCOUNT_ERRORS)  # fmt: skip
 async def delete_user(call: Call, user_id: int) -> None:
-    _announce_account(call, await users.delete_user(call.session, call.who, user_id))
+    await _services(call).delete_user(call, call.who, user_id)
 
 
 # --- brands ---------------------------------------------------------------------------------------------------
@@ -224,10 +209,7 @@ async def get_product(call: Call, product_id: int) -> s.ProductOut:
        response=s.ProductOut, errors=(*_WRITE, 404, 409))  # fmt: skip
 async def update_product(call: Call, product_id: int, body: s.ProductUpdate) -> s.ProductOut:
     changes = body.model_dump(exclude_unset=True)
-    before = (await catalog.get_product(call.session, product_id)).stock
-    product = await catalog.update_product(call.session, call.who, product_id, changes)
-    await follow_stock_change(call, product.id, product.stock - before)
-    return _product(product)
+    return _product(await _services(call).update_product(call, call.who, product_id, changes))
 
 
 @route("DELETE", "/products/{product_id}", summary="Delete a product that has never sold",
@@ -277,24 +259,14 @@ async def update_room(call: Call, room_id: int, body: s.RoomUpdate) -> s.RoomOut
 @route("POST", "/rooms/{room_id}/live", summary="Go live", access="the room's host, admins", tag="rooms",
        response=s.RoomOut, errors=(401, 403, 404, 409))  # fmt: skip
 async def go_live(call: Call, room_id: int) -> s.RoomOut:
-    room = await rooms.go_live(call.session, call.who, room_id)
-    _announce(call, room)
-    return _room(room)
+    return _room(await _services(call).go_live(call, call.who, room_id))
 
 
 @route("POST", "/rooms/{room_id}/end", summary="End a live room, or cancel a scheduled one",
        access="the room's host, admins", tag="rooms", response=s.RoomOut,
        errors=(401, 403, 404, 409))  # fmt: skip
 async def end_room(call: Call, room_id: int) -> s.RoomOut:
-    room = await rooms.end_room(call.session, call.who, room_id)
-    _announce(call, room)
-    return _room(room)
-
-
-def _announce(call: Call, room: Room) -> None:
-    """Once committed, every live viewer of the room hears its new status (`LiveRooms`)."""
-    live = call.request.app[LIVE]
-    call.on_commit(lambda: live.room_status_changed(room))
+    return _room(await _services(call).end_room(call, call.who, room_id))
 
 
 # --- flash sales ----------------------------------------------------------------------------------------------
@@ -339,19 +311,13 @@ async def update_sale(call: Call, sale_id: int, body: s.SaleUpdate) -> s.SaleOut
              "window (a room sells a product from one sale at a time; the detail names that sale and its "
              "window).")  # fmt: skip
 async def schedule_sale(call: Call, sale_id: int) -> s.SaleOut:
-    view = await sales.schedule_sale(call.session, call.who, sale_id)
-    await follow_stock_change(call, view.sale.product_id, -view.sale.quantity)
-    return _sale(view)
+    return _sale(await _services(call).schedule_sale(call, call.who, sale_id))
 
 
 @route("POST", "/sales/{sale_id}/cancel", summary="Cancel a draft, or a scheduled sale before it starts",
        access=_SALE_MANAGERS, tag="sales", response=s.SaleOut, errors=(401, 403, 404, 409))  # fmt: skip
 async def cancel_sale(call: Call, sale_id: int) -> s.SaleOut:
-    was_scheduled = (await sales.get_sale(call.session, call.who, sale_id)).sale.status is SaleStatus.SCHEDULED
-    view = await sales.cancel_sale(call.session, call.who, sale_id)
-    if was_scheduled:
-        await follow_stock_change(call, view.sale.product_id, view.sale.quantity)
-    return _sale(view)
+    return _sale(await _services(call).cancel_sale(call, call.who, sale_id))
 
 
 @route("POST", "/sales/{sale_id}/end", summary="End a started sale now; unsold units return to stock",
@@ -360,23 +326,7 @@ async def cancel_sale(call: Call, sale_id: int) -> s.SaleOut:
              "returned the unsold units. A buy that names it (`sale_id` or one of its codes) is then refused "
              "with `sale_not_running`.")  # fmt: skip
 async def end_sale(call: Call, sale_id: int) -> s.SaleOut:
-    view = await sales.end_sale(call.session, call.who, sale_id)
-    call.on_commit(lambda: _reload_sale(call, sale_id))  # Redis stops taking reservations now
-    call.on_commit(lambda: _forget_offers(call, view))
-    return _sale(view)
-
-
-async def _forget_offers(call: Call, view: sales.SaleView) -> None:
-    """This process's buyers see the product's new terms at once (others within the offer cache's second)."""
-    for room_id in view.room_ids:
-        call.request.app[BUYING].forget_offer(room_id, view.sale.product_id)
-
-
-async def _reload_sale(call: Call, sale_id: int) -> None:
-    """A committed change to a sale's window reaches its pool in Redis at once (the worker would, later)."""
-    app = call.request.app
-    async with app[SESSIONS]() as session:
-        await load_sale(app[BUYING].inventory, session, sale_id)
+    return _sale(await _services(call).end_sale(call, call.who, sale_id))
 
 
 @route("POST", "/sales/{sale_id}/countdown", summary="Start a scheduled sale after a countdown in a room",
@@ -386,11 +336,7 @@ async def _reload_sale(call: Call, sale_id: int) -> None:
              "the sale's window over another scheduled or live sale of the product in a shared room (named)."
        )  # fmt: skip
 async def start_countdown(call: Call, sale_id: int, body: s.CountdownStart) -> s.CountdownOut:
-    started = await sales.countdown(call.session, call.who, sale_id, body.room_id, body.seconds)
-    starts_at_ms = int(started.starts_at.timestamp() * 1000)
-    live = call.request.app[LIVE]
-    call.on_commit(lambda: _reload_sale(call, sale_id))  # the pool's window follows before viewers hear of it
-    call.on_commit(lambda: live.countdown(started.room_id, sale_id, starts_at_ms))
+    started = await _services(call).countdown(call, call.who, sale_id, body.room_id, body.seconds)
     return s.CountdownOut(
         sale_id=sale_id, room_id=started.room_id, starts_at=started.starts_at, version=started.sale.version
     )
@@ -440,9 +386,3 @@ async def list_brand_orders(call: Call, brand_id: int, query: s.BrandOrderQuery)
     )
     buyers = await order_queries.buyer_names(call.session, rows)
     return s.OrderPage(items=[_order(o, buyers) for o in rows], next=cursor)
-
-
-# The buying and reporting routes live in their own modules on this router (imported last: they import ROUTER
-# from here).
-from livecommerce.api import purchases as _purchases  # noqa: E402, F401
-from livecommerce.api import reports as _reports  # noqa: E402, F401

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from redis.exceptions import RedisError
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -73,6 +74,7 @@ from livecommerce.models import (
 from livecommerce.recent import RecentCache
 
 __all__ = [
+    "BUYING",
     "Buying",
     "HoldExpired",
     "Offer",
@@ -577,3 +579,6 @@ def _pool_of(hold_id: str) -> PoolId:
         return PoolId.parse(hold_id)
     except ValueError:
         raise InvalidRequest(f"{hold_id!r} is not a hold id (like s12.345 or p7.8)") from None
+
+
+BUYING: web.AppKey[Buying] = web.AppKey("buying")

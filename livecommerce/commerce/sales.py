@@ -42,7 +42,7 @@ from livecommerce.models import (
     utcnow,
 )
 from livecommerce.paging import cut_page
-from livecommerce.rooms import get_room, visible_to
+from livecommerce.rooms import get_room, may_run, visible_to
 
 __all__ = [
     "MAX_CODES",
@@ -597,7 +597,7 @@ async def countdown(session: AsyncSession, who: Principal, sale_id: int, room_id
         raise _invalid("room_id", "unknown room", f"no room with id {room_id}") from None
     require(
         who,
-        _manages(who, sale.brand_id) or who.user_id == room.host_id,
+        _manages(who, sale.brand_id) or may_run(who, room),
         "start this sale's countdown",
         "the room's host, the sale's brand staff or an admin",
     )

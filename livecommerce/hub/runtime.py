@@ -17,21 +17,24 @@ import socketio
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from livecommerce.accounts import ACCOUNTS
+from livecommerce.commerce.buying import BUYING
 from livecommerce.hub import transport
 from livecommerce.hub.admission import Admission
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.service import Hub
 from livecommerce.live import rooms as live_rooms
 from livecommerce.live.rooms import LIVE
-from livecommerce.state import ACCOUNTS, BUYING, HUB, SESSIONS, SETTINGS, SIGNER
+from livecommerce.state import SESSIONS, SETTINGS, SIGNER
 
-__all__ = ["install", "socket_counters"]
+__all__ = ["HUB", "install", "socket_counters"]
 
 log = logging.getLogger(__name__)
 
 _MAX_PACKET_BYTES = 1024 * 1024  # past this Engine.IO drops the connection; our own limit (16 KiB) answers first
 _PATH = "/socket.io/"
 
+HUB: web.AppKey[Hub] = web.AppKey("hub")
 SIO: web.AppKey[socketio.AsyncServer] = web.AppKey("socketio")
 ADMISSION: web.AppKey[Admission] = web.AppKey("admission")
 _ADMITTED: web.RequestKey[str] = web.RequestKey("admitted_address")  # the place this handshake took

@@ -115,13 +115,13 @@ class LiveRooms:
             return None
         return self._deliver(room, Event(seq, ev.CHAT_DELETED, ev.chat_deleted(room, [message_seq])))
 
-    # --- what REST announces (the domain's `RoomNotices`) ------------------------------------------------------
+    # --- what the domain announces (`rooms.RoomNotices`) ------------------------------------------------------
 
     async def room_status_changed(self, room: Room) -> None:
         """After a go-live or end has committed: every viewer of the room hears it."""
         await self.publish(room.id, ev.room_status(room.id, room.status.value))
 
-    async def countdown(self, room_id: int, sale_id: int, starts_at_ms: int) -> None:
+    async def announce_countdown(self, room_id: int, sale_id: int, starts_at_ms: int) -> None:
         """After a countdown has committed: the room's viewers see when the sale starts."""
         await self.publish(room_id, ev.countdown(room_id, sale_id, starts_at_ms))
 

@@ -129,8 +129,7 @@ async def _room_for_delete(request: web.Request, room_id: int) -> None:
     require(who, who.authenticated, "end publishing", "the room's host or an admin")
     async with request.app[SESSIONS]() as session:
         room = await rooms.get_room(session, who, room_id)
-    require(who, who.is_admin or who.user_id == room.host_id, "end publishing in this room",
-            "the room's host or an admin")  # fmt: skip
+    rooms.require_runner(who, room, "end publishing in this room")
 
 
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)\s*$", re.MULTILINE)

@@ -9,12 +9,12 @@ from aiohttp.web import Application, Request
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.guesses import WRONG_CODES
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.pools import PoolId
 from livecommerce.database import session_factory
 from livecommerce.models import SaleCode
-from livecommerce.state import BUYING
 from tests.helpers import seed_world
 from tests.hub.test_hub import Viewer
 

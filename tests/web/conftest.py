@@ -32,11 +32,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from livecommerce.aio import cancel_and_wait
 from livecommerce.app import create_app
 from livecommerce.auth import TokenSigner
+from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.database import create_engine
 from livecommerce.models import Role
 from livecommerce.settings import Settings
-from livecommerce.state import BUYING, REDIS, SESSIONS
+from livecommerce.state import REDIS, SESSIONS
 from tests.conftest import Database, reset
 from tests.helpers import SECRET, World, seed_world
 

@@ -12,8 +12,8 @@ import re
 import pytest
 from playwright.async_api import Page, expect
 
+from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.pools import PoolId
-from livecommerce.state import BUYING
 from tests.media.peers import until
 from tests.web.conftest import DESKTOP, Pages, Site
 

@@ -29,7 +29,6 @@ __all__ = [
     "Moderate",
     "Pin",
     "Unpin",
-    "access_revoked",
     "error_ack",
     "ok_ack",
 ]
@@ -187,8 +186,3 @@ def error_ack(error: ClientError) -> dict[str, Any]:
     if error.errors:
         body["errors"] = error.errors
     return {"ok": False, "error": body}
-
-
-def access_revoked(error: ClientError) -> dict[str, Any]:
-    """The last event a socket gets before the server closes it because its account changed."""
-    return {"code": error.code, "message": error.detail}

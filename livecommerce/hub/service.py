@@ -51,7 +51,7 @@ from livecommerce.live.rooms import LiveRooms
 from livecommerce.models import Product, Room
 from livecommerce.outage import Warnings, dependency_down, unavailable
 
-__all__ = ["Hub"]
+__all__ = ["EVENTS", "Hub"]
 
 log = logging.getLogger(__name__)
 _outages = Warnings(log)
@@ -204,7 +204,7 @@ class Hub:
                 log.exception("re-authorising socket %s of user %s failed; disconnecting it", sid, user_id)
                 error = _Internal("your access could not be re-checked; reconnect")
             if error is not None:
-                await self.sio.emit("access_revoked", p.access_revoked(error), to=sid)
+                await self.sio.emit(ev.ACCESS_REVOKED, ev.access_revoked(error), to=sid)
                 await self.sio.disconnect(sid)
 
     async def _reauthorise(self, connection: _Connection, account: Account | None) -> ClientError | None:

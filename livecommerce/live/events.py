@@ -8,7 +8,8 @@ That is what keeps a replayed event byte for byte the live one (chat once differ
 places). Chat is the exception in form only: the log and the bus keep its fields (`chat_post.lua`),
 `chat_message` shapes them, and a live or replayed chat event is a batch of them (`chat_batch_json`).
 
-Events that are never logged: `stock` and `counters` (latest state, coalesced by the fan-out) and `resync`.
+Events that are never logged: `stock` and `counters` (latest state, coalesced by the fan-out), `resync`,
+and `access_revoked` (to one socket).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from typing import Any, Final
 
 import orjson
 
+from livecommerce.errors import ClientError
 from livecommerce.models import Product, RoomStatus
 
 __all__ = [
+    "ACCESS_REVOKED",
     "CHAT",
     "CHAT_DELETED",
     "CHAT_SETTINGS",
@@ -36,6 +39,7 @@ __all__ = [
     "Event",
     "Payload",
     "ServerEvent",
+    "access_revoked",
     "chat_batch_json",
     "chat_deleted",
     "chat_message",
@@ -63,6 +67,7 @@ VIDEO: Final = "video"
 STOCK: Final = "stock"
 COUNTERS: Final = "counters"
 RESYNC: Final = "resync"
+ACCESS_REVOKED: Final = "access_revoked"
 
 _STATUSES = frozenset(status.value for status in RoomStatus)
 
@@ -180,6 +185,12 @@ def stock(room: int, pool: str, counts: Mapping[str, int | bool]) -> Payload:
 def counters(room: int, viewers: int, likes: int) -> Payload:
     """`counters`: the room's totals across every process."""
     return {"room_id": room, "viewers": viewers, "likes": likes}
+
+
+def access_revoked(error: ClientError) -> Payload:
+    """`access_revoked` (to one socket, not a room): the last event before the server closes it because its
+    account changed."""
+    return {"code": error.code, "message": error.detail}
 
 
 def resync(room: int) -> Payload:

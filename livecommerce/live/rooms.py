@@ -147,7 +147,9 @@ class LiveRooms:
     # --- delivery ---------------------------------------------------------------------------------------------
 
     def _deliver(self, room: int, event: Event) -> Event:
-        if self._seen(room, event.seq):
+        # Seqs are remembered only for watched rooms (the bus may bring them again); a room no one here holds
+        # (a REST notice) hears nothing from the bus and must not grow the memory.
+        if room not in self._holders or self._seen(room, event.seq):
             self._hand(room, event)
         return event
 

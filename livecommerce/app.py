@@ -39,6 +39,7 @@ from livecommerce.database import open_database, session_factory
 from livecommerce.embedded_redis import MIN_REDIS_MAJOR
 from livecommerce.errors import ConfigError
 from livecommerce.hub import runtime as hub_runtime
+from livecommerce.live.rooms import LIVE
 from livecommerce.media import http as media_http
 from livecommerce.services import SERVICES, Services
 from livecommerce.settings import Settings
@@ -146,10 +147,8 @@ async def _accounts_context(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _services_context(app: web.Application) -> AsyncIterator[None]:
-    """The domain services, told of live-room changes through the hub (the domain never imports it)."""
-    app[SERVICES] = Services(
-        sessions=app[SESSIONS], buying=app[BUYING], accounts=app[ACCOUNTS], notices=app[hub_runtime.HUB]
-    )
+    """The domain services, told of live-room changes through `LiveRooms` (the domain never imports it)."""
+    app[SERVICES] = Services(sessions=app[SESSIONS], buying=app[BUYING], accounts=app[ACCOUNTS], notices=app[LIVE])
     yield
 
 
@@ -173,7 +172,7 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
         app.cleanup_ctx.append(_demo_worker_context)
     ratelimit.install(app)
     hub_runtime.install(app)
-    app.cleanup_ctx.append(_services_context)  # after the hub's context, whose hub it is told through
+    app.cleanup_ctx.append(_services_context)  # after the live rooms' context (in the hub's install)
     media_http.install(app)
     webapp.install(app)
     routes.install(app)

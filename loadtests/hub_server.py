@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,9 @@ from livecommerce.app import create_app
 from livecommerce.demo import seed_demo
 from livecommerce.embedded_redis import EmbeddedRedis
 from livecommerce.hub.runtime import HUB
+from livecommerce.live import events as ev
+from livecommerce.live.events import ServerEvent
+from livecommerce.live.rooms import LIVE
 from livecommerce.models import Room, RoomStatus, utcnow
 from livecommerce.settings import Settings
 from livecommerce.state import SESSIONS, SIGNER
@@ -46,7 +48,7 @@ async def _make_live(app: web.Application) -> None:
     async with app[SESSIONS]() as session:
         room = await session.get(Room, room_id)
         assert room is not None
-        await app[HUB].room_status_changed(room)
+        await app[LIVE].room_status_changed(room)
     app[ROOM_KEY] = room_id
 
 
@@ -56,12 +58,12 @@ def build_app(settings: Settings, redis_url: str) -> web.Application:
     app.on_startup.append(_make_live)
 
     def emitter(_room: str) -> Any:
-        hub, room = app[HUB], app[ROOM_KEY]
+        live, room = app[LIVE], app[ROOM_KEY]
 
         async def emit(bench: dict[str, Any]) -> None:
             # The pin path of Hub._pin after its SQL checks: log + publish in Redis, then the local fan-out.
-            payload = {"room_id": room, "product": None, "ts": time.time_ns() // 1_000_000, "bench": bench}
-            await hub._publish_state(room, "pinned", payload)
+            unpinned = ev.unpinned(room)
+            await live.publish(room, ServerEvent(ev.PINNED, {**unpinned.payload, "bench": bench}, state=ev.PINNED))
 
         return emit
 

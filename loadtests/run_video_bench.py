@@ -63,11 +63,14 @@ async def _serve(mode: str, port: int, redis_url: str) -> None:
     from aiortc.contrib.media import MediaRelay
     from redis.asyncio import Redis
 
+    from livecommerce.live.rooms import LiveRooms
     from livecommerce.media.sessions import MediaConfig, MediaService, parse_offer
 
     _loopback_ice()
     redis = Redis.from_url(redis_url)
-    service = MediaService(redis, MediaConfig(max_viewers_per_room=10_000, ice_address="127.0.0.1"))
+    service = MediaService(
+        LiveRooms(redis, "video-bench"), redis, MediaConfig(max_viewers_per_room=10_000, ice_address="127.0.0.1")
+    )
     await service.start()
     relay = MediaRelay()
     relay_source: dict[str, Any] = {}

@@ -42,7 +42,7 @@ import socketio
 
 from livecommerce.hub import transport as hub_transport
 from livecommerce.hub.frames import frames, socketio_event, socketio_event_raw, websocket_text_frame
-from livecommerce.hub.store import chat_batch_json
+from livecommerce.live import events as ev
 
 __all__ = ["Fanout", "FanoutStats"]
 
@@ -132,7 +132,6 @@ class Fanout:
         self._rooms: dict[int, _Room] = {}
         self._viewers: dict[str, _Viewer] = {}
         self._dirty: set[int] = set()  # rooms with something to send
-        self._direct: dict[str, list[bytes]] = {}  # sid -> packets from `send_to`
         self._tasks: set[asyncio.Task[Any]] = set()
         self._random = random.Random()  # noqa: S311 - sampling chat, not security
 
@@ -160,7 +159,6 @@ class Fanout:
     def leave_all(self, sid: str) -> list[int]:
         """The viewer disconnected: forget it everywhere. Returns the rooms it left."""
         viewer = self._viewers.pop(sid, None)
-        self._direct.pop(sid, None)
         if viewer is None:
             return []
         if viewer.task is not None:
@@ -215,11 +213,6 @@ class Fanout:
             state.counters = (viewers, likes)
             self._dirty.add(room)
 
-    def send_to(self, sid: str, event: str, payload: dict[str, Any]) -> None:
-        """One viewer, at the next tick, ahead of its rooms' output (e.g. a reply that is not an ack)."""
-        self._viewer(sid)
-        self._direct.setdefault(sid, []).append(socketio_event(event, payload))
-
     # --- the tick ---------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -242,12 +235,6 @@ class Fanout:
 
     def _flush(self, now: float) -> None:
         self.stats.ticks += 1
-        if self._direct:
-            direct, self._direct = self._direct, {}
-            for sid, packets in direct.items():
-                viewer = self._viewers.get(sid)
-                if viewer is not None:
-                    self._deliver(viewer, packets)
         dirty, self._dirty = self._dirty, set()
         for room_id in dirty:
             room = self._rooms.get(room_id)
@@ -280,7 +267,7 @@ class Fanout:
         if room.counters is not None and room.counters != room.sent_counters:
             if now >= room.counters_due:
                 viewers, likes = room.sent_counters = room.counters
-                tail.append(socketio_event("counters", {"room_id": room_id, "viewers": viewers, "likes": likes}))
+                tail.append(socketio_event(ev.COUNTERS, ev.counters(room_id, viewers, likes)))
                 room.counters_due = now + self._counter_interval
             else:
                 self._dirty.add(room_id)  # changed, but sent too recently: a later tick sends it
@@ -325,21 +312,6 @@ class Fanout:
         self.stats.deliveries += written * count
 
     # --- per viewer, off the common path ----------------------------------------------------------------------
-
-    def _deliver(self, viewer: _Viewer, packets: list[bytes]) -> None:
-        """Packets for one viewer alone (`send_to`), by whichever path it is on."""
-        transport = viewer.transport
-        if transport is None:
-            if not viewer.dropped:
-                self._queue(viewer, packets)
-        elif not transport.is_closing():
-            buffered = transport.get_write_buffer_size() + (viewer.queue.bytes if viewer.queue is not None else 0)
-            if buffered > self._hard_limit:
-                self._drop(viewer, transport, buffered)
-            else:
-                transport.write(frames(packets))
-                self.stats.writes += 1
-                self.stats.deliveries += len(packets)
 
     def _deliver_queued(
         self,
@@ -438,4 +410,4 @@ class Fanout:
 
 def _chat_packet(room_id: int, messages: bytes, skipped: int) -> bytes:
     """The `chat` event from messages already encoded as JSON and joined with commas."""
-    return socketio_event_raw("chat", chat_batch_json(room_id, messages, skipped))
+    return socketio_event_raw(ev.CHAT, ev.chat_batch_json(room_id, messages, skipped))

@@ -1,6 +1,7 @@
 """The hub's wire protocol: Socket.IO event names, payload schemas and the acknowledgement shape.
 
-Documented for client authors in `docs/protocol.md`; this module is the executable form of that page.
+Documented for client authors in `docs/protocol.md`; this module is the executable form of that page. Each
+client event is declared once, with its schema from here, by `@_on` in `hub/service.py` (its `EVENTS`).
 Every client event is validated against its model here (strict, unknown fields refused) before any rule
 runs, and every acknowledgement is either `{"ok": true, "data": {...}}` or
 `{"ok": false, "error": {"code", "message", "retryable", "retry_after"?}}` with the same codes the REST API uses.
@@ -17,8 +18,8 @@ from livecommerce.errors import ClientError
 
 __all__ = [
     "CHAT_MAX_CHARS",
-    "CLIENT_EVENTS",
     "MAX_EVENT_BYTES",
+    "MODERATE",
     "Buy",
     "CancelHold",
     "Chat",
@@ -29,7 +30,6 @@ __all__ = [
     "Moderate",
     "Pin",
     "Unpin",
-    "access_revoked",
     "error_ack",
     "ok_ack",
 ]
@@ -186,20 +186,6 @@ Moderate = Annotated[
 ]
 MODERATE: TypeAdapter[Any] = TypeAdapter(Moderate)
 
-# Client event name -> the validator of its payload.
-CLIENT_EVENTS: dict[str, type[BaseModel] | TypeAdapter[Any]] = {
-    "join": Join,
-    "leave": Leave,
-    "chat": Chat,
-    "like": Like,
-    "pin": Pin,
-    "unpin": Unpin,
-    "moderate": MODERATE,
-    "buy": Buy,
-    "checkout": Checkout,
-    "cancel_hold": CancelHold,
-}
-
 
 def ok_ack(data: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"ok": True, "data": data or {}}
@@ -210,8 +196,3 @@ def error_ack(error: ClientError) -> dict[str, Any]:
     `retry_after` (seconds) when waiting helps."""
     wire = error.wire()
     return {"ok": False, "error": {"code": wire.pop("code"), "message": error.detail, **wire}}
-
-
-def access_revoked(error: ClientError) -> dict[str, Any]:
-    """The last event a socket gets before the server closes it because its account changed."""
-    return {"code": error.code, "message": error.detail}

@@ -1,4 +1,5 @@
-"""Attach the hub to the aiohttp app and own its lifetime (a `cleanup_ctx`, after Redis and the database)."""
+"""Attach the hub to the aiohttp app and own its lifetime (a `cleanup_ctx`, after Redis and the database), and
+the process's `LiveRooms` (before the hub and media, which both publish and listen through it)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ from livecommerce.accounts import ACCOUNTS
 from livecommerce.commerce.buying import BUYING
 from livecommerce.hub import transport
 from livecommerce.hub.admission import Admission
-from livecommerce.hub.bus import Bus
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.service import Hub
-from livecommerce.hub.store import RoomStore
-from livecommerce.state import REDIS, SESSIONS, SETTINGS, SIGNER
+from livecommerce.live import rooms as live_rooms
+from livecommerce.live.rooms import LIVE
+from livecommerce.state import SESSIONS, SETTINGS, SIGNER
 
 __all__ = ["HUB", "install", "socket_counters"]
 
@@ -101,12 +102,10 @@ def install(app: web.Application) -> None:
     process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        redis = app[REDIS]
         hub = Hub(
             sio,
             fanout=Fanout(sio, soft_limit=budget // 4, hard_limit=budget),
-            store=RoomStore(redis, process_id),
-            bus=Bus(redis, process_id),
+            live=app[LIVE],
             sessions=app[SESSIONS],
             signer=app[SIGNER],
             buying=app[BUYING],
@@ -120,6 +119,7 @@ def install(app: web.Application) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
+    app.cleanup_ctx.append(live_rooms.context(process_id))  # the process's one bus, shared with media
     app.cleanup_ctx.append(context)
 
 

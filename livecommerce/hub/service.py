@@ -1,11 +1,15 @@
-"""The hub: Socket.IO events in, rules applied, state in Redis, events out to every viewer of a room.
+"""The hub: the Socket.IO gateway. Events in (each declared once, with its schema, by `@_on`), validated,
+the room's rules applied (`livecommerce.rooms`), published through `LiveRooms`, acknowledged; events out to
+every local viewer of a room through the `Fanout`. Likes and viewer counts are `counters.Counters`, the
+pinned product's stock `stock.StockCounters`; the bus and its catch-up belong to `LiveRooms`.
 
 Flow of an event (a pin, a chat message): the handler validates the payload (`protocol`), checks the rule
-(who may, which room state allows it), writes it through `RoomStore` — one Lua script that appends to the
-room's event log and publishes on the room's bus channel — then hands it to this process's `Fanout`, so local
-viewers are served first. Other hub processes receive it from the `Bus` (they subscribe only to rooms they
-have viewers in) and hand it to their own `Fanout`. Counters (likes, viewers) never travel as events: each
-process folds its likes and its viewer count into Redis a few times a second and broadcasts the totals.
+(who may, which room state allows it), publishes it through `LiveRooms` — one Lua script that appends to the
+room's event log and publishes on the room's bus channel — which hands it to this process's `Fanout` at
+once (`_on_room_event`), so local viewers are served first. Other processes hear it on their one bus
+connection (they watch only rooms they have viewers in) and hand it to their own `Fanout`. Counters (likes,
+viewers) never travel as events: each process folds its likes and its viewer count into Redis a few times a
+second and broadcasts the totals.
 """
 
 from __future__ import annotations
@@ -13,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import socketio
@@ -27,7 +30,6 @@ from livecommerce import rooms as room_rules
 from livecommerce.accounts import Account, Accounts
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
-from livecommerce.commerce.pools import PoolId, Stock
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -39,24 +41,24 @@ from livecommerce.errors import (
     Unauthorized,
 )
 from livecommerce.hub import protocol as p
-from livecommerce.hub.bus import Bus
+from livecommerce.hub.counters import Counters
 from livecommerce.hub.fanout import Fanout
-from livecommerce.hub.store import Event, RoomStore, chat_message
-from livecommerce.models import Product, Room, RoomStatus
+from livecommerce.hub.stock import StockCounters
+from livecommerce.live import events as ev
+from livecommerce.live.events import Event
+from livecommerce.live.rooms import LiveRooms
+from livecommerce.models import Product, Room
 from livecommerce.outage import Warnings, dependency_down, unavailable
 from livecommerce.wire import validation_problem
 
-__all__ = ["Hub"]
+__all__ = ["EVENTS", "Hub"]
 
 log = logging.getLogger(__name__)
 _outages = Warnings(log)
 
 _EVENTS_PER_SECOND = 20.0  # per connection, with a burst of twice that
 _CHAT_PER_MINUTE = 20  # per user per room, enforced in Redis
-_COUNTER_INTERVAL = 0.25
-_STOCK_INTERVAL = 0.1  # stock counters: at most ~10 updates a second per product, whatever the purchase rate
 _ACCOUNT_RECHECK_INTERVAL = 10.0  # every open socket's account, read again (announcements do it at once)
-_REMEMBERED_SEQS = 2048  # per room: enough to cover a catch-up overlapping live delivery
 _JOIN_DB_WAIT = 2.0  # seconds a join waits for the database before it uses the kept room
 
 
@@ -83,8 +85,24 @@ class _Connection:
         return True
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+_Handler = Callable[..., Awaitable[dict[str, Any]]]  # (hub, sid, connection, validated payload) -> ack data
+_H = TypeVar("_H", bound=_Handler)
+_Validator = type[BaseModel] | TypeAdapter[Any]
+
+# Client event name -> (the validator of its payload, its handler): declared once per event, by `_on`.
+EVENTS: dict[str, tuple[_Validator, _Handler]] = {}
+
+
+def _on(event: str, validator: _Validator) -> Callable[[_H], _H]:
+    """Declare a client event: its name, its payload's schema (`protocol`) and, decorated, its handler."""
+
+    def declare(handler: _H) -> _H:
+        if event in EVENTS:
+            raise RuntimeError(f"the {event!r} event is declared twice")
+        EVENTS[event] = (validator, handler)
+        return handler
+
+    return declare
 
 
 class Hub:
@@ -95,8 +113,7 @@ class Hub:
         sio: socketio.AsyncServer,
         *,
         fanout: Fanout,
-        store: RoomStore,
-        bus: Bus,
+        live: LiveRooms,
         sessions: async_sessionmaker[AsyncSession],
         signer: TokenSigner,
         buying: Buying,
@@ -104,38 +121,18 @@ class Hub:
     ) -> None:
         self.sio = sio
         self.fanout = fanout
-        self.store = store
-        self.bus = bus
+        self.live = live
+        self.store = live.store
         self.sessions = sessions
         self.signer = signer
         self.buying = buying
         self.accounts = accounts
-        buying.batcher.on_stock = self._stock_reported
         accounts.subscribe(self._accounts_changed)
+        live.listen(self._on_room_event)
         self._connections: dict[str, _Connection] = {}
         self._rechecks: set[asyncio.Task[None]] = set()
-        # Stock counters: the pool each room shows (from its pin), and the last stock sent for each pool.
-        self._room_pools: dict[int, PoolId] = {}
-        self._sent_stock: dict[PoolId, Stock] = {}
-        self._pending_likes: dict[int, int] = {}
-        self._counted_rooms: set[int] = set()
-        # Catch-up after a bus outage: where each room's bus stream was (bus events arrive in log order), and
-        # the seqs recently delivered here (own events are delivered first, so others' may arrive after them).
-        self._bus_seq: dict[int, str] = {}
-        self._delivered: dict[int, OrderedDict[str, None]] = {}
-        self._catching_up: set[asyncio.Task[None]] = set()
-        self._handlers: dict[str, Callable[[str, _Connection, Any], Awaitable[dict[str, Any]]]] = {
-            "join": self._join,
-            "leave": self._leave,
-            "chat": self._chat,
-            "like": self._like,
-            "pin": self._pin,
-            "unpin": self._unpin,
-            "moderate": self._moderate,
-            "buy": self._buy,
-            "checkout": self._checkout,
-            "cancel_hold": self._cancel_hold,
-        }
+        self.counters = Counters(fanout, live.store)
+        self.stock = StockCounters(fanout, buying.inventory, buying.batcher)
         sio.on("connect", self._on_connect)
         sio.on("disconnect", self._on_disconnect)
         sio.on("*", self._on_event)
@@ -143,12 +140,12 @@ class Hub:
     # --- lifecycle --------------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """The fan-out ticks, the bus listener and the counter loop, until cancelled."""
+        """The fan-out ticks, the counter and stock loops and the accounts re-check, until cancelled (the bus
+        is `LiveRooms`', run by its own context)."""
         async with asyncio.TaskGroup() as group:
             group.create_task(self.fanout.run(), name="hub-fanout")
-            group.create_task(self.bus.run(self._on_bus_event, self._on_bus_reconnect), name="hub-bus")
-            group.create_task(self._counters_loop(), name="hub-counters")
-            group.create_task(self._stock_loop(), name="hub-stock")
+            group.create_task(self.counters.run(), name="hub-counters")
+            group.create_task(self.stock.run(), name="hub-stock")
             group.create_task(self._accounts_loop(), name="hub-accounts")
 
     # --- connections ------------------------------------------------------------------------------------------
@@ -207,7 +204,7 @@ class Hub:
                 log.exception("re-authorising socket %s of user %s failed; disconnecting it", sid, user_id)
                 error = _Internal("your access could not be re-checked; reconnect")
             if error is not None:
-                await self.sio.emit("access_revoked", p.access_revoked(error), to=sid)
+                await self.sio.emit(ev.ACCESS_REVOKED, ev.access_revoked(error), to=sid)
                 await self.sio.disconnect(sid)
 
     async def _reauthorise(self, connection: _Connection, account: Account | None) -> ClientError | None:
@@ -243,16 +240,16 @@ class Hub:
                 raise TooManyRequests(
                     f"too many events: at most {_EVENTS_PER_SECOND:g} per second; slow down", retry_after=1
                 )
-            handler = self._handlers.get(event)
-            validator = p.CLIENT_EVENTS.get(event)
-            if handler is None or validator is None:
-                raise NotFound(f"unknown event {event!r}; the events are {', '.join(sorted(p.CLIENT_EVENTS))}")
+            declared = EVENTS.get(event)
+            if declared is None:
+                raise NotFound(f"unknown event {event!r}; the events are {', '.join(sorted(EVENTS))}")
+            validator, handler = declared
             if extra:
                 raise InvalidRequest(f"{event} takes one payload object, got {1 + len(extra)} arguments")
             if len(orjson.dumps(data, default=str)) > p.MAX_EVENT_BYTES:
                 raise PayloadTooLarge(f"the {event} payload is larger than {p.MAX_EVENT_BYTES} bytes")
             payload = _validate(validator, data, event)
-            return p.ok_ack(await handler(sid, connection, payload))
+            return p.ok_ack(await handler(self, sid, connection, payload))
         except ClientError as error:
             return p.error_ack(error)
         except Exception as exc:  # a fault must not end the connection or go unanswered
@@ -280,34 +277,29 @@ class Hub:
                 raise
             return await self.buying.room(room_id, who), False
 
+    @_on("join", p.Join)
     async def _join(self, sid: str, connection: _Connection, event: p.Join) -> dict[str, Any]:
         room, current = await self._joinable(connection.who, event.room_id)
         if room.id not in connection.rooms and len(connection.rooms) >= p.MAX_ROOMS_PER_CONNECTION:
             raise Conflict(f"a connection may be in {p.MAX_ROOMS_PER_CONNECTION} rooms at once; leave one first")
         # Only the database's own answer may correct Redis; a kept value may be older than Redis's status.
-        seq = await self.store.sync_status(room.id, room.status.value) if current else None
-        if seq is not None:  # Redis had missed a status change (e.g. it was restarted): tell local viewers too
-            self.fanout.add_event(room.id, "room_status", {"room_id": room.id, "status": room.status.value, "seq": seq})
+        if current:  # Redis may have missed a status change (e.g. it was restarted): every viewer hears it
+            await self.live.sync_status(room.id, room.status.value)
         connection.rooms.add(room.id)
         self.fanout.join(room.id, sid)
-        await self.bus.subscribe(room.id)
+        await self.live.watch(room.id, "hub")
         if event.since is not None:
-            missed = await self.store.events_since(room.id, event.since)
+            missed = await self.live.events_since(room.id, event.since)
             if missed is not None:
-                self._bus_seq.setdefault(room.id, missed[-1].seq if missed else event.since)
                 return {"room_id": room.id, "replay": [e.as_wire(room.id) for e in missed]}
-        snapshot = await self.store.snapshot(room.id)
-        self._bus_seq.setdefault(room.id, snapshot.seq)
-        self._track_pin(room.id, snapshot.pinned)
-        stock = None
-        pool = self._room_pools.get(room.id)
-        if pool is not None:
-            found = (await self.buying.inventory.stock([pool])).get(pool)
-            stock = None if found is None else self._stock_wire(room.id, pool, found)
+        snapshot = await self.live.snapshot(room.id)
+        self.stock.track_pin(room.id, snapshot.pinned)
+        stock = await self.stock.current(room.id)
         status = room.status.value if current else (snapshot.status or room.status.value)
         wire = {"room": _room_wire(room, status), **snapshot.as_wire(), "stock": stock}
         return {"room_id": room.id, "snapshot": wire}
 
+    @_on("leave", p.Leave)
     async def _leave(self, sid: str, connection: _Connection, event: p.Leave) -> dict[str, Any]:
         if event.room_id in connection.rooms:
             connection.rooms.discard(event.room_id)
@@ -317,9 +309,7 @@ class Hub:
 
     async def _maybe_unsubscribe(self, room: int) -> None:
         if room not in self.fanout.rooms():
-            await self.bus.unsubscribe(room)
-            self._bus_seq.pop(room, None)
-            self._delivered.pop(room, None)
+            await self.live.unwatch(room, "hub")
 
     def _require_member(self, connection: _Connection, room_id: int) -> None:
         if room_id not in connection.rooms:
@@ -327,105 +317,63 @@ class Hub:
 
     # --- chat and likes ---------------------------------------------------------------------------------------
 
+    @_on("chat", p.Chat)
     async def _chat(self, sid: str, connection: _Connection, event: p.Chat) -> dict[str, Any]:
-        if not connection.who.authenticated:
-            raise Unauthorized("sign in to chat; anonymous viewers can watch and like")
+        room_rules.require_chatter(connection.who)
         self._require_member(connection, event.room_id)
         assert connection.who.user_id is not None
-        posted = await self.store.post_chat(
+        posted = await self.live.post_chat(
             event.room_id, connection.who.user_id, connection.name, event.text, rate_per_minute=_CHAT_PER_MINUTE,
             burst=5,
         )  # fmt: skip
-        self._seen(event.room_id, posted.seq)
-        self.fanout.add_chat(event.room_id, posted.payload)
         return {"message": posted.payload}
 
+    @_on("like", p.Like)
     async def _like(self, sid: str, connection: _Connection, event: p.Like) -> dict[str, Any]:
         self._require_member(connection, event.room_id)
-        self._pending_likes[event.room_id] = self._pending_likes.get(event.room_id, 0) + event.count
+        self.counters.like(event.room_id, event.count)
         return {}
-
-    async def _counters_loop(self) -> None:
-        """Fold likes and local viewer counts into Redis and broadcast the totals, a few times a second."""
-        while True:
-            await asyncio.sleep(_COUNTER_INTERVAL)
-            counts = self.fanout.local_counts()
-            rooms = set(counts) | set(self._pending_likes) | self._counted_rooms
-            self._counted_rooms = set(counts)
-            for room in rooms:
-                likes = self._pending_likes.pop(room, 0)
-                try:
-                    total_likes, viewers = await self.store.counters(room, likes, counts.get(room, 0))
-                except Exception:
-                    self._pending_likes[room] = self._pending_likes.get(room, 0) + likes  # keep them for later
-                    log.exception("updating the counters of room %d failed; retrying", room)
-                    continue
-                if room in counts:
-                    self.fanout.set_counters(room, viewers, total_likes)
 
     # --- host actions -----------------------------------------------------------------------------------------
 
     async def _runnable(self, connection: _Connection, room_id: int, action: str) -> Room:
         room = await self._room(connection.who, room_id)
-        who = connection.who
-        if not (who.is_admin or who.user_id == room.host_id):
-            if not who.authenticated:
-                raise Unauthorized(f"sign in to {action}")
-            raise Forbidden(f"only the room's host or an admin may {action}")
-        if room.status is not RoomStatus.LIVE:
-            raise Conflict(f"the room is {room.status.value}; you can {action} only while it is live")
+        room_rules.require_live_runner(connection.who, room, action)
         return room
 
+    @_on("pin", p.Pin)
     async def _pin(self, sid: str, connection: _Connection, event: p.Pin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "pin products")
         async with self.sessions() as session:
             product = await session.get(Product, event.product_id)
         if product is None:
             raise NotFound(f"no product with id {event.product_id}")
-        if product.brand_id not in {brand.id for brand in room.brands}:
-            raise Forbidden("this product's brand is not featured in the room; feature the brand first")
-        self.buying.forget_room(room.id)
+        self.buying.forget_room(room.id)  # the offer's lookup applies `rooms.require_sellable` to the room now
         offer = await self.buying.offer(await self.buying.room(room.id, connection.who), product.id, fresh=True)
         stock = (await self.buying.inventory.stock([offer.pool])).get(offer.pool)
-        pinned = {
-            "room_id": room.id,
-            "product": {
-                "id": product.id, "brand_id": product.brand_id, "title": product.title,
-                "image_url": product.image_url, "price_minor": offer.price_minor, "currency": product.currency,
-                "stock": stock.available if stock is not None else 0,
-            },
-            "offer": offer.as_wire(),
-            "ts": _now_ms(),
-        }  # fmt: skip
-        self._track_pin(room.id, pinned)
-        return await self._publish_state(room.id, "pinned", pinned)
+        shown = ev.pinned(
+            room.id,
+            product,
+            price_minor=offer.price_minor,
+            stock=stock.available if stock is not None else 0,
+            offer=offer.as_wire(),
+        )
+        return (await self.live.publish(room.id, shown)).live_payload(room.id)
 
+    @_on("unpin", p.Unpin)
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
         room = await self._runnable(connection, event.room_id, "unpin products")
-        unpinned = {"room_id": room.id, "product": None, "ts": _now_ms()}
-        self._track_pin(room.id, None)
-        return await self._publish_state(room.id, "pinned", unpinned, keep=False)
+        return (await self.live.publish(room.id, ev.unpinned(room.id))).live_payload(room.id)
 
-    async def _publish_state(
-        self, room: int, key: str, payload: dict[str, Any], *, keep: bool = True
-    ) -> dict[str, Any]:
-        """Publish a state change; `keep=False` clears the state (a snapshot then shows null)."""
-        seq = await self.store.publish(room, key, payload, state=(key, payload if keep else None))
-        self._seen(room, seq)
-        self.fanout.set_state(room, key, key, {**payload, "seq": seq})
-        return {**payload, "seq": seq}
-
+    @_on("moderate", p.MODERATE)
     async def _moderate(self, sid: str, connection: _Connection, event: Any) -> dict[str, Any]:
         room = await self._room(connection.who, event.room_id)
         who = connection.who
-        owner = who.is_admin or who.user_id == room.host_id
-        moderator = owner or (who.user_id is not None and await self.store.is_moderator(room.id, who.user_id))
-        if event.action in {"add_moderator", "remove_moderator"} and not owner:
-            raise Forbidden("only the room's host or an admin may appoint moderators")
-        if not moderator:
-            if not who.authenticated:
-                raise Unauthorized("sign in to moderate")
-            raise Forbidden("only the room's host, its moderators or an admin may moderate the chat")
+        appointed = not room_rules.may_run(who, room) and (
+            who.user_id is not None and await self.store.is_moderator(room.id, who.user_id)
+        )
+        appoints = event.action in {"add_moderator", "remove_moderator"}
+        room_rules.require_moderator(who, room, appointed=appointed, appoints=appoints)
         action = event.action
         if action == "mute":
             await self.store.mute(room.id, event.user_id, event.seconds)
@@ -436,15 +384,11 @@ class Hub:
         elif action == "unban":
             await self.store.unban(room.id, event.user_id)
         elif action == "delete":
-            seq = await self.store.delete_chat(room.id, event.message_id)
-            if seq is None:
+            if await self.live.delete_chat(room.id, event.message_id) is None:
                 raise NotFound(f"no chat message {event.message_id} in this room (already deleted?)")
-            self._seen(room.id, seq)
-            deleted = {"room_id": room.id, "ids": [event.message_id], "seq": seq}
-            self.fanout.add_event(room.id, "chat_deleted", deleted)
         elif action == "slow_mode":
             await self.store.set_slow_mode(room.id, event.seconds)
-            await self._publish_event(room.id, "chat_settings", {"room_id": room.id, "slow_mode": event.seconds})
+            await self.live.publish(room.id, ev.chat_settings(room.id, event.seconds))
         elif action == "block_words":
             await self.store.set_blocked_words(room.id, [word.casefold() for word in event.words])
         elif action == "add_moderator":
@@ -453,14 +397,9 @@ class Hub:
             await self.store.remove_moderator(room.id, event.user_id)
         return {"room_id": room.id, "action": action}
 
-    async def _publish_event(self, room: int, name: str, payload: dict[str, Any]) -> str:
-        seq = await self.store.publish(room, name, payload)
-        self._seen(room, seq)
-        self.fanout.add_event(room, name, {**payload, "seq": seq})
-        return seq
-
     # --- buying -----------------------------------------------------------------------------------------------
 
+    @_on("buy", p.Buy)
     async def _buy(self, sid: str, connection: _Connection, event: p.Buy) -> dict[str, Any]:
         self._require_member(connection, event.room_id)
         hold, replayed = await self.buying.buy(
@@ -469,124 +408,31 @@ class Hub:
         )  # fmt: skip
         return {"hold": hold_wire(hold), "replayed": replayed}
 
+    @_on("checkout", p.Checkout)
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:
         hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number)
         return {"hold": hold_wire(hold)}
 
+    @_on("cancel_hold", p.CancelHold)
     async def _cancel_hold(self, sid: str, connection: _Connection, event: p.CancelHold) -> dict[str, Any]:
         hold = await self.buying.cancel(connection.who, event.hold_id)
         return {"hold": hold_wire(hold)}
 
-    def _track_pin(self, room: int, pinned: dict[str, Any] | None) -> None:
-        """Remember which pool a room's pinned product sells from, for its stock counter."""
-        offer = (pinned or {}).get("offer") if (pinned or {}).get("product") else None
-        pool = offer.get("pool") if isinstance(offer, dict) else None
-        if isinstance(pool, str):
-            try:
-                self._room_pools[room] = PoolId.parse(pool)
-                return
-            except ValueError:
-                pass
-        self._room_pools.pop(room, None)
+    # --- what this process hears ------------------------------------------------------------------------------
 
-    def _stock_wire(self, room: int, pool: PoolId, stock: Stock) -> dict[str, Any]:
-        return {"room_id": room, "pool": pool.name, **stock.as_wire(), "ts": _now_ms()}
-
-    def _push_stock(self, pool: PoolId, stock: Stock) -> None:
-        """Send `stock` to the local viewers of every room showing `pool`, if it changed (latest wins)."""
-        if self._sent_stock.get(pool) == stock:
-            return
-        self._sent_stock[pool] = stock
-        for room, shown in self._room_pools.items():
-            if shown == pool:
-                self.fanout.set_state(room, "stock", "stock", self._stock_wire(room, pool, stock))
-
-    def _stock_reported(self, pool: PoolId, stock: Stock) -> None:
-        """A reservation here just saw `pool`'s stock: sold out is shown at once, other changes wait for the
-        next poll (so the rate of updates does not follow the rate of purchases)."""
-        if stock.sold_out:
-            self._push_stock(pool, stock)
-
-    async def _stock_loop(self) -> None:
-        """Poll the stock of pools shown in rooms with local viewers, ten times a second, in one round trip."""
-        while True:
-            await asyncio.sleep(_STOCK_INTERVAL)
-            local = self.fanout.rooms()
-            for room in [room for room in self._room_pools if room not in local]:
-                del self._room_pools[room]
-            pools = sorted(set(self._room_pools.values()))
-            for pool in [pool for pool in self._sent_stock if pool not in pools]:
-                del self._sent_stock[pool]
-            if not pools:
-                continue
-            try:
-                stocks = await self.buying.inventory.stock(pools)
-            except Exception:
-                log.exception("reading stock counters failed; retrying")
-                continue
-            for pool, stock in stocks.items():
-                self.buying.batcher.stock_changed(pool, stock)
-                self._push_stock(pool, stock)
-
-    # --- from REST and from other processes -------------------------------------------------------------------
-
-    async def room_status_changed(self, room: Room) -> None:
-        """Called after a REST go-live or end has committed: every viewer of the room hears it."""
-        self.buying.forget_room(room.id)
-        payload = {"room_id": room.id, "status": room.status.value, "ts": _now_ms()}
-        seq = await self.store.set_status(room.id, room.status.value)
-        self._seen(room.id, seq)
-        self.fanout.add_event(room.id, "room_status", {**payload, "seq": seq})
-
-    async def announce_countdown(self, room_id: int, sale_id: int, starts_at_ms: int) -> None:
-        """Called after a REST countdown has committed: the room's viewers see when the sale starts."""
-        payload = {"room_id": room_id, "sale_id": sale_id, "starts_at": starts_at_ms, "ts": _now_ms()}
-        await self._publish_event(room_id, "countdown", payload)
-
-    def _seen(self, room: int, seq: str) -> bool:
-        """Remember `seq` as delivered here; False if it already was."""
-        recent = self._delivered.setdefault(room, OrderedDict())
-        if seq in recent:
-            return False
-        recent[seq] = None
-        if len(recent) > _REMEMBERED_SEQS:
-            recent.popitem(last=False)
-        return True
-
-    def _on_bus_reconnect(self, rooms: frozenset[int]) -> None:
-        """The bus was down: fetch what each room logged meanwhile, so viewers who stayed connected miss nothing."""
-        for room in rooms:
-            task = asyncio.create_task(self._catch_up(room), name=f"hub-catch-up-{room}")
-            self._catching_up.add(task)
-            task.add_done_callback(self._catching_up.discard)
-
-    async def _catch_up(self, room: int) -> None:
-        since = self._bus_seq.get(room)
-        if since is None:
-            return
-        try:
-            missed = await self.store.events_since(room, since)
-        except Exception:
-            log.exception("catching up room %d after a bus outage failed", room)
-            return
-        if missed is None:  # too old to replay: tell viewers to take a fresh snapshot
-            self.fanout.add_event(room, "resync", {"room_id": room})
-            return
-        for event in missed:
-            self._on_bus_event(room, event.seq, event.event, event.payload)
-
-    def _on_bus_event(self, room: int, seq: str, event: str, payload: dict[str, Any]) -> None:
-        if room in self._bus_seq and _seq_key(seq) > _seq_key(self._bus_seq[room]):
-            self._bus_seq[room] = seq
-        if not self._seen(room, seq):
-            return  # a catch-up overlapping live delivery
-        if event == "chat":  # the batch around it is built by the fan-out with `store.chat_batch_json`
-            self.fanout.add_chat(room, chat_message(seq, payload))
-        elif event == "pinned":
-            self._track_pin(room, payload)
-            self.fanout.set_state(room, "pinned", "pinned", Event(seq, event, payload).live_payload(room))
+    def _on_room_event(self, room: int, event: Event) -> None:
+        """Every event of a room watched here (published here or heard from another process), to local viewers."""
+        if event.event == ev.RESYNC:
+            self.fanout.add_event(room, ev.RESYNC, event.payload)
+        elif event.event == ev.CHAT:  # the batch around it is built by the fan-out with `events.chat_batch_json`
+            self.fanout.add_chat(room, event.payload)
+        elif event.event == ev.PINNED:
+            self.stock.track_pin(room, event.payload)
+            self.fanout.set_state(room, ev.PINNED, ev.PINNED, event.live_payload(room))
         else:
-            self.fanout.add_event(room, event, Event(seq, event, payload).live_payload(room))
+            if event.event == ev.ROOM_STATUS:
+                self.buying.forget_room(room)
+            self.fanout.add_event(room, event.event, event.live_payload(room))
 
 
 class _Internal(ClientError):
@@ -595,7 +441,7 @@ class _Internal(ClientError):
     title = "Internal error"
 
 
-def _validate(validator: type[BaseModel] | TypeAdapter[Any], data: Any, event: str) -> Any:
+def _validate(validator: _Validator, data: Any, event: str) -> Any:
     if not isinstance(data, dict):
         raise InvalidRequest(f"the {event} payload must be a JSON object")
     try:
@@ -604,11 +450,6 @@ def _validate(validator: type[BaseModel] | TypeAdapter[Any], data: Any, event: s
         return validator.model_validate(data)
     except ValidationError as exc:
         raise validation_problem(exc, event) from None
-
-
-def _seq_key(seq: str) -> tuple[int, int]:
-    ms, _, n = seq.partition("-")
-    return int(ms), int(n or 0)
 
 
 def _room_wire(room: RoomInfo, status: str) -> dict[str, Any]:

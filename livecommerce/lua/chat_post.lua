@@ -32,7 +32,8 @@
 --   {'rate_limited', ms until the next message is allowed}
 --
 -- Stream entry: event=chat, user_id, display_name, text, ts (server ms from TIME). Bus message: msgpack
--- [origin, seq, 'chat', {id, user = {id, name}, text, ts}]. A blocked entry with a character outside
+-- [origin, seq, 'chat', {user_id, display_name, text, ts}]: the entry's fields, shaped for viewers in one place
+-- (`livecommerce/live/events.py`, `chat_message`). A blocked entry with a character outside
 -- [A-Za-z0-9] and UTF-8 (a space, an apostrophe) is a phrase, searched as a substring; any other is a word,
 -- matched against whole words. The per-user budget is the GCRA of gcra.lua (included when loaded, as in
 -- rate_limit.lua), counted only for messages that are posted. Every key is read before the first write, so bad arguments or a wrong-typed key fail the call
@@ -139,6 +140,6 @@ if muted_until then
   redis.call('HDEL', KEYS[4], user_id) -- an expired mute, cleaned up
 end
 redis.call('SET', KEYS[9], seq .. ' ' .. ts, 'PX', once_ttl)
-local message = cmsgpack.pack({id = seq, user = {id = tonumber(user_id), name = name}, text = text, ts = now})
+local message = cmsgpack.pack({user_id = user_id, display_name = name, text = text, ts = ts})
 redis.call('PUBLISH', KEYS[10], '\148' .. cmsgpack.pack(origin, seq, 'chat') .. message)
 return {'ok', seq, now}

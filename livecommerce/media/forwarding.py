@@ -378,10 +378,6 @@ class Transcoder:
         self._force_keyframe = True
         self.frames = 0
 
-    @staticmethod
-    def supports(codec: RTCRtpCodecParameters) -> bool:
-        return codec.mimeType.lower() in _ENCODERS
-
     def request_keyframe(self) -> None:
         self._force_keyframe = True
 

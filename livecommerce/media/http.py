@@ -33,6 +33,7 @@ from livecommerce.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+from livecommerce.live.rooms import LIVE
 from livecommerce.media.sessions import MediaConfig, MediaService, parse_offer
 from livecommerce.models import Room
 from livecommerce.state import PRINCIPAL, REDIS, SESSIONS, SETTINGS
@@ -200,7 +201,7 @@ def install(app: web.Application) -> None:
         app.router.add_delete(f"{base}/{_SESSION}", _delete_handler(role))  # type: ignore[arg-type]
 
     async def context(app: web.Application) -> AsyncIterator[None]:
-        service = MediaService(app[REDIS], app[MEDIA_CONFIG])
+        service = MediaService(app[LIVE], app[REDIS], app[MEDIA_CONFIG])
         app[MEDIA] = service
         await service.start()
         yield

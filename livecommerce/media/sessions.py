@@ -50,8 +50,10 @@ from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError
 
 from livecommerce.errors import ClientError, Conflict, MalformedRequest, NotFound, ServiceUnavailable
-from livecommerce.hub.bus import Bus
-from livecommerce.hub.store import RoomStore, room_key
+from livecommerce.live import events as ev
+from livecommerce.live.events import Event
+from livecommerce.live.rooms import LiveRooms
+from livecommerce.live.store import room_key
 from livecommerce.media import forwarding as fw
 from livecommerce.media import ice
 
@@ -59,7 +61,7 @@ __all__ = ["VIDEO", "MediaConfig", "MediaService", "VideoState"]
 
 log = logging.getLogger(__name__)
 
-VIDEO: Final = "video"  # the hub event and state field: {"room_id", "state", "ts"}
+VIDEO: Final = ev.VIDEO  # the room event and state field: {"room_id", "state", "ts"}
 VideoState = Literal["live", "reconnecting", "ended"]
 Kind = Literal["audio", "video"]
 _KINDS: Final[tuple[Kind, ...]] = ("audio", "video")
@@ -345,12 +347,12 @@ class _VideoRoom:
 class MediaService:
     """Every media session of this process. `start` runs the background loops; `close` ends everything."""
 
-    def __init__(self, redis: Redis, config: MediaConfig | None = None) -> None:
+    def __init__(self, live: LiveRooms, redis: Redis, config: MediaConfig | None = None) -> None:
         self.config = config or MediaConfig()
         self.process_id = f"{socket.gethostname()}:{os.getpid()}:media:{secrets.token_hex(3)}"
         self._redis = redis
-        self._store = RoomStore(redis, self.process_id)
-        self._bus = Bus(redis, self.process_id)
+        self._live = live
+        live.listen(self._on_room_event)
         self._rooms: dict[int, _VideoRoom] = {}
         self._peers: dict[str, _Peer] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -361,10 +363,7 @@ class MediaService:
     async def start(self) -> None:
         fw.check_internals()
         ice.bind(self.config.ice_address)
-        self._loops = [
-            asyncio.create_task(self._bus.run(self._on_bus_event), name="media-bus"),
-            asyncio.create_task(self._keep_locks(), name="media-locks"),
-        ]
+        self._loops = [asyncio.create_task(self._keep_locks(), name="media-locks")]
 
     async def close(self) -> None:
         for room in list(self._rooms.values()):
@@ -399,19 +398,6 @@ class MediaService:
     def task_count(self) -> int:
         return len(self._tasks)
 
-    def room_state(self, room_id: int) -> VideoState | None:
-        room = self._rooms.get(room_id)
-        return None if room is None else room.state
-
-    def viewer_stats(self, room_id: int) -> list[dict[str, int]]:
-        room = self._rooms.get(room_id)
-        if room is None:
-            return []
-        return [
-            {"delivered": track.delivered, "skipped": track.skipped, "backlog": track.backlog}
-            for viewer in room.viewers.values() for track in viewer.tracks.values() if track.kind == "video"
-        ]  # fmt: skip
-
     def transcoders(self, room_id: int) -> int:
         room = self._rooms.get(room_id)
         return 0 if room is None else len(room.shared)
@@ -422,21 +408,20 @@ class MediaService:
         room = self._rooms.get(room_id)
         if room is None:
             room = self._rooms[room_id] = _VideoRoom(self, room_id)
-            self.spawn(self._bus.subscribe(room_id), f"media-subscribe-{room_id}")
+            self.spawn(self._live.watch(room_id, "media"), f"media-watch-{room_id}")
         return room
 
     def forget_if_empty(self, room: _VideoRoom) -> None:
         if room.empty and self._rooms.get(room.id) is room:
             del self._rooms[room.id]
             room.keyframes.close()
-            self.spawn(self._bus.unsubscribe(room.id), f"media-unsubscribe-{room.id}")
+            self.spawn(self._live.unwatch(room.id, "media"), f"media-unwatch-{room.id}")
 
     def announce(self, room_id: int, state: VideoState) -> None:
-        payload = {"room_id": room_id, "state": state, "ts": time.time_ns() // 1_000_000}
-        self.spawn(self._store.publish(room_id, VIDEO, payload, state=(VIDEO, payload)), f"announce-{room_id}")
+        self.spawn(self._live.publish(room_id, ev.video(room_id, state)), f"announce-{room_id}")
 
-    def _on_bus_event(self, room_id: int, seq: str, event: str, payload: dict[str, Any]) -> None:
-        if event == "room_status" and payload.get("status") == "ended":
+    def _on_room_event(self, room_id: int, event: Event) -> None:
+        if event.event == ev.ROOM_STATUS and event.payload.get("status") == "ended" and room_id in self._rooms:
             self.end_room(room_id)
 
     def end_room(self, room_id: int) -> None:

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.commerce import sales
 from livecommerce.database import session_factory
-from livecommerce.hub.store import room_key
+from livecommerce.live.store import room_key
 from livecommerce.models import FlashSale, Order, OrderStatus, Product
 from tests.helpers import World, later, seed_world
 from tests.test_authorization import snapshot

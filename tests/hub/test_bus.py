@@ -24,8 +24,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from livecommerce.embedded_redis import find_redis_server
-from livecommerce.hub.bus import Bus
-from livecommerce.hub.store import RoomStore, bus_channel
+from livecommerce.live import events as ev
+from livecommerce.live.bus import Bus
+from livecommerce.live.store import RoomStore, bus_channel
 from tests.helpers import free_port, wait_for_redis
 
 Received = tuple[int, str, str, dict[str, Any]]
@@ -139,10 +140,13 @@ async def test_an_event_reaches_other_processes_once_and_never_its_origin(redis:
         # b's own event goes to a, not back to b; c never subscribed and hears nothing.
         seq_b = await store_b.publish(7, "chat_settings", {"room_id": 7, "slow_mode": 5})
         assert await a.next() == (7, seq_b, "chat_settings", {"room_id": 7, "slow_mode": 5})
-        status_seq = await store_b.sync_status(7, "live")  # chat needs a live room
+        # Chat needs a live room.
+        status_seq = await store_b.publish_status(7, ev.room_status(7, "live"), only_if_changed=True)
         assert (await a.next())[1:3] == (status_seq, "room_status")
         message = await store_b.post_chat(7, 1, "Ann", "hi", rate_per_minute=0, burst=1)
-        assert await a.next() == (7, message.seq, "chat", message.payload)
+        room, seq_chat, event, fields = await a.next()
+        assert (room, seq_chat, event) == (7, message.seq, "chat")  # the bus carries the logged fields
+        assert ev.chat_message(seq_chat, fields) == message.payload
         assert await store_a.delete_chat(7, message.seq)
         deleted = await b.next()
         assert deleted[2:] == ("chat_deleted", {"room_id": 7, "ids": [message.seq]})
@@ -213,7 +217,7 @@ async def test_bad_messages_and_failing_handlers_do_not_stop_the_bus(
     async def delivered() -> bool:
         return bool(received)
 
-    with caplog.at_level(logging.WARNING, logger="livecommerce.hub.bus"):
+    with caplog.at_level(logging.WARNING, logger="livecommerce.live.bus"):
         await eventually(delivered, "the event after the junk")
     assert received == [(3, seq, "after", {"ok": True})]
     assert "handling bus event boom" in caplog.text
@@ -244,7 +248,7 @@ async def test_the_bus_reconnects_after_its_connection_is_killed(
     else:
         redis = Redis(host="127.0.0.1", port=private_redis.port, retry=Retry(NoBackoff(), 3))
     store = RoomStore(redis, "origin")
-    caplog.set_level(logging.WARNING, logger="livecommerce.hub.bus")
+    caplog.set_level(logging.WARNING, logger="livecommerce.live.bus")
     async with listening(redis, "p", min_backoff=0.05, max_backoff=0.2) as (listener,):
         await listener.bus.subscribe(1)
         await listener.bus.subscribe(2)
@@ -263,8 +267,8 @@ async def test_the_bus_and_the_store_survive_a_redis_restart(
 ) -> None:
     redis = Redis.from_url(private_redis.url)
     store = RoomStore(redis, "origin")
-    await store.set_status(1, "live")
-    caplog.set_level(logging.WARNING, logger="livecommerce.hub.bus")
+    await store.publish_status(1, ev.room_status(1, "live"))
+    caplog.set_level(logging.WARNING, logger="livecommerce.live.bus")
     async with listening(redis, "p", min_backoff=0.05, max_backoff=0.5) as (listener,):
         await listener.bus.subscribe(1)
         private_redis.stop()
@@ -278,7 +282,7 @@ async def test_the_bus_and_the_store_survive_a_redis_restart(
         private_redis.start()  # empty: no data, no scripts
         await _delivered_again(store, listener, 1, "after the restart")
         await _delivered_again(store, listener, 2, "after the restart")
-        await store.set_status(1, "live")
+        await store.publish_status(1, ev.room_status(1, "live"))
         posted = await store.post_chat(1, 9, "Ann", "back again", rate_per_minute=60, burst=2)
         assert (await store.snapshot(1)).chat[-1] == posted
         assert "reconnecting in" in caplog.text

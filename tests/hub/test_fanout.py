@@ -358,16 +358,6 @@ async def test_counters_are_coalesced_and_the_last_value_wins(hub: Hub) -> None:
         assert len(viewer.named("counters")) == len(counters)
 
 
-async def test_send_to_reaches_one_viewer_ahead_of_its_rooms(hub: Hub) -> None:
-    async with Viewer.connected(hub, 1) as a, Viewer.connected(hub, 1) as b:
-        hub.fanout.add_event(1, "room_event", {})
-        hub.fanout.send_to(a.sid, "reply", {"to": "a"})
-        await a.wait_event("room_event")
-        await b.wait_event("room_event")
-        assert a.received == [("reply", {"to": "a"}), ("room_event", {})]
-        assert b.received == [("room_event", {})]
-
-
 async def test_leave_and_disconnect_stop_delivery(hub: Hub) -> None:
     async with Viewer.connected(hub, 1, 2) as viewer, Viewer.connected(hub, 1) as witness:
         assert await viewer.client.call("leave", 1, timeout=5) is True

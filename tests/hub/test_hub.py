@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.app import create_app
-from livecommerce.hub.runtime import HUB
+from livecommerce.live.rooms import LIVE
 from livecommerce.settings import Settings
 from tests.helpers import World, seed_world
 
@@ -340,7 +340,7 @@ async def test_a_chat_storm_reaches_a_viewer_as_bounded_batches(
     # 2,000 messages in about a second from 200 users, posted through another hub process's store.
     source_app = create_app(settings, redis_url=redis_url)
     async with TestServer(source_app, host="127.0.0.1"):
-        store = source_app[HUB].store
+        store = source_app[LIVE].store
         started = time.monotonic()
         for n in range(2000):
             await store.post_chat(room, 1000 + n % 200, "storm", f"m{n}", rate_per_minute=0, burst=1)
@@ -384,14 +384,14 @@ async def test_viewers_still_connected_get_what_the_bus_missed_during_an_outage(
         await fan.connect(str(server_b.make_url("")))
         try:
             assert (await fan.call("join", {"room_id": room}))["ok"]
-            hub_b = app_b[HUB]
+            bus_b = app_b[LIVE].bus
             # B stops hearing the room; meanwhile another process pins a product.
-            await hub_b.bus.unsubscribe(room)
-            other = client.app[HUB]
+            await bus_b.unsubscribe(room)
+            other = client.app[LIVE]
             await other.store.publish(room, "pinned", {"room_id": room, "product": {"id": 1}, "ts": 0},
                                       state=("pinned", {"room_id": room, "product": {"id": 1}, "ts": 0}))  # fmt: skip
             # B hears the room again, and then its bus connection is lost and comes back.
-            await hub_b.bus.subscribe(room)
+            await bus_b.subscribe(room)
             admin = Redis.from_url(redis_url)
             await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub")  # type: ignore[no-untyped-call]
             await admin.aclose()

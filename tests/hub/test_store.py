@@ -19,7 +19,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from livecommerce.errors import ClientError, InvalidRequest
-from livecommerce.hub.store import (
+from livecommerce.live import events as ev
+from livecommerce.live.events import Event
+from livecommerce.live.store import (
     ChatBanned,
     ChatBlockedWord,
     ChatMuted,
@@ -27,7 +29,6 @@ from livecommerce.hub.store import (
     ChatRefused,
     ChatRoomNotLive,
     ChatSlowMode,
-    Event,
     RoomStore,
     bus_channel,
     room_key,
@@ -48,7 +49,7 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 async def store(redis: Redis) -> RoomStore:
     store = RoomStore(redis, "proc-a")
-    await store.set_status(ROOM, "live")
+    await store.publish_status(ROOM, ev.room_status(ROOM, "live"))
     return store
 
 
@@ -106,14 +107,15 @@ async def test_publish_keeps_the_state_field_in_step(store: RoomStore, redis: Re
     with pytest.raises(ValueError, match="written by their own"):
         await store.publish(ROOM, "chat", {"text": "forged"})
     with pytest.raises(ValueError, match="unknown room status"):
-        await store.set_status(ROOM, "paused")
+        await store.publish_status(ROOM, ev.room_status(ROOM, "paused"))
 
 
 async def test_sync_status_changes_and_announces_only_a_difference(store: RoomStore, redis: Redis) -> None:
     before = (await store.snapshot(ROOM)).seq
-    assert await store.sync_status(ROOM, "live") is None  # already live: nothing written, nothing announced
+    # Already live: nothing written, nothing announced.
+    assert await store.publish_status(ROOM, ev.room_status(ROOM, "live"), only_if_changed=True) is None
     assert await store.events_since(ROOM, before) == []
-    seq = await store.sync_status(ROOM, "ended")
+    seq = await store.publish_status(ROOM, ev.room_status(ROOM, "ended"), only_if_changed=True)
     assert seq is not None
     [announced] = await store.events_since(ROOM, before) or []
     assert (announced.seq, announced.event) == (seq, "room_status")
@@ -227,16 +229,16 @@ async def test_each_refusal_is_enforced_inside_redis(redis: Redis) -> None:
     assert await redis.hget(keys[3], "5") is None  # the expired mute was cleaned up by the post
 
 
-async def test_refusals_carry_a_code_a_reason_and_when_to_retry(store: RoomStore) -> None:
+async def test_refusals_carry_a_code_a_reason_and_when_to_retry(store: RoomStore, redis: Redis) -> None:
     await store.ban(ROOM, 2)
-    assert await store.is_banned(ROOM, 2)
+    assert await redis.sismember(room_key(ROOM, "bans"), "2")
     banned = await refused(store, 2)
     assert isinstance(banned, ChatBanned)
     assert (banned.code, banned.detail, banned.retry_after) == ("banned", "you are banned from this room's chat", None)
     assert isinstance(banned, ClientError)
     assert banned.to_problem()["code"] == "banned"
     await store.unban(ROOM, 2)
-    assert not await store.is_banned(ROOM, 2)
+    assert not await redis.sismember(room_key(ROOM, "bans"), "2")
     await post(store, 2)
 
     await store.mute(ROOM, 3, 240)
@@ -250,7 +252,7 @@ async def test_refusals_carry_a_code_a_reason_and_when_to_retry(store: RoomStore
     await post(store, 3)
 
     await store.set_blocked_words(ROOM, ["  Straße ", "Free Money", ""])
-    assert await store.blocked_words(ROOM) == {"strasse", "free money"}
+    assert await redis.smembers(room_key(ROOM, "blocked")) == {b"strasse", b"free money"}
     blocked = await refused(store, 4, "meet me at the STRASSE!")
     assert isinstance(blocked, ChatBlockedWord)
     assert blocked.code == "invalid_request"
@@ -261,12 +263,12 @@ async def test_refusals_carry_a_code_a_reason_and_when_to_retry(store: RoomStore
     await post(store, 4, "strasse")
 
     for status, detail in (("scheduled", "not live yet"), ("ended", "has ended")):
-        await store.set_status(ROOM, status)
+        await store.publish_status(ROOM, ev.room_status(ROOM, status))
         not_live = await refused(store, 5)
         assert isinstance(not_live, ChatRoomNotLive)
         assert not_live.code == "room_not_live"
         assert detail in not_live.detail
-    await store.set_status(ROOM, "live")
+    await store.publish_status(ROOM, ev.room_status(ROOM, "live"))
 
     with pytest.raises(InvalidRequest):
         await post(store, 5, "   ")
@@ -521,7 +523,7 @@ async def test_calls_survive_script_flush_and_a_redis_restart(tmp_path: Path, cl
         store = RoomStore(redis, "proc-a")
 
         async def every_script() -> None:
-            await store.sync_status(ROOM, "live")
+            await store.publish_status(ROOM, ev.room_status(ROOM, "live"), only_if_changed=True)
             message = await post(store, 1, "still here", rate_per_minute=600, burst=100)
             await store.publish(ROOM, "pinned", {"n": 1})
             assert await store.delete_chat(ROOM, message.seq)

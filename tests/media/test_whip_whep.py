@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from livecommerce.hub.store import RoomStore
+from livecommerce.live.store import RoomStore
 from livecommerce.media.sessions import MediaService
 from tests.helpers import World
 from tests.media.conftest import FAST, replace

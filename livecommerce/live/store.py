@@ -1,4 +1,4 @@
-"""The hub's Redis layer: room state, the per-room event log, chat moderation and the live counters.
+"""The live rooms' Redis layer: room state, the per-room event log, chat moderation and the live counters.
 
 Every hub process serves viewers of the same rooms, so what a room is (status, pinned product, slow mode),
 what happened in it (the log clients resume from) and who may speak is one truth in Redis. Each write that
@@ -29,24 +29,20 @@ from __future__ import annotations
 import logging
 import math
 import re
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import msgpack  # type: ignore[import-untyped]
-import orjson
 from redis.asyncio import Redis
 
 from livecommerce.errors import ClientError, InvalidRequest
-from livecommerce.models import RoomStatus
+from livecommerce.live import codec
+from livecommerce.live import events as ev
+from livecommerce.live.events import CHAT, CHAT_DELETED, ROOM_STATUS, Event, Payload, ServerEvent
 from livecommerce.scripts import script as _script
 
 __all__ = [
-    "CHAT",
-    "CHAT_DELETED",
-    "ROOM_STATUS",
     "ChatBanned",
     "ChatBlockedWord",
     "ChatMuted",
@@ -54,31 +50,20 @@ __all__ = [
     "ChatRefused",
     "ChatRoomNotLive",
     "ChatSlowMode",
-    "Event",
     "RoomSnapshot",
     "RoomStore",
     "bus_channel",
-    "chat_batch_json",
-    "chat_message",
     "room_key",
 ]
 
 log = logging.getLogger(__name__)
 
-CHAT: Final = "chat"  # a chat message; payload {"id", "user": {"id", "name"}, "text", "ts"}
-CHAT_DELETED: Final = "chat_deleted"  # payload {"room_id", "ids": [message id]}
-ROOM_STATUS: Final = "room_status"  # payload {"room_id", "status", "ts"}
-
-Payload = dict[str, Any]
-
 MAX_CHAT_BYTES: Final = 4096  # a sanity bound; the protocol's own limit is lower
 _ONCE_TTL_MS = 60_000  # far longer than any client retry of one call
-_SEQ = re.compile(r"(\d{1,20})-(\d{1,20})")
 _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _WORD = re.compile(r"\w+")
 _PLAIN_FIELDS = frozenset({"status", "slow_mode"})  # read by chat_post.lua, so stored as text
 _OWN_EVENTS = frozenset({CHAT, CHAT_DELETED, ROOM_STATUS})  # written only by their own methods
-_STATUSES = frozenset(status.value for status in RoomStatus)
 
 
 def room_key(room: int, part: str) -> str:
@@ -92,45 +77,6 @@ def bus_channel(room: int) -> str:
 
 
 # --- values ---------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One room event as logged. `seq` is its stream id ("<ms>-<n>"): compare events by it."""
-
-    seq: str
-    event: str
-    payload: Payload
-
-    def live_payload(self, room: int) -> Payload:
-        """What the live event carries: a chat message as a batch of one, anything else with its `seq`. The one
-        builder for live delivery and replay, so a replayed event is byte for byte what arrived live."""
-        if self.event == CHAT:
-            batch: Payload = orjson.loads(chat_batch_json(room, orjson.dumps(chat_message(self.seq, self.payload)), 0))
-            return batch
-        return {**self.payload, "seq": self.seq}
-
-    def as_wire(self, room: int) -> Payload:
-        """The event in a join's `replay` list: `payload` exactly as the live event's."""
-        return {"event": self.event, "seq": self.seq, "payload": self.live_payload(room)}
-
-
-def chat_message(seq: str, message: Mapping[str, Any]) -> Payload:
-    """A chat message in its one wire shape and key order, whether it came from the log, from chat_post.lua's
-    bus message (a Lua table: its keys in no set order) or from a post."""
-    user = message["user"]
-    return {
-        "id": seq,
-        "user": {"id": int(user["id"]), "name": str(user["name"])},
-        "text": str(message["text"]),
-        "ts": int(message["ts"]),
-    }
-
-
-def chat_batch_json(room: int, messages: bytes, skipped: int) -> bytes:
-    """The `chat` event's payload from messages already encoded as JSON and joined with commas: the fan-out's
-    batches and a replay's chat are both built here."""
-    return b'{"room_id":%d,"messages":[%b],"skipped":%d}' % (room, messages, skipped)
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,14 +164,16 @@ def _refusal(code: str, data: list[Any]) -> ChatRefused:
         ms = int(data[0])
         return ChatMuted(f"you are muted in this room for {_remaining(ms)}", retry_after=ms / 1000)
     if code == "room_not_live":
-        status = _text(data[0])
+        status = codec.text(data[0])
         if status == "scheduled":
             return ChatRoomNotLive("the room is not live yet; chat opens when the show starts")
         if status == "ended":
             return ChatRoomNotLive("the room is not live any more; the show has ended")
         return ChatRoomNotLive("the room is not live")
     if code == "blocked_word":
-        return ChatBlockedWord(f"your message contains “{_text(data[0])}”, which this room does not allow; rephrase it")
+        return ChatBlockedWord(
+            f"your message contains “{codec.text(data[0])}”, which this room does not allow; rephrase it"
+        )
     if code == "slow_mode":
         ms, interval = int(data[0]), int(data[1])
         return ChatSlowMode(
@@ -293,23 +241,21 @@ class RoomStore:
             field, new = state
             if field in _PLAIN_FIELDS:
                 raise ValueError(f"the {field!r} state field has its own RoomStore method")
-            op, value = ("del", b"") if new is None else ("set", _pack(new))
+            op, value = ("del", b"") if new is None else ("set", codec.pack(new))
         seq = await self._publish(room, event, payload, op, field, value)
         assert seq is not None  # only 'change' can skip
         return seq
 
-    async def set_status(self, room: int, status: str) -> str:
-        """Set the room's status and publish a `room_status` event; returns its seq."""
-        payload = _status_payload(room, status)
-        seq = await self._publish(room, ROOM_STATUS, payload, "set", "status", payload["status"].encode())
-        assert seq is not None
-        return seq
-
-    async def sync_status(self, room: int, status: str) -> str | None:
-        """Make Redis agree with the system of record: when the stored status differs (or is missing), set it
-        and publish `room_status` (returns its seq); else change nothing and return None."""
-        payload = _status_payload(room, status)
-        return await self._publish(room, ROOM_STATUS, payload, "change", "status", payload["status"].encode())
+    async def publish_status(self, room: int, event: ServerEvent, *, only_if_changed: bool = False) -> str | None:
+        """Set the room's status to a `room_status` event's and publish it, exactly as built; returns its seq.
+        With `only_if_changed`, make Redis agree with the system of record: when the stored status differs (or is
+        missing) set it and publish, else change nothing and return None."""
+        if event.name != ROOM_STATUS:
+            raise ValueError(f"publish_status publishes room_status events, not {event.name!r}")
+        status = str(event.payload["status"]).encode()
+        return await self._publish(
+            room, ROOM_STATUS, event.payload, "change" if only_if_changed else "set", "status", status
+        )
 
     async def snapshot(self, room: int, chat_limit: int = 50) -> RoomSnapshot:
         """The room's state, its last `chat_limit` messages, its counters and the seq they correspond to."""
@@ -340,7 +286,7 @@ class RoomStore:
         slow_mode = fields.pop(b"slow_mode", b"0")
         state: dict[str, Payload] = {}
         for name, raw in fields.items():
-            value = _unpack(raw)
+            value = codec.unpack(raw)
             if isinstance(value, dict):
                 state[name.decode()] = value
             else:
@@ -362,7 +308,7 @@ class RoomStore:
 
         Conservative: a seq older than the oldest retained event is refused even when what lies between was
         deleted chat rather than trimmed history (and "0-0", a snapshot of an empty room, once events exist)."""
-        after = _parse_seq(seq)
+        after = codec.seq_key(seq)
         if after is None:
             return None
         events = room_key(room, "events")
@@ -373,7 +319,10 @@ class RoomStore:
             first, last, entries = await pipe.execute()
         if not first:
             return [] if after == (0, 0) else None
-        if after < _id(first[0][0]) or after > _id(last[0][0]):
+        oldest, newest = codec.seq_key(first[0][0]), codec.seq_key(last[0][0])
+        assert oldest is not None  # stream ids
+        assert newest is not None
+        if after < oldest or after > newest:
             return None
         return [event for event in (_decode_entry(i, fields) for i, fields in entries) if event is not None]
 
@@ -417,23 +366,23 @@ class RoomStore:
         args.append(" ".join(set(_WORD.findall(folded))))
         args += [interval, burst, self.history, _ONCE_TTL_MS]
         reply = await self._chat_post(keys=keys, args=args)
-        code = _text(reply[0])
+        code = codec.text(reply[0])
         if code != "ok":
             raise _refusal(code, reply[1:])
-        seq = _text(reply[1])
-        return Event(seq, CHAT, chat_message(seq, {"user": {"id": user_id, "name": display_name}, "text": text,
-                                                   "ts": int(reply[2])}))  # fmt: skip
+        seq = codec.text(reply[1])
+        fields = {"user_id": user_id, "display_name": display_name, "text": text, "ts": int(reply[2])}
+        return Event(seq, CHAT, ev.chat_message(seq, fields))
 
     async def delete_chat(self, room: int, message_seq: str) -> str | None:
         """Remove a chat message from the log and publish `chat_deleted`; returns that event's seq, or None when
         there is no such message."""
-        if _parse_seq(message_seq) is None:
+        if codec.seq_key(message_seq) is None:
             return None
         seq = await self._chat_delete(
             keys=[room_key(room, "events"), bus_channel(room)],
             args=[self.process_id, room, message_seq, self.history],
         )
-        return None if seq is None else _text(seq)
+        return None if seq is None else codec.text(seq)
 
     # --- moderation -------------------------------------------------------------------------------------------
 
@@ -454,9 +403,6 @@ class RoomStore:
     async def unban(self, room: int, user_id: int) -> None:
         await self._redis.srem(room_key(room, "bans"), str(user_id))
 
-    async def is_banned(self, room: int, user_id: int) -> bool:
-        return bool(await self._redis.sismember(room_key(room, "bans"), str(user_id)))
-
     async def set_slow_mode(self, room: int, seconds: int) -> None:
         """One message per user every `seconds` (0 = off). Not announced: the caller publishes its own event."""
         if seconds < 0:
@@ -473,9 +419,6 @@ class RoomStore:
             if entries:
                 pipe.sadd(key, *entries)
             await pipe.execute()
-
-    async def blocked_words(self, room: int) -> set[str]:
-        return {_text(word) for word in await self._redis.smembers(room_key(room, "blocked"))}
 
     async def add_moderator(self, room: int, user_id: int) -> None:
         await self._redis.sadd(room_key(room, "mods"), str(user_id))
@@ -505,46 +448,9 @@ class RoomStore:
     async def _publish(self, room: int, event: str, payload: Payload, op: str, field: str, value: bytes) -> str | None:
         seq = await self._room_publish(
             keys=[room_key(room, "events"), room_key(room, "state"), bus_channel(room)],
-            args=[self.process_id, event, _pack(payload), self.history, op, field, value],
+            args=[self.process_id, event, codec.pack(payload), self.history, op, field, value],
         )
-        return None if seq is None else _text(seq)
-
-
-def _status_payload(room: int, status: str) -> Payload:
-    if status not in _STATUSES:
-        raise ValueError(f"unknown room status {status!r}; one of {', '.join(sorted(_STATUSES))}")
-    return {"room_id": room, "status": str(status), "ts": time.time_ns() // 1_000_000}
-
-
-def _pack(payload: Payload) -> bytes:
-    if not isinstance(payload, dict):
-        raise TypeError(f"a payload is a dict, not {type(payload).__name__}")
-    packed: bytes = msgpack.packb(payload, use_bin_type=True)
-    return packed
-
-
-def _unpack(raw: bytes) -> Any:
-    try:
-        return msgpack.unpackb(raw, raw=False)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _parse_seq(seq: str) -> tuple[int, int] | None:
-    match = _SEQ.fullmatch(seq)
-    if match is None:
-        return None
-    ms, n = int(match[1]), int(match[2])
-    return (ms, n) if ms < 2**64 - 1 and n < 2**64 - 1 else None
-
-
-def _id(entry_id: bytes) -> tuple[int, int]:
-    ms, _, n = entry_id.partition(b"-")
-    return int(ms), int(n)
+        return None if seq is None else codec.text(seq)
 
 
 def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None:
@@ -553,10 +459,9 @@ def _decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Event | None:
     try:
         event = fields[b"event"].decode()
         if event == CHAT:
-            user = {"id": fields[b"user_id"].decode(), "name": fields[b"display_name"].decode()}
-            message = {"user": user, "text": fields[b"text"].decode(), "ts": fields[b"ts"].decode()}
-            return Event(seq, event, chat_message(seq, message))
-        payload = _unpack(fields[b"payload"])
+            logged = {name: fields[name.encode()].decode() for name in ("user_id", "display_name", "text", "ts")}
+            return Event(seq, event, ev.chat_message(seq, logged))
+        payload = codec.unpack(fields[b"payload"])
         if isinstance(payload, dict):
             return Event(seq, event, payload)
     except (KeyError, ValueError):

@@ -1,4 +1,4 @@
-"""Cross-process room events: one Redis pub/sub connection per hub process.
+"""Cross-process room events: one Redis pub/sub connection per web process (`LiveRooms` owns it).
 
 A hub process delivers an event to its own viewers first; the Lua script that logged the event also
 published it on the room's channel (`livecommerce:{room:ID}:bus`), and every other process that has viewers
@@ -27,7 +27,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import RedisError
 
 from livecommerce.aio import raise_if_cancelled
-from livecommerce.hub.store import bus_channel
+from livecommerce.live import codec
+from livecommerce.live.store import bus_channel
 
 __all__ = ["Bus", "OnEvent", "OnReconnect"]
 
@@ -234,10 +235,7 @@ class Bus:
 
 
 def _decode(data: bytes) -> tuple[str, str, str, dict[str, Any]] | None:
-    try:
-        value = msgpack.unpackb(data, raw=False)
-    except (ValueError, TypeError, msgpack.UnpackException):
-        return None
+    value = codec.unpack(data)
     if not (isinstance(value, list) and len(value) == 4):
         return None
     origin, seq, event, payload = value

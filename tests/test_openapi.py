@@ -47,7 +47,7 @@ from livecommerce.auth import TokenSigner
 from livecommerce.database import session_factory
 from livecommerce.models import Brand, Role
 from livecommerce.settings import Settings
-from tests.helpers import SECRET, World, seed_world
+from tests.support.world import SECRET, World, seed_world
 
 _PROBLEM_TYPE = "application/problem+json"
 _Case = schemathesis.Case[Any]

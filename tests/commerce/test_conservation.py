@@ -18,9 +18,10 @@ from livecommerce.commerce.orders import OrderWriter
 from livecommerce.commerce.pools import HoldState, Inventory, PoolConfig, PoolId, Refusal, Refused, ReserveRequest
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import redis_ms
-from tests.helpers import World, seed_world
+from tests.support.audit import audit_pool
+from tests.support.shop import redis_ms
+from tests.support.waits import until
+from tests.support.world import World, seed_world
 
 UNITS = 1000
 CAP = 2

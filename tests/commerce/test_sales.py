@@ -21,8 +21,8 @@ from livecommerce.commerce import sales
 from livecommerce.database import session_factory
 from livecommerce.hub.store import room_key
 from livecommerce.models import FlashSale, Order, OrderStatus, Product
-from tests.helpers import World, later, seed_world
-from tests.test_authorization import snapshot
+from tests.support.databases import snapshot
+from tests.support.world import World, later, seed_world
 
 Client = TestClient[Request, Application]
 SALES = "/api/v1/sales"

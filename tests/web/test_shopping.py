@@ -14,8 +14,8 @@ from playwright.async_api import Page, expect
 
 from livecommerce.commerce.pools import PoolId
 from livecommerce.state import BUYING
-from tests.media.peers import until
-from tests.web.conftest import DESKTOP, Pages, Site
+from tests.support.browser import DESKTOP, Pages, Site
+from tests.support.waits import until
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

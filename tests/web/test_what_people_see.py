@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from playwright.async_api import FloatRect, Locator, Page, expect
 
-from tests.media.peers import until
-from tests.web.conftest import DESKTOP, PHONE, Pages, Site, screenshot
+from tests.support.browser import DESKTOP, PHONE, Pages, Site, screenshot
+from tests.support.waits import until
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

@@ -1,4 +1,5 @@
-"""The layout of the suite: test modules import shared code from tests/support, never from each other.
+"""The layout of the suite: test modules import shared code from tests/support, never from each other, and each
+fixture is defined once.
 
 A test module (or a conftest.py) that imports another test module runs that module's tests' fixtures and
 helpers from two places, and makes the suite's parts depend on each other in ways no one sees; shared code
@@ -45,6 +46,29 @@ def test_no_test_module_imports_another_test_module() -> None:
             elif module.split(".")[0] == "tests" and _is_test_module(module):
                 offences.append(f"{where}: imports {module}; move what it shares to tests/support")
     assert not offences, "\n".join(offences)
+
+
+def _fixtures(tree: ast.AST) -> list[str]:
+    """Names of the functions decorated `@pytest.fixture` (with or without arguments)."""
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            decorators = [d.func if isinstance(d, ast.Call) else d for d in node.decorator_list]
+            if any(ast.unparse(d) == "pytest.fixture" for d in decorators):
+                names.append(node.name)
+    return names
+
+
+def test_every_fixture_is_defined_once() -> None:
+    """Two fixtures of one name are either a copy or a meaning that depends on the folder: both confuse."""
+    where: dict[str, list[str]] = {}
+    for path in sorted(TESTS.rglob("*.py")):
+        if "node_modules" not in path.parts:
+            for name in _fixtures(ast.parse(path.read_text(), filename=str(path))):
+                where.setdefault(name, []).append(str(path.relative_to(TESTS.parent)))
+    twice = {name: paths for name, paths in where.items() if len(paths) > 1}
+    assert not twice, f"fixtures defined more than once: {twice}"
+    assert {"redis", "redis_url", "engine", "client", "pair", "launcher"} <= where.keys()
 
 
 def test_the_check_sees_an_import_of_a_test_module() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -27,13 +26,6 @@ UNITS = 1000
 CAP = 2
 USERS = 2500
 ATTEMPTS = 6000
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, max_connections=1000)
-    yield client
-    await client.aclose()
 
 
 async def test_a_burst_sells_exactly_the_stock_once(

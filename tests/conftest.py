@@ -10,6 +10,9 @@ from __future__ import annotations
 import pytest
 import uvloop
 
+# Before anything imports them: a failing assert in a support module (the pool audit, `pair`) shows its values.
+pytest.register_assert_rewrite("tests.support")
+
 pytest_plugins = [
     "tests.support.redis_process",
     "tests.support.databases",

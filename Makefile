@@ -39,6 +39,7 @@ serve: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python tools/check_docs.py
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -78,7 +78,7 @@ def _redis_context(url: str) -> Callable[[web.Application], AsyncIterator[None]]
         # Retries are safe: every script that changes state is idempotent for a retried call (once keys).
         retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=3)
         # redis-py's pool refuses the 101st concurrent call by default; bursts of checkouts need more (and
-        # a blocking pool starves tasks, MEASURED.md): reservations themselves share a few (the batcher).
+        # a blocking pool starves tasks, docs/benchmarks.md): reservations themselves share a few (the batcher).
         client = Redis.from_url(
             url, health_check_interval=30, socket_connect_timeout=5, retry=retry,
             retry_on_error=[RedisConnectionError, RedisTimeoutError], max_connections=_REDIS_CONNECTIONS,

@@ -2,7 +2,7 @@
 
 asyncio + uvloop protocol, websocket transport only, default namespace only. A room broadcast builds the
 websocket frame once and calls ``transport.write`` for each viewer: no task, queue or timer per viewer. This
-is the "limit" MEASURED.md describes, kept here for two reasons:
+is the "limit" of docs/benchmarks.md's Anchors, kept here for two reasons:
 
 * it is fast enough to saturate the load generator, so the harness can measure its own ceiling (if a real
   target gets close to this server's numbers, the generator, not the target, may be the limit);

@@ -29,12 +29,9 @@ from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.database import session_factory
 from livecommerce.errors import Conflict
 from livecommerce.models import AccountStatus, Order, OrderStatus, Role, User
-from tests.commerce.audit import until
-from tests.helpers import World, seed_world
-from tests.hub import test_hub
-from tests.hub.test_hub import Viewer, viewer_in
-
-pair = test_hub.pair  # the fixture: a seeded world with its room live, and two more app instances A and B
+from tests.support.sockets import Viewer, viewer_in
+from tests.support.waits import until
+from tests.support.world import World, seed_world
 
 Pair = tuple[World, str, str, list[Viewer]]
 Client = TestClient[Request, Application]

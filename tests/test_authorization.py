@@ -14,13 +14,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.api.routes import ENDPOINTS
-from livecommerce.models import Base
-from tests.conftest import reset
-from tests.helpers import World, later, seed_world
+from tests.support.databases import reset, snapshot
+from tests.support.world import World, later, seed_world
 
 CALLERS = ("anonymous", "viewer", "host", "other_host", "staff", "other_staff", "admin")
 
@@ -199,16 +197,6 @@ CASES = [
     # demo login exists only in demo mode
     Case("POST", "/api/v1/auth/demo-login", lambda w: {"email": "admin@t.dev"}, everyone(404), mutates=False),
 ]
-
-
-async def snapshot(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, to prove a refused call changed nothing."""
-    rows: dict[str, list[tuple[Any, ...]]] = {}
-    async with engine.connect() as connection:
-        for table in Base.metadata.sorted_tables:
-            result = await connection.execute(text(f"SELECT * FROM {table.name}"))  # noqa: S608 - our own table names
-            rows[table.name] = sorted(tuple(row) for row in result.all())
-    return rows
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from livecommerce.database import create_engine, current_revision, downgrade, head_revision, migrate
 from livecommerce.models import Base
-from tests.conftest import Database, reset
+from tests.support.databases import Database, reset
 
 
 def _differences(connection: Connection) -> list[object]:

@@ -47,7 +47,7 @@ from livecommerce.auth import TokenSigner
 from livecommerce.database import session_factory
 from livecommerce.models import Brand, Role
 from livecommerce.settings import Settings
-from tests.helpers import SECRET, World, seed_world
+from tests.support.world import SECRET, World, seed_world
 
 _PROBLEM_TYPE = "application/problem+json"
 _Case = schemathesis.Case[Any]
@@ -273,15 +273,11 @@ def _fuzz(
     return failures
 
 
-@pytest.fixture
-async def world(client: TestClient[Any, Any], engine: AsyncEngine) -> World:
-    return await seed_world(client, engine)
-
-
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("run", _RUNS, ids=[run.caller for run in _RUNS])
-async def test_fuzz_every_operation(client: TestClient[Any, Any], world: World, run: _Run) -> None:
+async def test_fuzz_every_operation(client: TestClient[Any, Any], engine: AsyncEngine, run: _Run) -> None:
     """Every operation, fuzzed from the served document: no 5xx, and every answer as the document says."""
+    world = await seed_world(client, engine)
     document = await _document(client)
     schema = schemathesis.openapi.from_dict(document, config=schemathesis.Config())
     base_url = str(client.make_url("")).rstrip("/")
@@ -356,8 +352,9 @@ def _send_edge(schema: schemathesis.BaseSchema, base_url: str, edge: _Edge, worl
 
 
 @pytest.mark.parametrize("edge", list(_EDGES), ids=list(_EDGES))
-async def test_edge_values_the_fuzz_found(client: TestClient[Any, Any], world: World, edge: str) -> None:
+async def test_edge_values_the_fuzz_found(client: TestClient[Any, Any], engine: AsyncEngine, edge: str) -> None:
     """Regressions, run through the same document checks as the fuzz, with the status each must get."""
+    world = await seed_world(client, engine)
     schema = schemathesis.openapi.from_dict(await _document(client), config=schemathesis.Config())
     base_url = str(client.make_url("")).rstrip("/")
     response = await asyncio.to_thread(_send_edge, schema, base_url, _EDGES[edge], world)

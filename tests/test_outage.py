@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from livecommerce.database import create_engine
 from livecommerce.errors import ServiceUnavailable
 from livecommerce.outage import dependency_down, unavailable
-from tests.helpers import free_port
+from tests.support.ports import free_port
 
 
 async def _raised(awaitable: object) -> BaseException:

@@ -8,68 +8,35 @@ kills whatever a test leaves running, including any redis-server working under i
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
 import redis
 
 from livecommerce.embedded_redis import find_redis_server
-from tests.helpers import SECRET, create_postgres_database, drop_postgres_database, free_port, wait_for_redis
+from tests.support.ports import free_port
+from tests.support.processes import (
+    DEMO_ADMIN,
+    DEMO_HOST,
+    START_TIMEOUT,
+    Launcher,
+    cli_env,
+    demo_tokens,
+    http,
+    redis_servers,
+)
+from tests.support.redis_process import wait_for_redis
+from tests.support.world import SECRET
 
 pytestmark = pytest.mark.slow
 
-START_TIMEOUT = 30.0
-STOP_TIMEOUT = 15.0
-DEMO_ADMIN = "admin@demo.livecommerce.dev"
-DEMO_HOST = "host@demo.livecommerce.dev"
-
-_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
-
-
-def _env(**settings: str) -> dict[str, str]:
-    """This process's environment without any LIVECOMMERCE_* variable, plus `settings`."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("LIVECOMMERCE_")}
-    env.update(settings)
-    return env
-
-
 _NO_SOCKETS = {"connections": 0, "refused_full": 0, "refused_address": 0, "dropped_slow": 0, "malformed_packets": 0}
-
-
-def http(method: str, url: str, *, body: Any = None, token: str | None = None) -> tuple[int, str, Any]:
-    """One request; returns (status, content type, decoded JSON body or None)."""
-    headers = {"Accept": "application/json"}
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http only
-    try:
-        with _OPENER.open(request, timeout=5) as response:
-            status, content_type, raw = response.status, response.headers.get_content_type(), response.read()
-    except urllib.error.HTTPError as exc:
-        try:
-            status, content_type, raw = exc.code, exc.headers.get_content_type(), exc.read()
-        finally:
-            exc.close()
-    return status, content_type, json.loads(raw) if raw else None
 
 
 def _redis_dir(cwd: Path) -> Path:
@@ -93,133 +60,10 @@ def wait_gone(pid: int, timeout: float) -> bool:
     return True
 
 
-def redis_servers(under: Path) -> list[int]:
-    """Pids of running redis-servers that work in, or name, a directory under `under`.
-
-    Redis rewrites its process title (to `redis-server 127.0.0.1:PORT` on TCP), so the working directory,
-    which Redis sets to its --dir, is checked as well as the command line.
-    """
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.status() == psutil.STATUS_ZOMBIE:
-                continue
-            cmdline = " ".join(process.cmdline())
-            if "redis" in cmdline and (str(under) in cmdline or Path(process.cwd()).is_relative_to(under)):
-                found.append(int(process.pid))
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
-@dataclass
-class Proc:
-    """A started livecommerce (or redis-server) process; its output goes to <cwd>/<name>.out and .err."""
-
-    popen: subprocess.Popen[bytes]
-    cwd: Path
-    name: str
-    port: int = 0
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def stdout(self) -> str:
-        return (self.cwd / f"{self.name}.out").read_text(errors="replace")
-
-    @property
-    def stderr(self) -> str:
-        return (self.cwd / f"{self.name}.err").read_text(errors="replace")
-
-    def check_running(self, waiting_for: str) -> None:
-        if self.popen.poll() is not None:
-            pytest.fail(f"{self.name} exited with {self.popen.returncode} before {waiting_for}:\n{self.stderr}")
-
-    def wait_ready(self, timeout: float = START_TIMEOUT, interval: float = 0.05) -> dict[str, Any]:
-        """Poll GET /ready every `interval` seconds until it answers 200; return its body."""
-        deadline = time.monotonic() + timeout
-        while True:
-            self.check_running("it was ready")
-            try:
-                status, _, body = http("GET", self.base + "/ready")
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                status, body = 0, None
-            if status == 200:
-                assert isinstance(body, dict)
-                return body
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} not ready after {timeout} s (last: {status} {body}):\n{self.stderr}")
-            time.sleep(interval)
-
-    def wait_output(self, marker: str, timeout: float = START_TIMEOUT) -> str:
-        """Poll stdout until it contains `marker`; return all of it."""
-        deadline = time.monotonic() + timeout
-        while marker not in (out := self.stdout):
-            self.check_running(f"printing {marker!r}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} did not print {marker!r} within {timeout} s:\n{out}\n{self.stderr}")
-            time.sleep(0.05)
-        return out
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
-        """Send `signum` and return the exit status."""
-        self.popen.send_signal(signum)
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"{self.name} still running {timeout} s after {signal.Signals(signum).name}:\n{self.stderr}")
-
-
-@dataclass
-class Launcher:
-    """Starts processes for one test and kills what is left at the end."""
-
-    root: Path
-    started: list[Proc] = field(default_factory=list)
-
-    def start(self, argv: list[str], *, cwd: Path, env: dict[str, str], name: str, port: int = 0) -> Proc:
-        cwd.mkdir(parents=True, exist_ok=True)
-        with (cwd / f"{name}.out").open("wb") as out, (cwd / f"{name}.err").open("wb") as err:
-            popen = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
-        proc = Proc(popen, cwd, name, port)
-        self.started.append(proc)
-        return proc
-
-    def serve(self, *flags: str, cwd: Path, env: dict[str, str], name: str = "serve") -> Proc:
-        port = free_port()
-        argv = [sys.executable, "-m", "livecommerce.cli", "serve", "--port", str(port), *flags]
-        return self.start(argv, cwd=cwd, env=env, name=name, port=port)
-
-    def kill_all(self) -> None:
-        for proc in self.started:
-            if proc.popen.poll() is None:
-                proc.popen.kill()
-            proc.popen.wait(STOP_TIMEOUT)
-        for pid in redis_servers(self.root):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                psutil.Process(pid).kill()
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path.resolve())
-    try:
-        yield launcher
-    finally:
-        launcher.kill_all()
-
-
 def run_cli(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a short livecommerce command to completion (config errors, create-user, token)."""
     argv = [sys.executable, "-m", "livecommerce.cli", *args]
     return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False)
-
-
-def demo_tokens(output: str) -> dict[str, str]:
-    """The email -> token table that `serve --demo` prints."""
-    return dict(re.findall(r"^\s+\w+\s+(\S+@demo\.livecommerce\.dev)\s+(\S+)$", output, re.MULTILINE))
 
 
 def create_catalog(base: str, token: str) -> tuple[int, int]:
@@ -237,7 +81,7 @@ def create_catalog(base: str, token: str) -> tuple[int, int]:
 
 def test_serve_without_configuration_starts_and_stops_cleanly(launcher: Launcher, tmp_path: Path) -> None:
     cwd = tmp_path.resolve()
-    server = launcher.serve(cwd=cwd, env=_env())
+    server = launcher.serve(cwd=cwd, env=cli_env())
     ready = server.wait_ready()
     assert ready == {"status": "ready", "checks": {"redis": "ok", "database": "ok"}}
     assert http("GET", server.base + "/health")[::2] == (200, {"status": "ok", "demo": False, "sockets": _NO_SOCKETS})
@@ -256,7 +100,7 @@ def test_serve_without_configuration_starts_and_stops_cleanly(launcher: Launcher
 
 def test_sigkill_takes_redis_along_and_data_survives_restart(launcher: Launcher, tmp_path: Path) -> None:
     cwd = tmp_path.resolve()
-    env = _env(LIVECOMMERCE_SECRET_KEY=SECRET)
+    env = cli_env(LIVECOMMERCE_SECRET_KEY=SECRET)
     first = launcher.serve("--demo", cwd=cwd, env=env, name="first")
     first.wait_ready()
     admin = demo_tokens(first.wait_output("Stop with Ctrl-C."))[DEMO_ADMIN]
@@ -290,12 +134,12 @@ def test_stale_redis_of_a_dead_owner_is_stopped(launcher: Launcher, tmp_path: Pa
     stale = launcher.start(
         [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
          "--dir", str(redis_dir)],
-        cwd=cwd, env=_env(), name="stale-redis",
+        cwd=cwd, env=cli_env(), name="stale-redis",
     )  # fmt: skip
     wait_for_redis(f"redis://127.0.0.1:{port}", stale.popen)
     (redis_dir / "redis.pid").write_text(str(stale.popen.pid))
 
-    server = launcher.serve(cwd=cwd, env=_env(LIVECOMMERCE_SECRET_KEY=SECRET))
+    server = launcher.serve(cwd=cwd, env=cli_env(LIVECOMMERCE_SECRET_KEY=SECRET))
     # The stale Redis is our child, so it lingers as a zombie until we reap it; serve must not take that for
     # alive and wait out its 10 s SIGKILL fallback.
     server.wait_ready(timeout=10)
@@ -316,7 +160,7 @@ def test_serve_without_redis_on_path_uses_the_bundled_valkey(launcher: Launcher,
     cwd = tmp_path.resolve()
     empty = cwd / "empty-bin"  # not even the venv's bin
     empty.mkdir()
-    server = launcher.serve(cwd=cwd, env=_env(PATH=str(empty), LIVECOMMERCE_SECRET_KEY=SECRET))
+    server = launcher.serve(cwd=cwd, env=cli_env(PATH=str(empty), LIVECOMMERCE_SECRET_KEY=SECRET))
     assert server.wait_ready()["checks"] == {"redis": "ok", "database": "ok"}
     redis_pid = int((_redis_dir(cwd) / "redis.pid").read_text())
     assert Path(psutil.Process(redis_pid).exe()).resolve() == get_binary_path().resolve()
@@ -356,7 +200,7 @@ _CONFIG_ERRORS = {
 def test_config_error_is_one_line_and_exit_2(launcher: Launcher, tmp_path: Path, case: str, expected: str) -> None:
     cwd = tmp_path.resolve()
     # WARNING: the start-up INFO lines would otherwise precede the error; the secret avoids its warning.
-    env = _env(LIVECOMMERCE_SECRET_KEY=SECRET, LIVECOMMERCE_LOG_LEVEL="WARNING")
+    env = cli_env(LIVECOMMERCE_SECRET_KEY=SECRET, LIVECOMMERCE_LOG_LEVEL="WARNING")
     port = free_port()
     with socket.socket() as listener:
         if case == "misspelled-variable":
@@ -386,20 +230,12 @@ def test_config_error_is_one_line_and_exit_2(launcher: Launcher, tmp_path: Path,
 # --- several processes, shared services -----------------------------------------------------------------------
 
 
-@pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
-    """A fresh, empty PostgreSQL database (skipped, or failed under CI, when PostgreSQL is unreachable)."""
-    url, name = await create_postgres_database()
-    try:
-        yield url
-    finally:
-        await drop_postgres_database(name)
-
-
 def test_two_web_processes_share_redis_and_postgresql(
     launcher: Launcher, tmp_path: Path, redis_url: str, postgres_url: str
 ) -> None:
-    env = _env(LIVECOMMERCE_SECRET_KEY=SECRET, LIVECOMMERCE_REDIS_URL=redis_url, LIVECOMMERCE_DATABASE_URL=postgres_url)
+    env = cli_env(
+        LIVECOMMERCE_SECRET_KEY=SECRET, LIVECOMMERCE_REDIS_URL=redis_url, LIVECOMMERCE_DATABASE_URL=postgres_url
+    )
     # Both start at once on the empty database, so their migrations overlap.
     a = launcher.serve("--demo", cwd=tmp_path / "a", env=env, name="a")
     b = launcher.serve(cwd=tmp_path / "b", env=env, name="b")
@@ -420,7 +256,7 @@ def test_two_web_processes_share_redis_and_postgresql(
 
 
 def test_demo_mode_prints_users_and_enables_demo_login(launcher: Launcher, tmp_path: Path) -> None:
-    env = _env(LIVECOMMERCE_SECRET_KEY=SECRET)
+    env = cli_env(LIVECOMMERCE_SECRET_KEY=SECRET)
     demo = launcher.serve("--demo", cwd=tmp_path / "demo", env=env, name="demo")
     plain = launcher.serve(cwd=tmp_path / "plain", env=env, name="plain")
     demo.wait_ready()
@@ -470,7 +306,7 @@ def test_demo_mode_prints_users_and_enables_demo_login(launcher: Launcher, tmp_p
 def test_sigterm_while_seeding_demo_data_still_shuts_down_cleanly(launcher: Launcher, tmp_path: Path) -> None:
     """/ready answers while the demo data is being seeded: a SIGTERM then must not kill the process outright."""
     cwd = tmp_path.resolve()
-    server = launcher.serve("--demo", cwd=cwd, env=_env(LIVECOMMERCE_SECRET_KEY=SECRET))
+    server = launcher.serve("--demo", cwd=cwd, env=cli_env(LIVECOMMERCE_SECRET_KEY=SECRET))
     server.wait_ready(interval=0.005)  # catch the first moment it serves: the seeding runs then
     redis_pid = int((_redis_dir(cwd) / "redis.pid").read_text())
     assert server.stop() == 0, server.stderr
@@ -483,7 +319,7 @@ def test_sigterm_while_seeding_demo_data_still_shuts_down_cleanly(launcher: Laun
 
 def test_worker_heartbeat_and_clean_exit(launcher: Launcher, tmp_path: Path, redis_url: str) -> None:
     argv = [sys.executable, "-m", "livecommerce.cli", "worker"]
-    worker = launcher.start(argv, cwd=tmp_path.resolve(), env=_env(LIVECOMMERCE_REDIS_URL=redis_url), name="worker")
+    worker = launcher.start(argv, cwd=tmp_path.resolve(), env=cli_env(LIVECOMMERCE_REDIS_URL=redis_url), name="worker")
     with redis.Redis.from_url(redis_url) as client:
         deadline = time.monotonic() + START_TIMEOUT
         while not (keys := client.keys("livecommerce:worker:*")):

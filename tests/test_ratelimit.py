@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from livecommerce.app import create_app
 from livecommerce.limits import RateLimiter
 from livecommerce.settings import Settings
-from tests.helpers import seed_world
+from tests.support.world import seed_world
 
 Client = TestClient[Request, Application]
 

@@ -17,7 +17,7 @@ from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.order_queries import brand_order_lines
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus
-from tests.helpers import World, seed_world
+from tests.support.world import World, seed_world
 
 HOSTILE_TITLE = '=HYPERLINK("http://evil.test","click")'
 

@@ -9,8 +9,8 @@ from aiohttp.web import Application, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import later, seed_world
-from tests.test_authorization import snapshot
+from tests.support.databases import snapshot
+from tests.support.world import later, seed_world
 
 Client = TestClient[Request, Application]
 

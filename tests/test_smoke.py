@@ -5,7 +5,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import seed_world
+from tests.support.world import seed_world
 
 
 async def test_world_seeds_and_reads(client: TestClient[Any, Any], engine: AsyncEngine) -> None:

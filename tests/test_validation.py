@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from livecommerce.api.routes import ENDPOINTS
 from livecommerce.api.routing import Endpoint
 from livecommerce.settings import Settings
-from tests.helpers import World, seed_world
-from tests.test_authorization import snapshot
+from tests.support.databases import snapshot
+from tests.support.world import World, seed_world
 
 BODY_ROUTES = [e for e in ENDPOINTS if e.body is not None]
 LIST_ROUTES = [e for e in ENDPOINTS if e.query is not None]

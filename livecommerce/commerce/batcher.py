@@ -1,6 +1,6 @@
 """Groups concurrent reservations into few Redis round trips.
 
-redis-py costs ~180 µs of this process's CPU per call (MEASURED.md): one call per tap would make Python, not
+redis-py costs ~180 µs of this process's CPU per call (docs/benchmarks.md): one call per tap would make Python, not
 Redis, the limit of a burst. So taps wait here while a call is in flight and go together in the next: one
 `pool_reserve` call per pool (up to `MAX_BATCH` taps), every pool's call in one pipeline. An idle batcher
 sends a lone tap at once, so a quiet room pays no added latency.

@@ -1,6 +1,6 @@
 """Delivery of room events to this process's own viewers: encode once per room per tick, write to each viewer.
 
-python-socketio's room emit costs a task and a queue hop per recipient (~100-190 µs each, MEASURED.md). Here
+python-socketio's room emit costs a task and a queue hop per recipient (~100-190 µs each, docs/benchmarks.md). Here
 a tick (50 ms) collects what each room produced, encodes it once into websocket frames (`frames`), and does
 one synchronous `transport.write` of those bytes per viewer — no task, no await per recipient. A write costs
 about the same for one frame or twenty-five, so batching a tick into one write is the lever.

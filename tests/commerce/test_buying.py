@@ -13,9 +13,9 @@ from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.database import session_factory
-from tests.commerce.audit import until
-from tests.helpers import World
-from tests.hub.test_hub import Viewer, viewer_in
+from tests.support.sockets import Viewer, viewer_in
+from tests.support.waits import until
+from tests.support.world import World
 
 APPROVE = "4242 4242 4242 4242"
 DECLINE = "4000 0000 0000 0002"

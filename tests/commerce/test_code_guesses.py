@@ -15,8 +15,8 @@ from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.pools import PoolId
 from livecommerce.database import session_factory
 from livecommerce.models import SaleCode
-from tests.helpers import seed_world
-from tests.hub.test_hub import Viewer
+from tests.support.sockets import Viewer
+from tests.support.world import seed_world
 
 Client = TestClient[Request, Application]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -18,21 +17,15 @@ from livecommerce.commerce.orders import OrderWriter
 from livecommerce.commerce.pools import HoldState, Inventory, PoolConfig, PoolId, Refusal, Refused, ReserveRequest
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import redis_ms
-from tests.helpers import World, seed_world
+from tests.support.audit import audit_pool
+from tests.support.shop import redis_ms
+from tests.support.waits import until
+from tests.support.world import World, seed_world
 
 UNITS = 1000
 CAP = 2
 USERS = 2500
 ATTEMPTS = 6000
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url, max_connections=1000)
-    yield client
-    await client.aclose()
 
 
 async def test_a_burst_sells_exactly_the_stock_once(

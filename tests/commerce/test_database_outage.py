@@ -33,11 +33,12 @@ from livecommerce.commerce.pools import HoldState, Inventory, PoolId
 from livecommerce.database import create_engine, migrate, session_factory
 from livecommerce.models import Order, OrderStatus, Role, Room, RoomStatus, room_brands, sale_rooms, utcnow
 from livecommerce.settings import Settings
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import Shop, add_sale, seed_shop
-from tests.helpers import SECRET
-from tests.hub.test_hub import Viewer
-from tests.postgres_cluster import PostgresCluster, postgres_cluster
+from tests.support.audit import audit_pool
+from tests.support.postgres_cluster import PostgresCluster, postgres_cluster
+from tests.support.shop import Shop, add_sale, seed_shop
+from tests.support.sockets import Viewer
+from tests.support.waits import until
+from tests.support.world import SECRET
 
 APPROVE = "4242 4242 4242 4242"
 REST_BUYERS = 6

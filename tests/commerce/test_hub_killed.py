@@ -27,13 +27,13 @@ from livecommerce.commerce.orders import DEAD_LETTERS, pool_drained
 from livecommerce.commerce.payments import LEDGER, Charge, ChargeStatus
 from livecommerce.commerce.pools import HoldState, PoolId
 from livecommerce.models import Order, OrderStatus, Role, Room, room_brands
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import product_row, seed_shop
-from tests.commerce.test_worker_process import start_worker
-from tests.conftest import Database
-from tests.helpers import SECRET
-from tests.hub.test_hub import Viewer
-from tests.test_process import Launcher, _env, http, launcher  # noqa: F401 - fixture
+from tests.support.audit import audit_pool
+from tests.support.databases import Database
+from tests.support.processes import Launcher, cli_env, http, start_worker
+from tests.support.shop import product_row, seed_shop
+from tests.support.sockets import Viewer
+from tests.support.waits import until
+from tests.support.world import SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +90,7 @@ async def shop(buyer: Buyer, viewer: Viewer, room: int, product: int, answers: A
 
 
 async def test_a_hub_killed_mid_burst_loses_and_doubles_no_order(
-    launcher: Launcher,  # noqa: F811 - the fixture imported above
+    launcher: Launcher,
     tmp_path: Path,
     redis_url: str,
     database: Database,
@@ -102,7 +102,7 @@ async def test_a_hub_killed_mid_burst_loses_and_doubles_no_order(
         host_id = await connection.scalar(select(Room.host_id).where(Room.id == shop_.room_id))
     assert host_id is not None
     signer = TokenSigner(SECRET, 3600)
-    env = _env(
+    env = cli_env(
         LIVECOMMERCE_SECRET_KEY=SECRET,
         LIVECOMMERCE_REDIS_URL=redis_url,
         LIVECOMMERCE_DATABASE_URL=database.url,

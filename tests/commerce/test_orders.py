@@ -18,8 +18,9 @@ from livecommerce.commerce.orders import DEAD_LETTERS, GROUP, OrderWriter, apply
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolConfig, PoolId, Reserved, ReserveRequest
 from livecommerce.database import session_factory
 from livecommerce.models import AccountStatus, Order, OrderStatus, SaleAudience, SaleCode, User, utcnow
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import Shop, add_sale, outbox_entries, product_row, redis_ms, sql_snapshot
+from tests.support.audit import audit_pool
+from tests.support.shop import Shop, add_sale, outbox_entries, product_row, redis_ms, sql_snapshot
+from tests.support.waits import until
 
 
 def writer(redis: Redis, engine: AsyncEngine, inventory: Inventory, **kwargs: int | str) -> OrderWriter:

@@ -20,7 +20,7 @@ from livecommerce.commerce.payments import (
     refund_owed,
     retry_owed_refunds,
 )
-from tests.helpers import free_port
+from tests.support.ports import free_port
 
 APPROVED = "4242 4242 4242 4242"
 DECLINED = "4000 0000 0000 0002"

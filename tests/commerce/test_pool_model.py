@@ -49,7 +49,7 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
     Stock,
 )
-from tests.commerce.audit import audit_pool
+from tests.support.audit import audit_pool
 
 T = TypeVar("T")
 Audience = Literal["open", "list", "codes"]

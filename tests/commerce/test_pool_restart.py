@@ -9,20 +9,15 @@ and directory. Every tap ends with an answer; the answers and the pool must then
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import signal
-import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 import pytest
-import redis as sync_redis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -41,9 +36,9 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
     ReserveResult,
 )
-from livecommerce.embedded_redis import find_redis_server
-from tests.commerce.audit import audit_pool, until
-from tests.helpers import free_port
+from tests.support.audit import audit_pool
+from tests.support.redis_process import RedisProcess
+from tests.support.waits import until
 
 POOL = PoolId.sale(1)
 STOCK = 5000  # more than the burst can take: buying must go on after each restart
@@ -51,77 +46,6 @@ CAP = 2
 BUYERS = 1000  # fewer than the taps: many buyers reach the cap
 TASKS = 300
 BURST_SECONDS = 20.0  # the whole burst, restarts included, or the test fails
-
-
-class RedisProcess:
-    """A redis-server on a fixed port and directory, append-only with an fsync per write, that can be stopped
-    and started again (as an operator or a crash would)."""
-
-    def __init__(self, directory: Path, port: int) -> None:
-        self.directory = directory
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        assert self.process is None
-        self.process = subprocess.Popen(
-            [
-                find_redis_server(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--dir", str(self.directory),
-                "--appendonly", "yes",
-                "--appendfsync", "always",
-                "--save", "",
-                "--logfile", str(self.directory / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        self._wait_until_it_answers(self.process)
-        self.starts += 1
-
-    def _wait_until_it_answers(self, process: subprocess.Popen[bytes], within: float = 10.0) -> None:
-        """PING until Redis answers (it says LOADING until the append-only file is read), every wait bounded."""
-        client = sync_redis.Redis.from_url(self.url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        deadline = time.monotonic() + within
-        try:
-            while True:
-                try:
-                    client.ping()
-                    return
-                except (sync_redis.ConnectionError, sync_redis.TimeoutError):
-                    if process.poll() is not None:
-                        raise RuntimeError(f"redis-server exited with {process.returncode}") from None
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.01)
-        finally:
-            client.close()
-
-    def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
-        if self.process is None:
-            return
-        process, self.process = self.process, None
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(how)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path, free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop(signal.SIGKILL)
 
 
 @dataclass
@@ -225,6 +149,7 @@ async def flush_functions(url: str, start: asyncio.Event, stop: asyncio.Event, d
     return flushes
 
 
+@pytest.mark.durable_redis  # append-only with an fsync per write: a restart loses nothing
 async def test_buying_survives_function_flushes_and_redis_restarts(
     private_redis: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:

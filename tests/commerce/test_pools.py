@@ -26,8 +26,9 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
 )
 from livecommerce.commerce.product_stock import give_units
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import redis_ms
+from tests.support.audit import audit_pool
+from tests.support.shop import redis_ms
+from tests.support.waits import until
 
 POOL = PoolId.sale(1)
 

@@ -1,6 +1,6 @@
 """Flash sales in SQL: stock allocated once, given back once, edits only in draft, countdowns, who sees what.
 
-Every test runs on SQLite and PostgreSQL. The seeded world (tests/helpers.py) has `sale_product` with 10 units,
+Every test runs on SQLite and PostgreSQL. The seeded world (tests/support/world.py) has `sale_product` with 10 units,
 4 of them allocated to `scheduled_sale` and `live_sale`.
 """
 
@@ -21,8 +21,8 @@ from livecommerce.commerce import sales
 from livecommerce.database import session_factory
 from livecommerce.live.store import room_key
 from livecommerce.models import FlashSale, Order, OrderStatus, Product
-from tests.helpers import World, later, seed_world
-from tests.test_authorization import snapshot
+from tests.support.databases import snapshot
+from tests.support.world import World, later, seed_world
 
 Client = TestClient[Request, Application]
 SALES = "/api/v1/sales"

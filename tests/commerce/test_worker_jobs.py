@@ -30,8 +30,9 @@ from livecommerce.commerce.pools import (
 )
 from livecommerce.database import session_factory
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleAudience, SaleStatus, utcnow
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import Shop, add_sale, product_row, redis_ms
+from tests.support.audit import audit_pool
+from tests.support.shop import Shop, add_sale, product_row, redis_ms
+from tests.support.waits import until
 
 APPROVED = "4242 4242 4242 4242"
 

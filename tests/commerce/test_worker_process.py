@@ -4,10 +4,7 @@ again: every paid hold ends up in SQL exactly once."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,37 +16,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from livecommerce.commerce.orders import DEAD_LETTERS, GROUP, pool_drained
 from livecommerce.commerce.pools import HoldState, Inventory, PoolConfig, PoolId, Reserved, ReserveRequest
 from livecommerce.models import Order, OrderStatus
-from tests.commerce.audit import audit_pool, until
-from tests.commerce.shop import Shop, product_row, seed_shop
-from tests.conftest import Database
-from tests.test_process import Launcher, Proc
+from tests.support.audit import audit_pool
+from tests.support.databases import Database
+from tests.support.processes import Launcher, start_worker
+from tests.support.shop import Shop, product_row, seed_shop
+from tests.support.waits import until
 
 pytestmark = pytest.mark.slow
 
 STOCK = 20_000
 BEFORE_KILL = 1800  # paid holds waiting when the first worker starts
 AFTER_KILL = 1200  # paid holds created while no worker runs
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Launcher]:
-    launcher = Launcher(tmp_path.resolve())
-    try:
-        yield launcher
-    finally:
-        launcher.kill_all()
-
-
-def start_worker(launcher: Launcher, cwd: Path, redis_url: str, database_url: str, name: str) -> Proc:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LIVECOMMERCE_")}
-    env.update(
-        LIVECOMMERCE_REDIS_URL=redis_url,
-        LIVECOMMERCE_DATABASE_URL=database_url,
-        LIVECOMMERCE_WORKER_CLAIM_AFTER_MS="300",
-        LIVECOMMERCE_LOG_LEVEL="INFO",
-    )
-    argv = [sys.executable, "-m", "livecommerce.cli", "worker"]
-    return launcher.start(argv, cwd=cwd, env=env, name=name)
 
 
 async def create_paid(inventory: Inventory, pool: PoolId, shop: Shop, numbers: range) -> None:
@@ -82,7 +59,7 @@ async def orders_in_sql(engine: AsyncEngine) -> int:
 
 
 async def test_a_worker_killed_mid_batch_loses_and_doubles_no_order(
-    processes: Launcher, tmp_path: Path, redis_url: str, redis: Redis, database: Database, engine: AsyncEngine
+    launcher: Launcher, tmp_path: Path, redis_url: str, redis: Redis, database: Database, engine: AsyncEngine
 ) -> None:
     shop = await seed_shop(engine, stock=STOCK, buyers=20)
     inventory = Inventory(redis)
@@ -99,7 +76,7 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_no_order(
         created += count
 
     await more(BEFORE_KILL)  # a backlog: the worker reads full batches
-    first = start_worker(processes, tmp_path / "w1", redis_url, database.url, "worker-1")
+    first = start_worker(launcher, tmp_path / "w1", redis_url, database.url, "worker-1")
 
     # Kill it while it holds a batch it has read but not acknowledged, after it has committed some.
     deadline = time.monotonic() + 30
@@ -117,7 +94,7 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_no_order(
     assert 0 < written_by_first < created
     await more(AFTER_KILL)
 
-    second = start_worker(processes, tmp_path / "w2", redis_url, database.url, "worker-2")
+    second = start_worker(launcher, tmp_path / "w2", redis_url, database.url, "worker-2")
 
     async def all_written() -> bool:
         second.check_running("every order was written")

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import subprocess
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
@@ -23,57 +21,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from livecommerce.embedded_redis import find_redis_server
 from livecommerce.live import events as ev
 from livecommerce.live.bus import Bus
 from livecommerce.live.store import RoomStore, bus_channel
-from tests.helpers import free_port, wait_for_redis
+from tests.support.redis_process import RedisProcess
+from tests.support.waits import eventually
 
 Received = tuple[int, str, str, dict[str, Any]]
-
-
-class RedisProcess:
-    """A redis-server of a test's own, on a fixed port, that the test may kill and start again."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._workdir = workdir
-        self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        command += ["--appendonly", "no", "--dir", str(self._workdir)]
-        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_redis(self.url, self._process)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait(10)
-            self._process = None
-
-    def __enter__(self) -> RedisProcess:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    with RedisProcess(tmp_path) as server:
-        yield server
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 10.0) -> None:
-    """Poll `check` until it holds, failing with `what` after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Listener:
@@ -116,13 +70,6 @@ async def listening(redis: Redis, *process_ids: str, **options: Any) -> AsyncIte
     finally:
         for listener in listeners:
             await listener.stop()
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 async def subscribers(redis: Redis, room: int) -> int:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SECRET
-from tests.hub.test_hub import Viewer
-from tests.test_process import DEMO_HOST, Launcher, _env, demo_tokens, http, launcher  # noqa: F401 - fixture
+from tests.support.processes import DEMO_HOST, Launcher, cli_env, demo_tokens, http
+from tests.support.sockets import Viewer
+from tests.support.world import SECRET
 
 pytestmark = pytest.mark.slow
 
@@ -24,11 +24,11 @@ DEMO_VIEWER = "viewer@demo.livecommerce.dev"
 
 
 async def test_viewers_of_a_killed_process_resume_elsewhere_and_the_count_heals(
-    launcher: Launcher,  # noqa: F811 - the fixture imported above
+    launcher: Launcher,
     tmp_path: Path,
     redis_url: str,
 ) -> None:
-    env = _env(
+    env = cli_env(
         LIVECOMMERCE_SECRET_KEY=SECRET,
         LIVECOMMERCE_REDIS_URL=redis_url,
         LIVECOMMERCE_DATABASE_URL=f"sqlite:///{tmp_path / 'shared.db'}",

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 from aiohttp.web import Application, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.helpers import seed_world
+from tests.support.world import seed_world
 
 CLIENT = Path(__file__).parent / "js" / "client.mjs"
 

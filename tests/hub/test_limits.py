@@ -23,9 +23,10 @@ from livecommerce.app import create_app
 from livecommerce.hub import transport
 from livecommerce.hub.runtime import SIO, socket_counters
 from livecommerce.settings import Settings, replace
-from tests.helpers import seed_world
-from tests.hub.test_fanout import Hub, RawViewer, eventually
-from tests.hub.test_hub import Viewer
+from tests.support.fanout_hub import Hub, RawViewer
+from tests.support.sockets import Viewer
+from tests.support.waits import eventually
+from tests.support.world import seed_world
 
 Client = TestClient[Request, Application]
 

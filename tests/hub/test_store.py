@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,10 @@ from livecommerce.live.store import (
     room_key,
 )
 from livecommerce.scripts import script
-from tests.hub.test_bus import RedisProcess, eventually
+from tests.support.redis_process import RedisProcess
+from tests.support.waits import eventually
 
 ROOM = 11
-
-
-@pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from engineio.async_socket import AsyncSocket
 
 from livecommerce.hub import transport
 from livecommerce.hub.frames import encode_events
-from tests.hub.test_fanout import Hub, RawViewer, Viewer, serve
+from tests.support.fanout_hub import Hub, RawViewer, Viewer, serve
 
 
 def _parameters(function: object) -> list[str]:

@@ -18,7 +18,8 @@ from aiortc import RTCRtpCodecParameters, RTCSessionDescription
 from av.video.frame import VideoFrame
 
 from livecommerce.media import forwarding as fw
-from tests.media.peers import MovingPicture, new_pc, prefer, until
+from tests.support.peers import MovingPicture, new_pc, prefer
+from tests.support.waits import until
 
 VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
 H264 = RTCRtpCodecParameters(

@@ -6,6 +6,7 @@ The media tests run on SQLite only (see conftest.py).
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,9 +15,10 @@ from redis.asyncio import Redis
 
 from livecommerce.live.store import RoomStore
 from livecommerce.media.sessions import MediaService
-from tests.helpers import World
-from tests.media.conftest import FAST, replace
-from tests.media.peers import Publisher, Viewer, post_sdp, until
+from tests.support.media import FAST
+from tests.support.peers import Publisher, Viewer, post_sdp
+from tests.support.waits import until
+from tests.support.world import World
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page, expect
 
-from tests.web.conftest import DESKTOP, Pages, Site
+from tests.support.browser import DESKTOP, Pages, Site
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

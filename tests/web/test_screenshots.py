@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import Page, ViewportSize, expect
 
-from tests.web.conftest import DESKTOP, PHONE, Pages, Site, screenshot
+from tests.support.browser import DESKTOP, PHONE, Pages, Site, screenshot
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

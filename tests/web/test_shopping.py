@@ -1,7 +1,7 @@
 """Pinning and buying in the browser: the host pins, viewers see it at once, buy and pay; every page follows.
 
 `other_room` (other_host's, featuring the brand) sells `product` at its own price; `room` (host's) shows
-`live_sale`, an invite-code sale of `sale_product` that started a minute ago (see `tests.helpers.seed_world`).
+`live_sale`, an invite-code sale of `sale_product` that started a minute ago (see `tests.support.world.seed_world`).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from playwright.async_api import Page, expect
 
 from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.pools import PoolId
-from tests.media.peers import until
-from tests.web.conftest import DESKTOP, Pages, Site
+from tests.support.browser import DESKTOP, Pages, Site
+from tests.support.waits import until
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

@@ -2,7 +2,7 @@
 and readable, parts where they belong, live state without a reload. Each test reads the page as a person
 would (visible text, boxes on screen, the chart's pixels), not only that an element exists.
 
-`room` (host's) shows `live_sale`, an invite-code sale of `sale_product` (see `tests.helpers.seed_world`);
+`room` (host's) shows `live_sale`, an invite-code sale of `sale_product` (see `tests.support.world.seed_world`);
 `other_room` (other_host's) features the same brand.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from playwright.async_api import FloatRect, Locator, Page, expect
 
-from tests.media.peers import until
-from tests.web.conftest import DESKTOP, PHONE, Pages, Site, screenshot
+from tests.support.browser import DESKTOP, PHONE, Pages, Site, screenshot
+from tests.support.waits import until
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 

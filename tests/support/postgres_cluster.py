@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.support.ports import free_port
 
 __all__ = ["PostgresCluster", "postgres_cluster"]
 

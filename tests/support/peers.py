@@ -1,7 +1,7 @@
 """Real aiortc peers for the media tests: a synthetic publisher over WHIP and counting viewers over WHEP.
 
-Every peer gathers ICE candidates on 127.0.0.1 only (see `loopback_ice` in conftest.py), so media stays on
-the loopback interface. Waiting is always polling for a condition with a deadline (`until`).
+Every peer gathers ICE candidates on 127.0.0.1 only (see `loopback_ice` in tests/support/media.py), so media
+stays on the loopback interface. Waiting is always polling for a condition with a deadline (`waits.until`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import fractions
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,20 +24,6 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from av import VideoFrame
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], within: float, what: str) -> float:
-    """Poll `condition` every 20 ms; return the seconds it took, or fail saying `what` never happened."""
-    start = time.monotonic()
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return time.monotonic() - start
-        if time.monotonic() - start > within:
-            raise AssertionError(f"within {within} s: {what}")
-        await asyncio.sleep(0.02)
 
 
 class MovingPicture(VideoStreamTrack):

@@ -1,19 +1,12 @@
-"""Test helpers: free ports, waiting for real servers, an API client that signs requests, a seeded world."""
+"""The populated system most tests start from: an API client that signs requests as any seeded user, and the
+seeded world (every role, two brands, two hosts, products, rooms and flash sales)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import subprocess
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
-import pytest
-import redis
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,31 +18,6 @@ from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus, Role, SaleAudience, SaleCode
 
 SECRET = "test-secret-" + "x" * 40
-PG_ADMIN_URL = os.environ.get("LIVECOMMERCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_redis(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 10) -> None:
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if process is not None and process.poll() is not None:
-                    raise RuntimeError(f"redis-server exited with {process.returncode}") from None
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-    finally:
-        client.close()
 
 
 def later(minutes: int = 60) -> str:
@@ -185,35 +153,3 @@ async def _seed_sales(api: Api, engine: AsyncEngine, ids: dict[str, int]) -> Non
         code.redeemed_hold = order.hold_id
         await session.flush()
         ids["order"] = order.id
-
-
-# --- PostgreSQL ----------------------------------------------------------------------------------------------
-
-
-def _require_postgres(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"PostgreSQL not reachable ({reason}); set LIVECOMMERCE_TEST_POSTGRES_URL to run these tests")
-
-
-async def create_postgres_database() -> tuple[str, str]:
-    """Create a database of our own on the test PostgreSQL server; return (its URL, its name)."""
-    name = f"lc_test_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        _require_postgres(f"{PG_ADMIN_URL}: {exc}")
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    return f"{base}/{name}".replace("postgresql://", "postgresql+asyncpg://", 1), name
-
-
-async def drop_postgres_database(name: str) -> None:
-    connection = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from livecommerce.commerce.pools import Hold, HoldState, PoolId, Stock
 
-__all__ = ["PoolAudit", "audit_pool", "until"]
+__all__ = ["PoolAudit", "audit_pool"]
 
 
 @dataclass(frozen=True)
@@ -56,12 +53,3 @@ async def audit_pool(redis: Redis, pool: PoolId, *, limit: int | None = None) ->
     expiring_ids = {e.decode() for e in expiring}
     assert expiring_ids == {h.id for h in holds if h.state in live}, "expiry index disagrees with the live holds"
     return PoolAudit(stock, holds, dict(per_buyer))
-
-
-async def until(condition: Callable[[], Awaitable[bool]], within: float = 10.0, what: str = "the condition") -> None:
-    """Poll `condition` until it holds; fail after `within` seconds (a deadline, not a guess)."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not hold within {within} s")
-        await asyncio.sleep(0.01)

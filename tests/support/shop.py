@@ -1,5 +1,5 @@
 """A small shop in SQL for commerce tests (rows written directly: these tests are about what comes after),
-and readers that snapshot what the order writer wrote."""
+readers that snapshot what the order writer wrote, and the commerce folder's fixtures `shop` and `inventory`."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from livecommerce.commerce.pools import PoolId
+from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.database import session_factory
 from livecommerce.models import (
     Brand,
@@ -29,7 +30,17 @@ from livecommerce.models import (
     utcnow,
 )
 
-__all__ = ["Shop", "add_sale", "outbox_entries", "product_row", "redis_ms", "seed_shop", "sql_snapshot"]
+__all__ = [
+    "Shop",
+    "add_sale",
+    "inventory",
+    "outbox_entries",
+    "product_row",
+    "redis_ms",
+    "seed_shop",
+    "shop",
+    "sql_snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -124,3 +135,17 @@ async def outbox_entries(redis: Redis, pool: PoolId) -> list[dict[bytes, bytes]]
 async def redis_ms(redis: Redis) -> int:
     seconds, micros = await redis.time()
     return int(seconds) * 1000 + int(micros) // 1000
+
+
+@pytest.fixture
+async def shop(engine: AsyncEngine) -> Shop:
+    """A brand, a product with 100 units and its buyers, in SQL."""
+    return await seed_shop(engine, stock=100)
+
+
+@pytest.fixture
+async def inventory(redis: Redis) -> Inventory:
+    """The pool functions, loaded into the suite's Redis."""
+    inventory = Inventory(redis)
+    await inventory.load_library()
+    return inventory

@@ -1,0 +1,1 @@
+"""Checks of the repository that are not tests: `make lint` runs them."""

@@ -13,10 +13,11 @@ _PAGE = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 
 def _table_events(heading: str) -> set[str]:
-    """The event names in the first column of the table after `heading` (the first table after it)."""
+    """The event names in the first column of the first `| Event |` table after `heading`."""
     text = _PAGE.read_text()
     after = text[text.index(heading) :]
-    rows = re.findall(r"^\| `(\w+)` \|", after.split("\n\n|", 1)[1].split("\n\n", 1)[0], re.MULTILINE)
+    table = after[after.index("\n| Event |") :].split("\n\n", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \|", table, re.MULTILINE)
     return set(rows)
 
 

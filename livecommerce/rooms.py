@@ -80,8 +80,8 @@ class RoomFacts(Protocol):
 
 
 class RoomNotices(Protocol):
-    """Where the domain tells a room's live viewers of a committed change (implemented by the socket hub, wired
-    in `app.py`, so the domain never imports a transport)."""
+    """Where the domain tells a room's live viewers of a committed change (implemented by `live.rooms.LiveRooms`,
+    wired in `app.py`, so the domain never imports what delivers it)."""
 
     async def room_status_changed(self, room: Room) -> None:
         """The room went live or ended: every viewer hears its new status."""

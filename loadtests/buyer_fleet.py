@@ -350,6 +350,7 @@ class _Process:
     async def burst(self, attempts: list[int], window: int, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
         self.attempts = attempts
         self.window = max(1, window)
+        # `key`, the deprecated alias of `idempotency_key`: hubs before 2026-12-03 (`--previous`) know only it.
         self.buy_prefix = b'["buy",{"room_id":%d,"product_id":%d,"quantity":1,"key":"b' % (
             self.room_id, self.config.product_id,
         )  # fmt: skip

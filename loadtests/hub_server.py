@@ -83,6 +83,7 @@ def main() -> None:
         settings = Settings(
             host="127.0.0.1", port=args.port, data_dir=Path(data_dir), secret_key="bench-" + "k" * 40,
             log_level="WARNING", demo=True, rate_limit_reads=0, rate_limit_writes=0,
+            max_connections_per_address=0,  # every viewer of the harness comes from 127.0.0.1
         )  # fmt: skip
         with EmbeddedRedis(settings.data_dir) as redis:  # a child: it shares the server's CPU
             app = build_app(settings, redis.url)

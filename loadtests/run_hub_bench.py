@@ -643,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown target(s) {unknown}; choose from {list(TARGETS)}")
     targets = [TARGETS[name] for name in names]
-    for target in targets:  # fail before any run when a target cannot start (the hub, until it lands)
+    for target in targets:  # fail before any run when a target cannot start
         target.command(0, 0)
     available = sorted(os.sched_getaffinity(0))
     viewer_cpus = args.viewer_cpus or [cpu for cpu in available if cpu != args.server_cpu]

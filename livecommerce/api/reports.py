@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import csv
 import io
-import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router, Stream
+from livecommerce.clock import now_ms
 from livecommerce.commerce import order_queries
 from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.order_queries import OrderLine
@@ -89,5 +89,5 @@ async def get_sale_stats(call: Call, sale_id: int) -> s.SaleStatsOut:
     return s.SaleStatsOut(
         sale_id=stats.sale.id, status=stats.sale.status, live=stats.live, available=stats.available,
         held=stats.held, paid=stats.paid, total=stats.total, sold_out=stats.sold_out, gmv_minor=stats.gmv_minor,
-        currency=stats.sale.currency, orders_paid=stats.orders_paid, ts_ms=int(time.time() * 1000),
+        currency=stats.sale.currency, orders_paid=stats.orders_paid, ts_ms=now_ms(),
     )  # fmt: skip

@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.clock import from_ms
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolId
+from livecommerce.live import codec
 from livecommerce.models import AccountStatus, Order, OrderStatus, Product, Role, SaleCode, User, utcnow
 from livecommerce.users import DELETED_NAME, deleted_email
 
@@ -73,10 +74,6 @@ class _Entry:
     fields: dict[bytes, bytes] | None  # None: deleted from the stream while pending
     hold: Hold | None  # None: deleted, or unreadable (`error` says why)
     error: str | None = None
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _entry(stream: str, entry_id: Any, fields: Any) -> _Entry:
@@ -218,12 +215,12 @@ async def pool_drained(redis: Redis, pool: PoolId) -> bool:
         if "no such key" in str(exc).lower():
             return True
         raise
-    group = next((g for g in groups if _text(g["name"]) == GROUP), None)
+    group = next((g for g in groups if codec.text(g["name"]) == GROUP), None)
     if group is None:
         return int(await redis.xlen(stream)) == 0
     if int(group["pending"]):
         return False
-    last = _text(group["last-delivered-id"])
+    last = codec.text(group["last-delivered-id"])
     return not await redis.xrange(stream, min=f"({last}", max="+", count=1)
 
 
@@ -304,7 +301,9 @@ class OrderWriter:
             self._grouped.clear()
             return []
         items: Iterable[Any] = reply.items() if isinstance(reply, dict) else (reply or [])
-        return [_entry(_text(stream), entry_id, fields) for stream, messages in items for entry_id, fields in messages]
+        return [
+            _entry(codec.text(stream), entry_id, fields) for stream, messages in items for entry_id, fields in messages
+        ]
 
     async def _claim(self, streams: list[str]) -> None:
         """Take over entries another consumer read but did not acknowledge within `claim_after_ms`."""
@@ -330,7 +329,7 @@ class OrderWriter:
         idle_ms = max(10 * self.claim_after_ms, 60_000)
         for stream in streams:
             for info in await self._redis.xinfo_consumers(stream, GROUP):
-                name = _text(info["name"])
+                name = codec.text(info["name"])
                 if name != self.consumer and not int(info["pending"]) and int(info["idle"]) > idle_ms:
                     await self._redis.xgroup_delconsumer(stream, GROUP, name)
 

@@ -25,6 +25,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from livecommerce.live import codec
 from livecommerce.scripts import lua_source
 
 __all__ = [
@@ -306,17 +307,13 @@ class SweepResult:
 # --- parsing --------------------------------------------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _stock(reply: Sequence[Any]) -> Stock:
-    assert _text(reply[0]) == "stock", reply
+    assert codec.text(reply[0]) == "stock", reply
     return Stock(int(reply[1]), int(reply[2]), int(reply[3]), int(reply[4]))
 
 
 def _reserve_result(reply: Sequence[Any]) -> ReserveResult:
-    status = _text(reply[0])
+    status = codec.text(reply[0])
     if status == "ok":
         return Reserved(Hold.from_json(reply[1]), replayed=bool(int(reply[2])))
     refusal = Refusal(status)
@@ -329,7 +326,7 @@ def _reserve_result(reply: Sequence[Any]) -> ReserveResult:
     if refusal is Refusal.NOT_STARTED:
         return Refused(refusal, starts_at_ms=int(reply[1]))
     if refusal is Refusal.KEY_REUSED:
-        return Refused(refusal, hold_id=_text(reply[1]))
+        return Refused(refusal, hold_id=codec.text(reply[1]))
     return Refused(refusal)
 
 
@@ -342,7 +339,7 @@ class HoldReply:
 
     @classmethod
     def parse(cls, reply: Sequence[Any]) -> HoldReply:
-        return cls(HoldOutcome(_text(reply[0])), Hold.from_json(reply[1]) if len(reply) > 1 else None)
+        return cls(HoldOutcome(codec.text(reply[0])), Hold.from_json(reply[1]) if len(reply) > 1 else None)
 
 
 # --- the store ------------------------------------------------------------------------------------------------
@@ -397,13 +394,13 @@ class Inventory:
         reply: Any = None
         created = False
         for start in range(0, max(len(items), 1), 1000):
-            if not first and _text(reply[0]) != "loaded":
+            if not first and codec.text(reply[0]) != "loaded":
                 break
             reply = await self._fcall("pool_load", pool, *base, *items[start : start + 1000])
             if first:
-                created = _text(reply[0]) == "loaded" and bool(int(reply[2]))
+                created = codec.text(reply[0]) == "loaded" and bool(int(reply[2]))
             first = False
-        status = _text(reply[0])
+        status = codec.text(reply[0])
         version = int(reply[1]) if len(reply) > 1 else 0
         return status, version, created
 
@@ -417,7 +414,7 @@ class Inventory:
             raise ValueError(f"operation id {op!r}: 1-64 characters of A-Z a-z 0-9 _ . : -")
         once = pool.keys.cfg.removesuffix("cfg") + f"adjust:{op}"
         reply = await self._fcall("pool_adjust", pool, delta, ADJUST_ONCE_MS, extra_keys=(once,))
-        status = _text(reply[0])
+        status = codec.text(reply[0])
         return status, (_stock(reply[1]) if len(reply) > 1 else None)
 
     async def close(self, pool: PoolId) -> tuple[Stock, int]:
@@ -478,7 +475,7 @@ class Inventory:
 
     async def sweep(self, pool: PoolId, max_holds: int = 1000) -> SweepResult:
         expired, stale, stock = await self._fcall("pool_sweep", pool, max_holds)
-        return SweepResult([_text(i) for i in expired], [_text(i) for i in stale], _stock(stock))
+        return SweepResult([codec.text(i) for i in expired], [codec.text(i) for i in stale], _stock(stock))
 
     # --- reading ----------------------------------------------------------------------------------------------
 
@@ -503,12 +500,12 @@ class Inventory:
     async def config(self, pool: PoolId) -> dict[str, str]:
         """The pool's stored configuration (empty when not loaded)."""
         raw = await self._redis.hgetall(pool.keys.cfg)
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {codec.text(k): codec.text(v) for k, v in raw.items()}
 
     async def registered(self) -> list[PoolId]:
         """Pools the worker looks after (loaded and not yet retired)."""
         names = await self._redis.smembers(POOL_REGISTRY)
-        return sorted(PoolId.parse(_text(n)) for n in names)
+        return sorted(PoolId.parse(codec.text(n)) for n in names)
 
     async def retire(self, pool: PoolId, keep_seconds: int = 7 * 86400) -> None:
         """A finished pool leaves the registry; its keys expire after `keep_seconds` (late reads still work)."""

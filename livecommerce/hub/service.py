@@ -34,6 +34,7 @@ from livecommerce.errors import (
     ClientError,
     Conflict,
     Forbidden,
+    Internal,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
@@ -202,7 +203,7 @@ class Hub:
                 error = await self._reauthorise(connection, accounts.get(user_id))
             except Exception:  # one socket's failure must not leave the others unchecked
                 log.exception("re-authorising socket %s of user %s failed; disconnecting it", sid, user_id)
-                error = _Internal("your access could not be re-checked; reconnect")
+                error = Internal("your access could not be re-checked; reconnect")
             if error is not None:
                 await self.sio.emit(ev.ACCESS_REVOKED, ev.access_revoked(error), to=sid)
                 await self.sio.disconnect(sid)
@@ -258,7 +259,7 @@ class Hub:
                 _outages.failed(dependency_down(exc) or "a service", f"hub event {event}", exc)
                 return p.error_ack(down)
             log.exception("hub event %s failed", event)
-            return p.error_ack(_Internal("something went wrong on the server; nothing was changed"))
+            return p.error_ack(Internal("something went wrong on the server; nothing was changed"))
 
     # --- rooms ------------------------------------------------------------------------------------------------
 
@@ -433,12 +434,6 @@ class Hub:
             if event.event == ev.ROOM_STATUS:
                 self.buying.forget_room(room)
             self.fanout.add_event(room, event.event, event.live_payload(room))
-
-
-class _Internal(ClientError):
-    status = 500
-    code = "internal"
-    title = "Internal error"
 
 
 def _validate(validator: _Validator, data: Any, event: str) -> Any:

@@ -17,9 +17,9 @@ _SEQ = re.compile(r"(\d{1,20})-(\d{1,20})")
 _MAX = 2**64 - 1  # Redis's own bound on either part of a stream id
 
 
-def text(value: bytes | str) -> str:
-    """A Redis reply as text, whether the client decoded it or not."""
-    return value.decode() if isinstance(value, bytes) else value
+def text(value: object) -> str:
+    """A Redis reply as text, whether the client decoded it or not (an integer reply as its digits)."""
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def seq_key(seq: bytes | str) -> tuple[int, int] | None:

@@ -14,13 +14,13 @@ and `access_revoked` (to one socket).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from livecommerce.clock import now_ms
 from livecommerce.errors import ClientError
 from livecommerce.models import Product, RoomStatus
 
@@ -72,10 +72,6 @@ ACCESS_REVOKED: Final = "access_revoked"
 _STATUSES = frozenset(status.value for status in RoomStatus)
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @dataclass(frozen=True, slots=True)
 class ServerEvent:
     """An event to log and publish: its name, its payload (without seq) and the room-state field it sets
@@ -118,7 +114,7 @@ def room_status(room: int, status: str) -> ServerEvent:
     """`room_status`: {"room_id", "status", "ts"}; sets the room's plain `status` field."""
     if status not in _STATUSES:
         raise ValueError(f"unknown room status {status!r}; one of {', '.join(sorted(_STATUSES))}")
-    return ServerEvent(ROOM_STATUS, {"room_id": room, "status": str(status), "ts": _now_ms()}, state="status")
+    return ServerEvent(ROOM_STATUS, {"room_id": room, "status": str(status), "ts": now_ms()}, state="status")
 
 
 def pinned(room: int, product: Product, *, price_minor: int, stock: int, offer: Mapping[str, Any]) -> ServerEvent:
@@ -127,18 +123,18 @@ def pinned(room: int, product: Product, *, price_minor: int, stock: int, offer: 
         "id": product.id, "brand_id": product.brand_id, "title": product.title, "image_url": product.image_url,
         "price_minor": price_minor, "currency": product.currency, "stock": stock,
     }  # fmt: skip
-    payload = {"room_id": room, "product": shown, "offer": dict(offer), "ts": _now_ms()}
+    payload = {"room_id": room, "product": shown, "offer": dict(offer), "ts": now_ms()}
     return ServerEvent(PINNED, payload, state=PINNED)
 
 
 def unpinned(room: int) -> ServerEvent:
     """`pinned` with no product: the room shows nothing (a snapshot then shows null)."""
-    return ServerEvent(PINNED, {"room_id": room, "product": None, "ts": _now_ms()}, state=PINNED, clears=True)
+    return ServerEvent(PINNED, {"room_id": room, "product": None, "ts": now_ms()}, state=PINNED, clears=True)
 
 
 def countdown(room: int, sale_id: int, starts_at_ms: int) -> ServerEvent:
     """`countdown`: a flash sale shown in the room starts at `starts_at` (ms since the epoch)."""
-    return ServerEvent(COUNTDOWN, {"room_id": room, "sale_id": sale_id, "starts_at": starts_at_ms, "ts": _now_ms()})
+    return ServerEvent(COUNTDOWN, {"room_id": room, "sale_id": sale_id, "starts_at": starts_at_ms, "ts": now_ms()})
 
 
 def chat_settings(room: int, slow_mode: int) -> ServerEvent:
@@ -147,13 +143,13 @@ def chat_settings(room: int, slow_mode: int) -> ServerEvent:
 
 
 def chat_deleted(room: int, ids: list[str]) -> Payload:
-    """`chat_deleted`'s payload (without seq): logged by `chat_delete.lua` with the message's removal."""
+    """`chat_deleted`'s payload (without seq): `chat_delete.lua` logs it with the message's removal."""
     return {"room_id": room, "ids": list(ids)}
 
 
 def video(room: int, state: str) -> ServerEvent:
     """`video`: the room's video state (`live`, `reconnecting`, `ended`); sets the `video` state field."""
-    return ServerEvent(VIDEO, {"room_id": room, "state": state, "ts": _now_ms()}, state=VIDEO)
+    return ServerEvent(VIDEO, {"room_id": room, "state": state, "ts": now_ms()}, state=VIDEO)
 
 
 def chat_message(seq: str, fields: Mapping[str, Any]) -> Payload:
@@ -179,7 +175,7 @@ def chat_batch_json(room: int, messages: bytes, skipped: int) -> bytes:
 
 def stock(room: int, pool: str, counts: Mapping[str, int | bool]) -> Payload:
     """`stock`: the pinned product's live stock (`Stock.as_wire()`: available, held, sold, total, sold_out)."""
-    return {"room_id": room, "pool": pool, **counts, "ts": _now_ms()}
+    return {"room_id": room, "pool": pool, **counts, "ts": now_ms()}
 
 
 def counters(room: int, viewers: int, likes: int) -> Payload:

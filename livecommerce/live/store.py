@@ -380,7 +380,7 @@ class RoomStore:
             return None
         seq = await self._chat_delete(
             keys=[room_key(room, "events"), bus_channel(room)],
-            args=[self.process_id, room, message_seq, self.history],
+            args=[self.process_id, codec.pack(ev.chat_deleted(room, [message_seq])), message_seq, self.history],
         )
         return None if seq is None else codec.text(seq)
 

@@ -4,25 +4,25 @@
 -- KEYS[1]  the room's event stream   livecommerce:{room:ID}:events
 -- KEYS[2]  the room's bus channel    livecommerce:{room:ID}:bus
 -- ARGV[1]  origin: id of the hub process deleting (non-empty)
--- ARGV[2]  room id (decimal), for the event's payload
+-- ARGV[2]  the chat_deleted payload, msgpack (built by live/events.py `chat_deleted`: the one builder)
 -- ARGV[3]  the message's id (its stream id, "<ms>-<n>")
 -- ARGV[4]  history: approximate maximum length of the stream (integer >= 1)
 -- Returns  the chat_deleted event's seq, or false (nil in Python) when no chat message has that id (never
 --          posted, already deleted, trimmed away, or the id of an event that is not a chat message)
 --
--- Event payload, as a msgpack map: {room_id, ids = {message id}}; stream entry event=chat_deleted,
--- payload=<that map>; bus message msgpack [origin, seq, 'chat_deleted', payload].
+-- Stream entry event=chat_deleted, payload=ARGV[2]; bus message msgpack [origin, seq, 'chat_deleted', payload].
 
 if #KEYS ~= 2 or #ARGV ~= 4 then
   return redis.error_reply('ERR chat_delete: expected 2 keys (events, bus) and 4 arguments')
 end
-local origin, room, id = ARGV[1], ARGV[2], ARGV[3]
+local origin, payload, id = ARGV[1], ARGV[2], ARGV[3]
 local history = tonumber(ARGV[4])
 if origin == '' then
   return redis.error_reply('ERR chat_delete: origin must be non-empty')
 end
-if not room:match('^%d+$') or #room > 15 then
-  return redis.error_reply('ERR chat_delete: room id must be a decimal integer of up to 15 digits')
+local first = string.byte(payload, 1)
+if not first or not ((first >= 0x80 and first <= 0x8f) or first == 0xde or first == 0xdf) then
+  return redis.error_reply('ERR chat_delete: payload must be a msgpack map')
 end
 if not id:match('^%d+%-%d+$') or #id > 41 then
   return redis.error_reply('ERR chat_delete: message id must be a stream id "<ms>-<n>"')
@@ -47,7 +47,6 @@ if event ~= 'chat' then
 end
 
 redis.call('XDEL', KEYS[1], id)
-local payload = cmsgpack.pack({room_id = tonumber(room), ids = {id}})
 local seq = redis.call('XADD', KEYS[1], 'MAXLEN', '~', history, '*', 'event', 'chat_deleted', 'payload', payload)
 redis.call('PUBLISH', KEYS[2], '\148' .. cmsgpack.pack(origin, seq, 'chat_deleted') .. payload)
 return seq

@@ -394,9 +394,9 @@ async def test_scripts_refuse_bad_arguments_before_writing_anything(store: RoomS
         (counters, [room_key(ROOM, "likes"), room_key(ROOM, "viewers")], ["p", 1, 1, 0, 100], "ttl >= 1"),
         (counters, [room_key(ROOM, "likes"), room_key(ROOM, "viewers")], ["", 1, 1, 100, 100], "process id"),
         (counters, [room_key(ROOM, "likes")], ["p", 1, 1, 100, 100], "expected 2 or 3 keys"),
-        (delete, [events, bus], ["p", ROOM, "not-an-id", 100], "message id"),
-        (delete, [events, bus], ["p", "room", "1-0", 100], "room id"),
-        (delete, [events, bus], ["", ROOM, "1-0", 100], "origin"),
+        (delete, [events, bus], ["p", good_map, "not-an-id", 100], "message id"),
+        (delete, [events, bus], ["p", msgpack.packb([1]), "1-0", 100], "msgpack map"),
+        (delete, [events, bus], ["", good_map, "1-0", 100], "origin"),
     ]
     before = await everything(redis)
     for lua, keys, args, reason in calls:

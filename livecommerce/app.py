@@ -39,6 +39,7 @@ from livecommerce.database import open_database, session_factory
 from livecommerce.embedded_redis import MIN_REDIS_MAJOR
 from livecommerce.errors import ConfigError
 from livecommerce.hub import runtime as hub_runtime
+from livecommerce.live import rooms as live_rooms
 from livecommerce.live.rooms import LIVE
 from livecommerce.media import http as media_http
 from livecommerce.services import SERVICES, Services
@@ -171,8 +172,9 @@ def create_app(settings: Settings, *, redis_url: str) -> web.Application:
     if settings.demo:
         app.cleanup_ctx.append(_demo_worker_context)
     ratelimit.install(app)
+    app.cleanup_ctx.append(live_rooms.context())  # the process's one bus: the hub, media and services use it
     hub_runtime.install(app)
-    app.cleanup_ctx.append(_services_context)  # after the live rooms' context (in the hub's install)
+    app.cleanup_ctx.append(_services_context)
     media_http.install(app)
     webapp.install(app)
     routes.install(app)

@@ -51,11 +51,16 @@ def _imports(module: str, path: Path) -> Iterator[tuple[str, int]]:
                 base = ".".join(
                     package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
                 )
-            if base == "livecommerce":  # `from livecommerce import rooms`: the names are modules
-                for alias in node.names:
-                    yield f"livecommerce.{alias.name}", node.lineno
-            elif base.startswith("livecommerce."):
-                yield base, node.lineno
+            if base == "livecommerce" or base.startswith("livecommerce."):
+                # `from livecommerce.live import events`: the name is a module, the edge goes to it
+                submodules = [f"{base}.{a.name}" for a in node.names if f"{base}.{a.name}" in MODULE_NAMES]
+                if base != "livecommerce" and len(submodules) < len(node.names):
+                    yield base, node.lineno  # names defined in the package or module itself
+                for submodule in submodules:
+                    yield submodule, node.lineno
+
+
+MODULE_NAMES = frozenset(module for module, _ in _modules())
 
 
 def _top(module: str) -> str:

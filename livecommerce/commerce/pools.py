@@ -63,8 +63,9 @@ _OP: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 # The grammar of pool names ("s12": sale 12, "p7": product 7) and of hold ids, "<pool>.<n>" (pools.lua numbers
 # a pool's holds from 1): the one definition, used by `PoolId.parse`, the REST path and the socket events.
 POOL_NAME_PATTERN: Final = r"[sp][1-9][0-9]{0,14}"
-HOLD_ID_PATTERN: Final = POOL_NAME_PATTERN + r"\.[1-9][0-9]{0,15}"
-_POOL_OR_HOLD: Final = re.compile(rf"({POOL_NAME_PATTERN})(?:\.[1-9][0-9]{{0,15}})?")
+_HOLD_NUMBER: Final = r"\.[1-9][0-9]{0,15}"
+HOLD_ID_PATTERN: Final = POOL_NAME_PATTERN + _HOLD_NUMBER
+_POOL_OR_HOLD: Final = re.compile(rf"({POOL_NAME_PATTERN})(?:{_HOLD_NUMBER})?")
 
 
 class PoolKeys(NamedTuple):

@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from livecommerce.commerce.pools import HOLD_ID_PATTERN
 from livecommerce.errors import ClientError
+from livecommerce.live.codec import SEQ_PATTERN
+from livecommerce.wire import MAX_ID
 
 __all__ = [
     "CHAT_MAX_CHARS",
@@ -39,10 +41,10 @@ MAX_EVENT_BYTES = 16 * 1024  # the largest client event the server reads (Engine
 MAX_ROOMS_PER_CONNECTION = 5
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
-RoomId = Annotated[int, Field(ge=1, le=2**31 - 1)]
-UserId = Annotated[int, Field(ge=1, le=2**31 - 1)]
+RoomId = Annotated[int, Field(ge=1, le=MAX_ID)]
+UserId = Annotated[int, Field(ge=1, le=MAX_ID)]
 # A stream id as the server sends it: "<ms>-<n>".
-Seq = Annotated[str, StringConstraints(pattern=r"^\d{1,15}-\d{1,10}$")]
+Seq = Annotated[str, StringConstraints(pattern=rf"^{SEQ_PATTERN}$")]
 
 
 class Join(BaseModel):
@@ -78,7 +80,7 @@ class Pin(BaseModel):
     model_config = _STRICT
 
     room_id: RoomId
-    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    product_id: Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class Unpin(BaseModel):
@@ -101,12 +103,12 @@ class Buy(BaseModel):
     model_config = _STRICT
 
     room_id: RoomId
-    product_id: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    product_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     quantity: Annotated[int, Field(ge=1, le=100)] = 1
     idempotency_key: IdempotencyKey | None = None
     key: IdempotencyKey | None = None  # deprecated: the older name of `idempotency_key`
     code: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]{1,32}$")] | None = None
-    sale_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None  # refused unless the product sells from it
+    sale_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None  # refused unless the product sells from it
 
     @model_validator(mode="after")
     def _one_key(self) -> Buy:

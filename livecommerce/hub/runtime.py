@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,7 +20,6 @@ from livecommerce.hub import transport
 from livecommerce.hub.admission import Admission
 from livecommerce.hub.fanout import Fanout
 from livecommerce.hub.service import Hub
-from livecommerce.live import rooms as live_rooms
 from livecommerce.live.rooms import LIVE
 from livecommerce.state import SESSIONS, SETTINGS, SIGNER
 
@@ -99,7 +95,6 @@ def install(app: web.Application) -> None:
     _count_sessions(sio, admission)
     app[SIO], app[ADMISSION] = sio, admission
     app.middlewares.append(_admit)
-    process_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def context(app: web.Application) -> AsyncIterator[None]:
         hub = Hub(
@@ -119,7 +114,6 @@ def install(app: web.Application) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.append(live_rooms.context(process_id))  # the process's one bus, shared with media
     app.cleanup_ctx.append(context)
 
 

@@ -7,13 +7,14 @@ same way everywhere (as the pair of integers it names, never as text, so "9-0" <
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 import msgpack  # type: ignore[import-untyped]
 
 __all__ = ["pack", "seq_key", "text", "unpack"]
 
-_SEQ = re.compile(r"(\d{1,20})-(\d{1,20})")
+SEQ_PATTERN: Final = r"(\d{1,20})-(\d{1,20})"  # a Redis stream id, "<ms>-<n>": the grammar of every seq
+_SEQ = re.compile(SEQ_PATTERN)
 _MAX = 2**64 - 1  # Redis's own bound on either part of a stream id
 
 

@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Final
@@ -208,8 +211,12 @@ class LiveRooms:
 LIVE: Final = web.AppKey("live", LiveRooms)
 
 
-def context(process_id: str) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The app's `LiveRooms` as a `cleanup_ctx` (after Redis, before the hub and media that use it)."""
+def context(process_id: str | None = None) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The app's `LiveRooms` as a `cleanup_ctx` (after Redis, before the hub, media and services that use it).
+
+    `process_id` names this process on the bus (its own events are skipped there): host, pid and a random part,
+    so a restarted process with a reused pid is still another process."""
+    process_id = process_id or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
     async def live(app: web.Application) -> AsyncIterator[None]:
         rooms = app[LIVE] = LiveRooms(app[REDIS], process_id)

@@ -31,9 +31,11 @@ __all__ = [
     "CHAT_SETTINGS",
     "COUNTDOWN",
     "COUNTERS",
+    "LOGGED",
     "PINNED",
     "RESYNC",
     "ROOM_STATUS",
+    "SERVER_EVENTS",
     "STOCK",
     "VIDEO",
     "Event",
@@ -68,6 +70,10 @@ STOCK: Final = "stock"
 COUNTERS: Final = "counters"
 RESYNC: Final = "resync"
 ACCESS_REVOKED: Final = "access_revoked"
+# Kept in the room's log, so a resuming viewer gets them again (replay equals live: tests/hub/test_events.py);
+# the others are latest values or notices to one socket, never replayed.
+LOGGED: Final = frozenset({ROOM_STATUS, PINNED, COUNTDOWN, CHAT, CHAT_DELETED, CHAT_SETTINGS, VIDEO})
+SERVER_EVENTS: Final = LOGGED | {STOCK, COUNTERS, RESYNC, ACCESS_REVOKED}
 
 _STATUSES = frozenset(status.value for status in RoomStatus)
 

@@ -345,10 +345,10 @@ async def audit_pool(redis_url: str, pool: PoolId, units: int, cap: int) -> Audi
     redis = Redis.from_url(redis_url)
     try:
         keys = pool.keys
-        stock = {k.decode(): int(v) for k, v in (await redis.hgetall(keys[1])).items()}
-        holds = await redis.hgetall(keys[2])
-        buyers = {int(k): int(v) for k, v in (await redis.hgetall(keys[4])).items()}
-        outbox = int(await redis.xlen(keys[8]))
+        stock = {k.decode(): int(v) for k, v in (await redis.hgetall(keys.stock)).items()}
+        holds = await redis.hgetall(keys.holds)
+        buyers = {int(k): int(v) for k, v in (await redis.hgetall(keys.buyers)).items()}
+        outbox = int(await redis.xlen(keys.outbox))
     finally:
         await redis.aclose()
     audit = Audit(

@@ -559,18 +559,18 @@ class SaleMachine(RuleBasedStateMachine):
         using = Counter(h.code for h in audit.holds if h.code and (h.state in LIVE or h.state is HoldState.PAID))
         assert all(n == 1 for n in using.values()), f"a code used twice: {using}"
         keys = POOL.keys
-        codes = _strings(await self.redis.hgetall(keys[7]))
+        codes = _strings(await self.redis.hgetall(keys.codes))
         assert codes == sale.codes, f"{codes} != model {sale.codes}"
         assert {c: h for c, h in codes.items() if h} == {
             h.code: h.id for h in audit.holds if h.code and (h.state in LIVE or h.state is HoldState.PAID)
         }
-        idem = _strings(await self.redis.hgetall(keys[5]))
+        idem = _strings(await self.redis.hgetall(keys.idem))
         assert idem == {f"{b}:{k}": f"{i}|{f}" for (b, k), (i, f) in sale.idem.items()}
-        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(keys[8])  # type: ignore[assignment]
+        entries: list[tuple[bytes, dict[bytes, bytes]]] = await self.redis.xrange(keys.outbox)  # type: ignore[assignment]
         outbox = [(f[b"type"].decode(), orjson.loads(f[b"data"])["id"]) for _, f in entries]
         assert outbox == sale.outbox, f"outbox {outbox} != model {sale.outbox}"
         for op in sale.adjusted:  # each applied adjustment's once key is kept, and expires
-            assert 0 < await self.redis.pttl(keys[0].removesuffix("cfg") + f"adjust:{op}") <= ADJUST_ONCE_MS
+            assert 0 < await self.redis.pttl(keys.cfg.removesuffix("cfg") + f"adjust:{op}") <= ADJUST_ONCE_MS
 
 
 def _strings(raw: Mapping[Any, Any]) -> dict[str, str]:

@@ -27,10 +27,10 @@ async def audit_pool(redis: Redis, pool: PoolId, *, limit: int | None = None) ->
     """Read the pool atomically and check conservation; raises AssertionError naming what broke."""
     keys = pool.keys
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hmget(keys[1], ["available", "held", "paid", "total"])
-        pipe.hgetall(keys[2])
-        pipe.hgetall(keys[4])
-        pipe.zrange(keys[3], 0, -1)
+        pipe.hmget(keys.stock, ["available", "held", "paid", "total"])
+        pipe.hgetall(keys.holds)
+        pipe.hgetall(keys.buyers)
+        pipe.zrange(keys.expiry, 0, -1)
         stock_raw, holds_raw, buyers_raw, expiring = await pipe.execute()
     stock = Stock(*(int(v) for v in stock_raw))
     holds = [Hold.from_json(raw) for raw in holds_raw.values()]

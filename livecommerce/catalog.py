@@ -9,7 +9,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecommerce.access import require
+from livecommerce.access import may_manage_brand, require
 from livecommerce.auth import Principal
 from livecommerce.errors import Conflict, NotFound
 from livecommerce.models import Brand, FlashSale, Order, Product, utcnow
@@ -62,7 +62,7 @@ async def create_brand(session: AsyncSession, who: Principal, name: str, descrip
 
 async def update_brand(session: AsyncSession, who: Principal, brand_id: int, changes: Mapping[str, Any]) -> Brand:
     brand = await get_brand(session, brand_id)
-    require(who, who.is_admin or who.staff_of(brand_id), "edit this brand", "this brand's staff or an admin")
+    require(who, may_manage_brand(who, brand_id), "edit this brand", "this brand's staff or an admin")
     name = changes.get("name")
     if name is not None and await _name_taken(session, name, except_id=brand_id):
         raise Conflict(f"a brand named {name!r} already exists; choose another name")
@@ -93,13 +93,9 @@ async def list_products(
     return cut_page(rows, limit)
 
 
-def _may_manage(who: Principal, brand_id: int) -> bool:
-    return who.is_admin or who.staff_of(brand_id)
-
-
 async def create_product(session: AsyncSession, who: Principal, brand_id: int, fields: Mapping[str, Any]) -> Product:
     await get_brand(session, brand_id)
-    require(who, _may_manage(who, brand_id), "add products to this brand", "this brand's staff or an admin")
+    require(who, may_manage_brand(who, brand_id), "add products to this brand", "this brand's staff or an admin")
     await _check_sku_free(session, brand_id, fields["sku"])
     now = utcnow()
     product = Product(brand_id=brand_id, units_sold=0, created_at=now, updated_at=now, **fields)
@@ -110,7 +106,7 @@ async def create_product(session: AsyncSession, who: Principal, brand_id: int, f
 
 async def update_product(session: AsyncSession, who: Principal, product_id: int, changes: Mapping[str, Any]) -> Product:
     product = await get_product(session, product_id)
-    require(who, _may_manage(who, product.brand_id), "edit this product", "the product's brand staff or an admin")
+    require(who, may_manage_brand(who, product.brand_id), "edit this product", "the product's brand staff or an admin")
     sku = changes.get("sku")
     if sku is not None and sku != product.sku:
         await _check_sku_free(session, product.brand_id, sku)
@@ -127,7 +123,7 @@ async def delete_product(session: AsyncSession, who: Principal, product_id: int)
     product = await get_product(session, product_id)
     require(
         who,
-        _may_manage(who, product.brand_id),
+        may_manage_brand(who, product.brand_id),
         "delete this product",
         "the product's brand staff or an admin",
     )

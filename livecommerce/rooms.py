@@ -2,16 +2,16 @@
 
 Every room rule is one function here, called by REST, the socket hub and media alike (a rule written twice
 drifts): `require_visible` (see and join), `require_runner` / `require_live_runner` (edit, start, end,
-publish video; pin while live), `require_moderator`, `require_chatter`, `require_buyer` with
-`require_buying_open`, and `require_sellable` (which brands' products a room may sell). They are pure: they
-read what the caller already has (a loaded `Room` or the buying cache's `RoomInfo`, both `RoomFacts`) and raise
-our client errors.
+publish video; pin while live; `require_signed_in_runner` asks an anonymous caller to sign in first),
+`require_moderator`, `require_chatter`, `require_buyer` with `require_buying_open`, `require_sellable` (which
+brands' products a room may sell) and `require_not_ended`. They are pure: they read what the caller already has
+(a loaded `Room` or the buying cache's `RoomInfo`, both `RoomFacts`) and raise our client errors.
 
 A public room is readable by everyone; a private room only by its host, admins and the staff of the brands
 it features (to anyone else it does not exist: 404, not 403, so ids leak nothing). That rule is decided once
 (`_sight`) and rendered twice: as SQL (`visible_to`, for lists and joins in queries) and in Python
-(`can_see`, for a room already loaded). Only the room's host or an admin may edit, start or end it. An ended
-room is final.
+(`can_see`, for a room already loaded); so are who runs a room (`run_by` / `may_run`) and which brands it sells
+(`sells` / `can_sell`). Only the room's host or an admin may edit, start or end it. An ended room is final.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Select, exists, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, exists, false, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -36,6 +36,7 @@ __all__ = [
     "RoomNotLive",
     "RoomNotices",
     "can_see",
+    "can_sell",
     "create_room",
     "end_room",
     "get_room",
@@ -48,9 +49,13 @@ __all__ = [
     "require_chatter",
     "require_live_runner",
     "require_moderator",
+    "require_not_ended",
     "require_runner",
     "require_sellable",
+    "require_signed_in_runner",
     "require_visible",
+    "run_by",
+    "sells",
     "update_room",
     "video_room",
     "visible_to",
@@ -147,6 +152,21 @@ def may_run(who: Principal, room: RoomFacts) -> bool:
     return who.is_admin or (who.user_id is not None and who.user_id == room.host_id)
 
 
+def run_by(who: Principal) -> ColumnElement[bool]:
+    """`may_run` as an SQL condition on `Room` (e.g. a sale's figures are for the runner of one of its rooms)."""
+    if who.is_admin:
+        return true()
+    if who.user_id is None:
+        return false()
+    return Room.host_id == who.user_id
+
+
+def require_signed_in_runner(who: Principal, action: str) -> None:
+    """The part of `require_runner` checked before the room is looked up (media): an anonymous caller is told to
+    sign in (401), rather than that a private room does not exist; `require_runner` follows once it is loaded."""
+    require(who, who.authenticated, action, _RUNNERS)
+
+
 def require_runner(who: Principal, room: RoomFacts, action: str) -> None:
     """`may_run`, else 401 (anonymous) or 403; `action` completes "to ...", e.g. "end this room"."""
     require(who, may_run(who, room), action, _RUNNERS)
@@ -190,10 +210,31 @@ def require_buying_open(room: RoomFacts) -> None:
         raise RoomNotLive("the room is not live; you can buy while the show is on")
 
 
+def can_sell(room: RoomFacts, brand_id: int) -> bool:
+    """A room sells (and pins, and shows flash sales of) only the products of the brands it features."""
+    return brand_id in room.brand_ids
+
+
+def sells(brand_id: int) -> ColumnElement[bool]:
+    """`can_sell` as an SQL condition on `Room` (flash sales check their rooms with it)."""
+    return exists().where(room_brands.c.room_id == Room.id, room_brands.c.brand_id == brand_id)
+
+
 def require_sellable(room: RoomFacts, brand_id: int) -> None:
-    """A room sells (and pins) only the products of the brands it features."""
-    if brand_id not in room.brand_ids:
+    """`can_sell`, else 403."""
+    if not can_sell(room, brand_id):
         raise Forbidden("this product's brand is not featured in the room; feature the brand first")
+
+
+def require_not_ended(room: RoomFacts | Sequence[RoomFacts], then: str) -> None:
+    """An ended room is final: 409 if the room (or any of several) has ended. `then` completes the message,
+    "this room has ended" (or "room 3, 4 has ended" for several), with what that means for the caller."""
+    if isinstance(room, Sequence):
+        ended = [one.id for one in room if one.status is RoomStatus.ENDED]
+        if ended:
+            raise Conflict(f"room {', '.join(map(str, ended))} has ended{then}")
+    elif room.status is RoomStatus.ENDED:
+        raise Conflict(f"this room has ended{then}")
 
 
 # --- queries and the life cycle -------------------------------------------------------------------------------
@@ -316,8 +357,7 @@ async def update_room(
 ) -> Room:
     room = await get_room(session, who, room_id)
     require_runner(who, room, "edit this room")
-    if room.status is RoomStatus.ENDED:
-        raise Conflict("this room has ended and can no longer be edited")
+    require_not_ended(room, " and can no longer be edited")
     if scheduled_start is not None:
         if room.status is not RoomStatus.SCHEDULED:
             raise Conflict("this room is already live; only a scheduled room can be rescheduled")
@@ -366,8 +406,7 @@ async def video_room(session: AsyncSession, who: Principal, room_id: int, *, pub
     runner = may_run(who, room)
     if publish:
         require_runner(who, room, "publish video to this room")
-    if room.status is RoomStatus.ENDED:
-        raise Conflict("this room has ended; its video cannot be published or watched")
+    require_not_ended(room, "; its video cannot be published or watched")
     if not publish and not runner and room.status is not RoomStatus.LIVE:
         raise Conflict("this room is not live yet; watch its video once the show starts (`room_status` says when)")
     return room

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from livecommerce.access import require
+from livecommerce.access import may_manage_brand, require
 from livecommerce.auth import Principal
 from livecommerce.catalog import get_brand
 from livecommerce.errors import NotFound
@@ -76,7 +76,7 @@ async def list_brand_orders(
 async def get_order(session: AsyncSession, who: Principal, order_id: int) -> Order:
     require(who, who.authenticated, "see orders", "signed-in users")
     order = await session.get(Order, order_id)
-    if order is None or not (who.is_admin or who.user_id == order.buyer_id or who.staff_of(order.brand_id)):
+    if order is None or not (who.user_id == order.buyer_id or may_manage_brand(who, order.brand_id)):
         raise NotFound(f"no order with id {order_id}")
     return order
 
@@ -93,7 +93,7 @@ async def buyer_names(session: AsyncSession, orders: Iterable[Order]) -> dict[in
 async def check_brand_orders_reader(session: AsyncSession, who: Principal, brand_id: int) -> None:
     """404 for an unknown brand; 401/403 unless `who` is the brand's staff or an admin."""
     await get_brand(session, brand_id)
-    require(who, who.is_admin or who.staff_of(brand_id), "see this brand's orders", "the brand's staff or an admin")
+    require(who, may_manage_brand(who, brand_id), "see this brand's orders", "the brand's staff or an admin")
 
 
 @dataclass(frozen=True, slots=True)

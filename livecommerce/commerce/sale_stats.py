@@ -21,6 +21,7 @@ from livecommerce.auth import Principal
 from livecommerce.commerce import order_queries, sales
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.models import FlashSale, Room, SaleStatus, sale_rooms
+from livecommerce.rooms import run_by
 
 __all__ = ["SaleStats", "sale_stats"]
 
@@ -47,18 +48,16 @@ class SaleStats:
         return self.paid * self.sale.price_minor
 
 
-async def _hosts_a_room_of(session: AsyncSession, who: Principal, sale_id: int) -> bool:
+async def _runs_a_room_of(session: AsyncSession, who: Principal, sale_id: int) -> bool:
     if who.user_id is None:
         return False
-    shown = exists().where(
-        sale_rooms.c.sale_id == sale_id, sale_rooms.c.room_id == Room.id, Room.host_id == who.user_id
-    )
+    shown = exists().where(sale_rooms.c.sale_id == sale_id, sale_rooms.c.room_id == Room.id, run_by(who))
     return bool(await session.scalar(select(shown)))
 
 
 async def sale_stats(session: AsyncSession, inventory: Inventory, who: Principal, sale_id: int) -> SaleStats:
     view = await sales.get_sale(session, who, sale_id)
-    allowed = view.manager or await _hosts_a_room_of(session, who, sale_id)
+    allowed = view.manager or await _runs_a_room_of(session, who, sale_id)
     require(who, allowed, "see this sale's figures", "the sale's brand staff, the host of one of its rooms or an admin")
     sale = view.sale
     orders_paid, units_paid = await order_queries.paid_order_count(session, sale_id)

@@ -22,7 +22,7 @@ from typing import Any, Final
 from sqlalchemy import ColumnElement, Result, delete, exists, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecommerce.access import require
+from livecommerce.access import may_manage_brand, require
 from livecommerce.auth import Principal
 from livecommerce.errors import Conflict, InvalidRequest, NotFound
 from livecommerce.models import (
@@ -31,18 +31,16 @@ from livecommerce.models import (
     Product,
     Role,
     Room,
-    RoomStatus,
     SaleAudience,
     SaleCode,
     SaleStatus,
     User,
-    room_brands,
     sale_invites,
     sale_rooms,
     utcnow,
 )
 from livecommerce.paging import cut_page
-from livecommerce.rooms import get_room, may_run, visible_to
+from livecommerce.rooms import get_room, may_run, require_not_ended, sells, visible_to
 
 __all__ = [
     "MAX_CODES",
@@ -111,10 +109,6 @@ class CodeInfo:
 # --- reading --------------------------------------------------------------------------------------------------
 
 
-def _manages(who: Principal, brand_id: int) -> bool:
-    return who.is_admin or who.staff_of(brand_id)
-
-
 def _visible(who: Principal) -> ColumnElement[bool]:
     """SQL condition on `FlashSale`: `who` may read the sale."""
     if who.is_admin:
@@ -135,14 +129,14 @@ async def _load(session: AsyncSession, who: Principal, sale_id: int) -> FlashSal
 
 async def _managed(session: AsyncSession, who: Principal, sale_id: int, action: str) -> FlashSale:
     sale = await _load(session, who, sale_id)
-    require(who, _manages(who, sale.brand_id), action, "the sale's brand staff or an admin")
+    require(who, may_manage_brand(who, sale.brand_id), action, "the sale's brand staff or an admin")
     return sale
 
 
 async def _views(session: AsyncSession, who: Principal, sales: Sequence[FlashSale]) -> list[SaleView]:
     """Views of several sales in three queries, whatever their number."""
     ids = [sale.id for sale in sales]
-    managed = {sale.id for sale in sales if _manages(who, sale.brand_id)}
+    managed = {sale.id for sale in sales if may_manage_brand(who, sale.brand_id)}
     rooms_query = select(sale_rooms.c.sale_id, sale_rooms.c.room_id).where(sale_rooms.c.sale_id.in_(ids))
     if not who.is_admin:  # a manager sees every room of the sale; others only the rooms they can see
         rooms_query = rooms_query.join(Room, Room.id == sale_rooms.c.room_id).where(
@@ -282,7 +276,7 @@ def _distinct(ids: Sequence[int], field: str, what: str) -> list[int]:
 
 async def _not_featuring(session: AsyncSession, brand_id: int, room_ids: Sequence[int]) -> list[int]:
     """Those of the rooms that do not feature the brand (a sale shows only where its brand is featured)."""
-    query = select(room_brands.c.room_id).where(room_brands.c.brand_id == brand_id, room_brands.c.room_id.in_(room_ids))
+    query = select(Room.id).where(Room.id.in_(room_ids), sells(brand_id))
     return sorted(set(room_ids) - set((await session.scalars(query)).all()))
 
 
@@ -368,7 +362,7 @@ async def create_sale(
     product = await session.get(Product, product_id)
     if product is None:
         raise _invalid("product_id", "unknown product", f"no product with id {product_id}")
-    require(who, _manages(who, product.brand_id), "sell this product", "the product's brand staff or an admin")
+    require(who, may_manage_brand(who, product.brand_id), "sell this product", "the product's brand staff or an admin")
     _check_window(starts_at, ends_at)
     _check_limits(quantity, per_buyer_limit)
     _check_audience(audience, len(invitee_ids), code_count, "code_count")
@@ -441,9 +435,7 @@ async def schedule_sale(session: AsyncSession, who: Principal, sale_id: int) -> 
     if not room_ids:
         raise Conflict("this sale shows in no room; add room_ids (rooms featuring the brand), then schedule it")
     rooms = (await session.scalars(select(Room).where(Room.id.in_(room_ids)).order_by(Room.id))).all()
-    ended = [room.id for room in rooms if room.status is RoomStatus.ENDED]
-    if ended:
-        raise Conflict(f"room {', '.join(map(str, ended))} has ended; remove it from room_ids, then schedule")
+    require_not_ended(rooms, "; remove it from room_ids, then schedule")
     elsewhere = await _not_featuring(session, sale.brand_id, room_ids)
     if elsewhere:
         raise Conflict(
@@ -597,14 +589,13 @@ async def countdown(session: AsyncSession, who: Principal, sale_id: int, room_id
         raise _invalid("room_id", "unknown room", f"no room with id {room_id}") from None
     require(
         who,
-        _manages(who, sale.brand_id) or may_run(who, room),
+        may_manage_brand(who, sale.brand_id) or may_run(who, room),
         "start this sale's countdown",
         "the room's host, the sale's brand staff or an admin",
     )
     if not await _any(session, (sale_rooms.c.sale_id == sale.id) & (sale_rooms.c.room_id == room_id)):
         raise _invalid("room_id", "the sale does not show in this room", f"this sale does not show in room {room_id}")
-    if room.status is RoomStatus.ENDED:
-        raise Conflict("this room has ended; count down in one of the sale's other rooms")
+    require_not_ended(room, "; count down in one of the sale's other rooms")
     now = utcnow()
     if sale.status is not SaleStatus.SCHEDULED or sale.starts_at <= now:
         state = "started" if sale.status is SaleStatus.SCHEDULED else sale.status.value

@@ -24,7 +24,6 @@ from aiortc import RTCIceCandidate
 from aiortc.sdp import candidate_from_sdp
 
 from livecommerce import rooms
-from livecommerce.access import require
 from livecommerce.auth import Principal
 from livecommerce.errors import (
     InvalidRequest,
@@ -81,8 +80,7 @@ async def _room(request: web.Request, who: Principal, role: Role) -> Room:
     """The room, if the caller may publish to it or watch it now (`rooms.video_room`: the rule lives there)."""
     room_id = _room_id(request)
     if role == "publisher":
-        require(who, who.authenticated, "publish video; use the room host's token as the bearer token (stream key)",
-                "the room's host or an admin")  # fmt: skip
+        rooms.require_signed_in_runner(who, "publish video; use the room host's token as the bearer token (stream key)")
     async with request.app[SESSIONS]() as session:
         return await rooms.video_room(session, who, room_id, publish=role == "publisher")
 
@@ -125,7 +123,7 @@ def _delete_handler(role: Role) -> Callable[[web.Request], Awaitable[web.Respons
 
 async def _room_for_delete(request: web.Request, room_id: int) -> None:
     who = request[PRINCIPAL]
-    require(who, who.authenticated, "end publishing", "the room's host or an admin")
+    rooms.require_signed_in_runner(who, "end publishing")
     async with request.app[SESSIONS]() as session:
         room = await rooms.get_room(session, who, room_id)
     rooms.require_runner(who, room, "end publishing in this room")

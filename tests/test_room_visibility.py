@@ -1,4 +1,6 @@
-"""Room visibility is one rule with two forms: SQL (`rooms.visible_to`) and Python (`rooms.can_see`).
+"""Room rules with two forms agree, on both databases. Visibility: SQL (`rooms.visible_to`) and Python
+(`rooms.can_see`); below, who runs a room (`rooms.run_by` / `rooms.may_run`) and which brands a room sells
+(`rooms.sells` / `rooms.can_sell`).
 
 Every kind of caller against every kind of room (public or private; featuring no brand, the caller's brand,
 or another brand; hosted by the caller or not), on both databases: the rooms SQL lets through are exactly
@@ -17,7 +19,7 @@ from sqlalchemy.orm import selectinload
 
 from livecommerce import rooms
 from livecommerce.auth import ANONYMOUS, Principal
-from livecommerce.errors import NotFound
+from livecommerce.errors import Conflict, Forbidden, NotFound
 from livecommerce.models import Brand, Role, Room, RoomStatus, RoomVisibility, User, utcnow
 
 
@@ -103,3 +105,57 @@ async def test_sql_and_python_agree_for_every_caller_and_room(engine: AsyncEngin
         staff_sees = set((await session.scalars(select(Room.id).where(rooms.visible_to(_callers(ids)["staff"])))).all())
     assert anonymous == public
     assert len(staff_sees - public) == 4, "the private rooms featuring the staff's brand (2 hosts x 2 brand sets)"
+
+
+async def _every_room(engine: AsyncEngine) -> list[Room]:
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        query = select(Room).options(selectinload(Room.brands)).order_by(Room.id)
+        return list((await session.scalars(query)).all())
+
+
+async def test_run_by_and_may_run_agree_for_every_caller_and_room(engine: AsyncEngine) -> None:
+    ids = await _seed(engine)
+    every_room = await _every_room(engine)
+    runs = {}
+    async with async_sessionmaker(engine)() as session:
+        for name, who in _callers(ids).items():
+            by_sql = set((await session.scalars(select(Room.id).where(rooms.run_by(who)))).all())
+            by_python = {room.id for room in every_room if rooms.may_run(who, room)}
+            assert by_sql == by_python, name
+            runs[name] = by_sql
+    everything = {room.id for room in every_room}
+    hosted = {room.id for room in every_room if room.host_id == ids["host"]}
+    assert runs["admin"] == everything
+    assert runs["host"] == runs["former_host"] == hosted
+    assert runs["other_host"] == everything - hosted
+    assert runs["anonymous"] == runs["viewer"] == runs["staff"] == set()
+
+
+async def test_sells_and_can_sell_agree_for_every_brand_and_room(engine: AsyncEngine) -> None:
+    ids = await _seed(engine)
+    every_room = await _every_room(engine)
+    async with async_sessionmaker(engine)() as session:
+        for brand_id in (ids["ours"], ids["theirs"], ids["theirs"] + 1000):
+            by_sql = set((await session.scalars(select(Room.id).where(rooms.sells(brand_id)))).all())
+            by_python = {room.id for room in every_room if rooms.can_sell(room, brand_id)}
+            stated = {room.id for room in every_room if brand_id in {brand.id for brand in room.brands}}
+            assert by_sql == by_python == stated, brand_id
+            assert len(by_sql) == (0 if brand_id > ids["theirs"] else 8), "half the rooms feature each brand"
+            for room in every_room:  # `require_sellable` is `can_sell`, with the 403
+                if room.id in by_python:
+                    rooms.require_sellable(room, brand_id)
+                else:
+                    with pytest.raises(Forbidden, match="brand is not featured in the room"):
+                        rooms.require_sellable(room, brand_id)
+
+
+async def test_an_ended_room_is_final_alone_or_among_several(engine: AsyncEngine) -> None:
+    await _seed(engine)
+    first, second, third = (await _every_room(engine))[:3]
+    rooms.require_not_ended(first, "; never raised")
+    rooms.require_not_ended([first, second], "; never raised")
+    first.status = second.status = RoomStatus.ENDED
+    with pytest.raises(Conflict, match=r"^this room has ended; go elsewhere$"):
+        rooms.require_not_ended(first, "; go elsewhere")
+    with pytest.raises(Conflict, match=rf"^room {first.id}, {second.id} has ended; drop them$"):
+        rooms.require_not_ended([first, second, third], "; drop them")

@@ -141,6 +141,7 @@ def _env(world_db: Database, redis_url: str, data_dir: Path) -> dict[str, str]:
         "LIVECOMMERCE_LOG_LEVEL": "warning",
         "LIVECOMMERCE_RATE_LIMIT_WRITES": "0",
         "LIVECOMMERCE_RATE_LIMIT_READS": "0",
+        "LIVECOMMERCE_MAX_CONNECTIONS_PER_ADDRESS": "0",  # every buyer of the harness comes from 127.0.0.1
     })  # fmt: skip
     return env
 

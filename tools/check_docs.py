@@ -74,7 +74,11 @@ def _third_party(name: str) -> bool:
         spec = importlib.util.find_spec(first)
     except (ImportError, ValueError):
         return False
-    return spec is not None and not str(spec.origin or "").startswith(str(ROOT))
+    if spec is None:
+        return False
+    origin = Path(spec.origin or "").resolve()
+    # Installed packages are not ours, even in a virtual environment inside the checkout (`make` puts .venv here).
+    return "site-packages" in origin.parts or not origin.is_relative_to(ROOT)
 
 
 def _ignored() -> set[str]:

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "livecommerce"
 LAYERS: dict[str, tuple[str, ...]] = {
     "composition": ("app", "server", "cli", "worker", "admin", "demo", "webapp", "health", "logs"),
     "transport": ("api", "hub", "media", "ratelimit"),
-    "domain": ("rooms", "catalog", "users", "accounts", "access", "services", "commerce"),
+    "domain": ("rooms", "catalog", "users", "accounts", "access", "services", "shows", "commerce"),
     "live": ("live",),
     "base": (
         "errors", "settings", "state", "models", "database", "migrations", "auth", "clock", "scripts", "wire",

@@ -48,8 +48,9 @@ from livecommerce.hub.stock import StockCounters
 from livecommerce.live import events as ev
 from livecommerce.live.events import Event
 from livecommerce.live.rooms import LiveRooms
-from livecommerce.models import Product, Room
+from livecommerce.models import Room
 from livecommerce.outage import Warnings, dependency_down, unavailable
+from livecommerce.shows import Shows
 from livecommerce.wire import validation_problem
 
 __all__ = ["EVENTS", "Hub"]
@@ -123,11 +124,11 @@ class Hub:
         self.sio = sio
         self.fanout = fanout
         self.live = live
-        self.store = live.store
         self.sessions = sessions
         self.signer = signer
         self.buying = buying
         self.accounts = accounts
+        self.shows = Shows(sessions=sessions, buying=buying, live=live)
         accounts.subscribe(self._accounts_changed)
         live.listen(self._on_room_event)
         self._connections: dict[str, _Connection] = {}
@@ -337,66 +338,19 @@ class Hub:
 
     # --- host actions -----------------------------------------------------------------------------------------
 
-    async def _runnable(self, connection: _Connection, room_id: int, action: str) -> Room:
-        room = await self._room(connection.who, room_id)
-        room_rules.require_live_runner(connection.who, room, action)
-        return room
-
     @_on("pin", p.Pin)
     async def _pin(self, sid: str, connection: _Connection, event: p.Pin) -> dict[str, Any]:
-        room = await self._runnable(connection, event.room_id, "pin products")
-        async with self.sessions() as session:
-            product = await session.get(Product, event.product_id)
-        if product is None:
-            raise NotFound(f"no product with id {event.product_id}")
-        self.buying.forget_room(room.id)  # the offer's lookup applies `rooms.require_sellable` to the room now
-        offer = await self.buying.offer(await self.buying.room(room.id, connection.who), product.id, fresh=True)
-        stock = (await self.buying.inventory.stock([offer.pool])).get(offer.pool)
-        shown = ev.pinned(
-            room.id,
-            product,
-            price_minor=offer.price_minor,
-            stock=stock.available if stock is not None else 0,
-            offer=offer.as_wire(),
-        )
-        return (await self.live.publish(room.id, shown)).live_payload(room.id)
+        return (await self.shows.pin(connection.who, event.room_id, event.product_id)).live_payload(event.room_id)
 
     @_on("unpin", p.Unpin)
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
-        room = await self._runnable(connection, event.room_id, "unpin products")
-        return (await self.live.publish(room.id, ev.unpinned(room.id))).live_payload(room.id)
+        return (await self.shows.unpin(connection.who, event.room_id)).live_payload(event.room_id)
 
     @_on("moderate", p.MODERATE)
     async def _moderate(self, sid: str, connection: _Connection, event: Any) -> dict[str, Any]:
-        room = await self._room(connection.who, event.room_id)
-        who = connection.who
-        appointed = not room_rules.may_run(who, room) and (
-            who.user_id is not None and await self.store.is_moderator(room.id, who.user_id)
-        )
-        appoints = event.action in {"add_moderator", "remove_moderator"}
-        room_rules.require_moderator(who, room, appointed=appointed, appoints=appoints)
-        action = event.action
-        if action == "mute":
-            await self.store.mute(room.id, event.user_id, event.seconds)
-        elif action == "unmute":
-            await self.store.unmute(room.id, event.user_id)
-        elif action == "ban":
-            await self.store.ban(room.id, event.user_id)
-        elif action == "unban":
-            await self.store.unban(room.id, event.user_id)
-        elif action == "delete":
-            if await self.live.delete_chat(room.id, event.message_id) is None:
-                raise NotFound(f"no chat message {event.message_id} in this room (already deleted?)")
-        elif action == "slow_mode":
-            await self.store.set_slow_mode(room.id, event.seconds)
-            await self.live.publish(room.id, ev.chat_settings(room.id, event.seconds))
-        elif action == "block_words":
-            await self.store.set_blocked_words(room.id, [word.casefold() for word in event.words])
-        elif action == "add_moderator":
-            await self.store.add_moderator(room.id, event.user_id)
-        elif action == "remove_moderator":
-            await self.store.remove_moderator(room.id, event.user_id)
-        return {"room_id": room.id, "action": action}
+        arguments = event.model_dump(exclude={"room_id", "action"})
+        await self.shows.moderate(connection.who, event.room_id, event.action, **arguments)
+        return {"room_id": event.room_id, "action": event.action}
 
     # --- buying -----------------------------------------------------------------------------------------------
 

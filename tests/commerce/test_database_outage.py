@@ -229,8 +229,8 @@ async def _sell_through_an_outage(
         assert ack["error"]["retryable"] is True
         # A viewer who drops out re-joins the live room from the kept room and Redis.
         viewer = sockets[0]
-        assert (await viewer.call("leave", {"room_id": room}))["ok"]
-        ack = await viewer.call("join", {"room_id": room})
+        assert (await Buyers.call(viewer, "leave", {"room_id": room}))["ok"]
+        ack = await Buyers.call(viewer, "join", {"room_id": room})
         assert ack["ok"], ack
         assert ack["data"]["snapshot"]["room"]["status"] == "live"
         assert ack["data"]["snapshot"]["room"]["brands"] == [{"id": sale.shop.brand_id, "name": "Shop"}]

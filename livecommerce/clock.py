@@ -12,7 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-__all__ = ["from_ms", "now_ms", "to_ms"]
+__all__ = ["from_ms", "now_ms", "redis_time_ms", "to_ms"]
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MS: Final = timedelta(milliseconds=1)
@@ -31,3 +31,9 @@ def from_ms(ms: int) -> datetime:
 def now_ms() -> int:
     """The wall clock in milliseconds since the epoch, floored (integer nanoseconds, no float)."""
     return time.time_ns() // 1_000_000
+
+
+def redis_time_ms(reply: tuple[int | bytes | str, int | bytes | str]) -> int:
+    """Redis's `TIME` reply (seconds, microseconds) in milliseconds, floored: Redis's clock, not this process's."""
+    seconds, micros = reply
+    return int(seconds) * 1000 + int(micros) // 1000

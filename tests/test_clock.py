@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from livecommerce.clock import from_ms, now_ms, to_ms
+from livecommerce.clock import from_ms, now_ms, redis_time_ms, to_ms
 
 
 def test_to_ms_is_exact_where_the_float_way_is_not() -> None:
@@ -38,3 +38,9 @@ def test_now_ms_is_the_wall_clock() -> None:
     now = now_ms()
     assert before <= now <= time.time_ns() // 1_000_000
     assert isinstance(now, int)
+
+
+def test_redis_time_is_floored_to_the_millisecond_whatever_the_reply_type() -> None:
+    assert redis_time_ms((b"1700000000", b"999999")) == 1_700_000_000_999
+    assert redis_time_ms((1_700_000_000, 1_000)) == 1_700_000_000_001
+    assert redis_time_ms(("0", "999")) == 0

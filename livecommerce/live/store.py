@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 
+from livecommerce.clock import redis_time_ms
 from livecommerce.errors import ClientError, InvalidRequest
 from livecommerce.live import codec
 from livecommerce.live import events as ev
@@ -267,7 +268,7 @@ class RoomStore:
             pipe.hgetall(room_key(room, "viewers"))
             pipe.time()
             pipe.xrevrange(events, count=page)
-            fields, likes, viewer_fields, (seconds, micros), entries = await pipe.execute()
+            fields, likes, viewer_fields, redis_now, entries = await pipe.execute()
         seq = entries[0][0].decode() if entries else "0-0"
         chat: list[Event] = []
         while True:
@@ -291,7 +292,7 @@ class RoomStore:
                 state[name.decode()] = value
             else:
                 log.warning("room %d: state field %r is not a msgpack map; ignored", room, name)
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
+        now_ms = redis_time_ms(redis_now)
         return RoomSnapshot(
             seq=seq,
             status=status.decode() if status is not None else None,
@@ -390,8 +391,7 @@ class RoomStore:
         """Keep `user_id` from chatting in the room for `seconds` (by Redis's clock)."""
         if seconds < 1:
             raise ValueError("a mute lasts at least 1 second")
-        now_s, now_us = await self._redis.time()
-        until = int(now_s) * 1000 + int(now_us) // 1000 + seconds * 1000
+        until = redis_time_ms(await self._redis.time()) + seconds * 1000
         await self._redis.hset(room_key(room, "mutes"), str(user_id), str(until))
 
     async def unmute(self, room: int, user_id: int) -> None:

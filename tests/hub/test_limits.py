@@ -56,22 +56,6 @@ def masked_frame(opcode: int, data: bytes) -> bytes:
     return bytes((0x80 | opcode, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-async def read_frame(raw: RawViewer) -> tuple[int, bytes]:
-    """(opcode, payload) of the next server frame, pings answered."""
-    while True:
-        first, second = await raw.reader.readexactly(2)
-        length = second & 0x7F
-        if length == 126:
-            length = int.from_bytes(await raw.reader.readexactly(2), "big")
-        elif length == 127:
-            length = int.from_bytes(await raw.reader.readexactly(8), "big")
-        data = await raw.reader.readexactly(length)
-        if (first & 0x0F, data) == (0x1, b"2"):
-            raw.send(b"3")
-            continue
-        return first & 0x0F, data
-
-
 # --- the output budget ----------------------------------------------------------------------------------------
 
 
@@ -240,7 +224,7 @@ async def test_an_invalid_websocket_text_frame_closes_it_cleanly(
         try:
             raw.writer.write(masked_frame(0x1, frame))
             async with asyncio.timeout(5):
-                opcode, payload = await read_frame(raw)
+                opcode, payload = await raw.read_frame()
                 assert opcode == 0x8, (opcode, payload)  # a close frame, not an HTTP 500 on the upgraded stream
                 assert int.from_bytes(payload[:2], "big") == 1002
                 raw.writer.write(masked_frame(0x8, payload[:2]))  # the client's half of the closing handshake

@@ -190,11 +190,11 @@ class RawViewer:
         mask = os.urandom(4)
         self.writer.write(bytes((0x81, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
 
-    async def read_packet(self) -> bytes:
-        """The next Engine.IO packet that is not a ping (pings are answered)."""
+    async def read_frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next final server frame that is not an Engine.IO ping (pings are answered)."""
         while True:
             first, second = await self.reader.readexactly(2)
-            assert first == 0x81, f"not a final text frame: {first:#x}"
+            assert first & 0xF0 == 0x80, f"not a final frame without extension bits: {first:#x}"
             assert second & 0x80 == 0, "server frames are never masked"
             length = second & 0x7F
             if length == 126:
@@ -202,10 +202,16 @@ class RawViewer:
             elif length == 127:
                 length = int.from_bytes(await self.reader.readexactly(8), "big")
             data = await self.reader.readexactly(length)
-            if data == b"2":
+            if (first & 0x0F, data) == (0x1, b"2"):
                 self.send(b"3")
                 continue
-            return data
+            return first & 0x0F, data
+
+    async def read_packet(self) -> bytes:
+        """The next Engine.IO packet (a text frame) that is not a ping (pings are answered)."""
+        opcode, data = await self.read_frame()
+        assert opcode == 0x1, f"not a text frame: opcode {opcode:#x}"
+        return data
 
     async def read_event(self) -> tuple[str, Any]:
         while True:

@@ -4,7 +4,6 @@ the process's `LiveRooms` (before the hub and media, which both publish and list
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -15,6 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from livecommerce.accounts import ACCOUNTS
+from livecommerce.aio import cancel_and_wait
 from livecommerce.commerce.buying import BUYING
 from livecommerce.hub import transport
 from livecommerce.hub.admission import Admission
@@ -110,9 +110,7 @@ def install(app: web.Application) -> None:
         task = asyncio.create_task(hub.run(), name="hub")
         task.add_done_callback(_report_stop)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])  # bounded: a shutdown completes even if the loop swallowed its cancel
 
     app.cleanup_ctx.append(context)
 

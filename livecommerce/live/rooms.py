@@ -14,7 +14,6 @@ One `LiveRooms` per process (the app's `LIVE` key), so one bus connection, whate
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -26,6 +25,7 @@ from typing import Final
 from aiohttp import web
 from redis.asyncio import Redis
 
+from livecommerce.aio import cancel_and_wait
 from livecommerce.live import codec
 from livecommerce.live import events as ev
 from livecommerce.live.bus import Bus
@@ -223,9 +223,7 @@ def context(process_id: str | None = None) -> Callable[[web.Application], AsyncI
         task = asyncio.create_task(rooms.run(), name="live-bus")
         task.add_done_callback(_report_stop)
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])  # bounded: a shutdown completes even if the loop swallowed its cancel
 
     return live
 

@@ -34,10 +34,22 @@ __all__ = [
     "AccountStatus",
     "Base",
     "Brand",
+    "Collaboration",
+    "CollaborationStatus",
+    "CommissionPlan",
+    "FeeBase",
+    "FeeRule",
     "FlashSale",
+    "LedgerAccount",
+    "LedgerLine",
     "Order",
     "OrderStatus",
+    "PlanKind",
+    "PlanRate",
+    "PostingKind",
     "Product",
+    "Refund",
+    "RefundStatus",
     "Role",
     "Room",
     "RoomStatus",
@@ -115,7 +127,50 @@ class OrderStatus(enum.StrEnum):
     HELD = "held"
     PAID = "paid"
     CANCELLED = "cancelled"
-    EXPIRED = "expired"
+    EXPIRED = "expired"  # a paid order refunded stays paid: `refunded_minor` says how much went back
+
+
+class PlanKind(enum.StrEnum):
+    OPEN = "open"  # any creator the brand approves gets its rates
+    TARGETED = "targeted"  # offered to named creators, whose rates override the open plan's for them
+
+
+class CollaborationStatus(enum.StrEnum):
+    APPLIED = "applied"  # a creator asked to join an open plan; the brand decides
+    OFFERED = "offered"  # the brand offered a targeted plan; the creator decides
+    APPROVED = "approved"  # the creator sells the plan's products in their rooms
+    REJECTED = "rejected"  # the brand said no to an application (with a reason)
+    DECLINED = "declined"  # the creator said no to an offer
+    ENDED = "ended"  # no new sales; paid orders stay as they were
+
+
+class FeeBase(enum.StrEnum):
+    """What the platform fee is a share of."""
+
+    BUYER_PAID = "buyer_paid"
+    BUYER_PAID_PLUS_DISCOUNT = "buyer_paid_plus_discount"
+
+
+class PostingKind(enum.StrEnum):
+    SALE = "sale"
+    REFUND = "refund"
+
+
+class LedgerAccount(enum.StrEnum):
+    """The accounts of one posting. Funding lines are negative, shares positive: every posting sums to 0, so
+    `buyer_paid + platform_discount = brand_net + creator_commission + platform_fee` (a refund posts the same
+    accounts with the signs turned)."""
+
+    BUYER_PAID = "buyer_paid"
+    PLATFORM_DISCOUNT = "platform_discount"
+    BRAND_NET = "brand_net"
+    CREATOR_COMMISSION = "creator_commission"
+    PLATFORM_FEE = "platform_fee"
+
+
+class RefundStatus(enum.StrEnum):
+    PENDING = "pending"  # recorded; the provider is being asked (a retry or the worker finishes it)
+    DONE = "done"  # refunded by the provider and posted to the ledger
 
 
 _NAMING = {
@@ -127,14 +182,14 @@ _NAMING = {
 }
 
 
-def _enum(cls: type[enum.StrEnum], name: str) -> Enum:
+def _enum(cls: type[enum.StrEnum], name: str, length: int = 16) -> Enum:
     """Enums stored as short strings with a CHECK constraint: portable, and readable in SQL."""
     return Enum(
         cls,
         name=name,
         native_enum=False,
         create_constraint=True,
-        length=16,
+        length=length,
         values_callable=lambda e: [m.value for m in e],
     )
 
@@ -335,3 +390,138 @@ class Order(Base):
     expires_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Attribution, as the hold snapshotted it (`commerce.terms.SaleTerms`): never recomputed.
+    creator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    collaboration_id: Mapped[int | None] = mapped_column(ForeignKey("collaborations.id", ondelete="RESTRICT"))
+    commission_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fee_rule_id: Mapped[int | None] = mapped_column(ForeignKey("fee_rules.id", ondelete="RESTRICT"))
+    fee_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    fee_base: Mapped[FeeBase] = mapped_column(
+        _enum(FeeBase, "fee_base", 32), default=FeeBase.BUYER_PAID, server_default=FeeBase.BUYER_PAID.value
+    )
+    platform_discount_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+
+
+class FeeRule(Base):
+    """The platform fee from `effective_from` on, until a later rule starts; each order snapshots its rule."""
+
+    __tablename__ = "fee_rules"
+    __table_args__ = (CheckConstraint("bps >= 0 AND bps <= 2000", name="bps_in_range"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bps: Mapped[int] = mapped_column(Integer)
+    base: Mapped[FeeBase] = mapped_column(_enum(FeeBase, "fee_base", 32))
+    effective_from: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+
+
+class CommissionPlan(Base):
+    """A brand's commission offer: its one open plan (`open_brand_id` = the brand: unique), or a targeted plan
+    offered to named creators. Rates per product are `PlanRate` rows."""
+
+    __tablename__ = "commission_plans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"), index=True)
+    kind: Mapped[PlanKind] = mapped_column(_enum(PlanKind, "plan_kind"))
+    name: Mapped[str] = mapped_column(String(120))
+    open_brand_id: Mapped[int | None] = mapped_column(Integer, unique=True)  # brand_id when kind is open
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class PlanRate(Base):
+    """One change of a product's commission rate in a plan; rows are only added (the history is the audit).
+
+    `effective_at` is when the rate reaches creators already approved when it was set: at once for a raise,
+    after the lock period for a cut. Creators approved later get it from their approval on."""
+
+    __tablename__ = "plan_rates"
+    __table_args__ = (
+        CheckConstraint("rate_bps >= 100 AND rate_bps <= 8000", name="rate_in_range"),
+        Index("ix_plan_rates_plan_id_product_id", "plan_id", "product_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("commission_plans.id", ondelete="RESTRICT"))
+    product_id: Mapped[int] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"), index=True)
+    rate_bps: Mapped[int] = mapped_column(Integer)
+    set_at: Mapped[datetime]
+    effective_at: Mapped[datetime]
+    set_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+
+
+class Collaboration(Base):
+    """A creator working with a brand under one plan: applied/offered → approved → ended (or rejected/declined)."""
+
+    __tablename__ = "collaborations"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "creator_id", name="uq_collaborations_plan_creator"),
+        Index("ix_collaborations_creator_id_status", "creator_id", "status"),
+        Index("ix_collaborations_brand_id_status", "brand_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("commission_plans.id", ondelete="RESTRICT"))
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"))
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    status: Mapped[CollaborationStatus] = mapped_column(_enum(CollaborationStatus, "collaboration_status"))
+    message: Mapped[str] = mapped_column(Text, default="")  # the creator's application note
+    reason: Mapped[str] = mapped_column(Text, default="")  # why the brand rejected or ended it
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    decided_at: Mapped[datetime | None]
+    approved_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Refund(Base):
+    """Money given back on a paid order, in full or in part; `key` makes a retry the same refund."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("order_id", "key", name="uq_refunds_order_key"),
+        CheckConstraint("amount_minor >= 1", name="amount_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"), index=True)
+    key: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[RefundStatus] = mapped_column(_enum(RefundStatus, "refund_status"))
+    requested_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    provider_ref: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    completed_at: Mapped[datetime | None]
+
+
+class LedgerLine(Base):
+    """One line of the double-entry money ledger, in minor units. Append-only: a database trigger refuses any
+    UPDATE (corrections are new lines). `(posting, account)` is unique, so posting again writes nothing.
+
+    A posting is one order's sale (`sale:<hold id>`) or one refund (`refund:<refund id>`); its lines sum to 0."""
+
+    __tablename__ = "ledger_lines"
+    __table_args__ = (
+        UniqueConstraint("posting", "account", name="uq_ledger_lines_posting_account"),
+        Index("ix_ledger_lines_brand_id_posted_at", "brand_id", "posted_at"),
+        Index("ix_ledger_lines_creator_id_posted_at", "creator_id", "posted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    posting: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[PostingKind] = mapped_column(_enum(PostingKind, "posting_kind"))
+    account: Mapped[LedgerAccount] = mapped_column(_enum(LedgerAccount, "ledger_account", 32))
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"), index=True)
+    refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id", ondelete="RESTRICT"))
+    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"))
+    creator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="RESTRICT"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    posted_at: Mapped[datetime]

@@ -93,6 +93,11 @@ class RecentCache(Generic[K, V]):
         self._items.pop(key, None)
         self._failing.pop(key, None)
 
+    def clear(self) -> None:
+        """Forget every key (a change that may touch any of them, e.g. a commission rate)."""
+        self._items.clear()
+        self._failing.clear()
+
     def _kept(self, key: K) -> tuple[float, V] | None:
         """The value kept through a failed refresh, while it is young enough to serve."""
         item = self._items.get(key)

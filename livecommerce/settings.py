@@ -51,6 +51,7 @@ class Settings:
     http_body_timeout: int = 30
     media_ice_address: str | None = None
     media_ice_announce: str | None = None
+    commission_lock_days: int = 30
 
     @property
     def embedded_redis(self) -> bool:
@@ -224,6 +225,12 @@ FIELDS: tuple[Field, ...] = (
         _ip,
         "The address announced in WebRTC answers for the bound one, behind a 1:1 NAT (the public address); "
         "needs LIVECOMMERCE_MEDIA_ICE_ADDRESS. Unset: the bound address.",
+    ),
+    Field(
+        "commission_lock_days",
+        _int_in(0, 365),
+        "Days before a cut in a commission rate reaches creators already selling the product (a raise applies "
+        "at once).",
     ),
 )
 _BY_ENV = {field.env: field for field in FIELDS}

@@ -388,6 +388,10 @@ class Buying:
         """How the product sells in the room changed (a sale ended): look it up again next time."""
         self._offers.drop((room_id, product_id))
 
+    def forget_offers(self) -> None:
+        """What creators may sell, or at which commission or fee, changed: look every offer up again."""
+        self._offers.clear()
+
     async def offer(self, room: RoomInfo, product_id: int, *, fresh: bool = False) -> RoomOffer:
         """How `product_id` sells in `room` now; loads the product's own pool into Redis when it sells outside
         a sale. `fresh` bypasses the cache (a pin must show the current terms)."""

@@ -18,13 +18,14 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from livecommerce.commerce.terms import SaleTerms
 from livecommerce.live import codec
 from livecommerce.scripts import lua_source
 
@@ -55,6 +56,7 @@ MAX_BATCH: Final = 500  # reservations per function call (pools.lua MAX_BATCH)
 _RELOAD_ATTEMPTS: Final = 3  # flushed again while we reload: a storm of FUNCTION FLUSH, tried a few times
 _LIBRARY: Final = "livecommerce_pools"
 ADJUST_ONCE_MS: Final = 24 * 3600 * 1000  # how long a stock adjustment's once key answers a repeat
+_NO_TERMS: Final = SaleTerms.default()
 _OP: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -211,6 +213,9 @@ class Hold:
     paid_at_ms: int | None = None
     ended_at_ms: int | None = None
     deadline_ms: int | None = None
+    # The attribution and fee snapshot taken when the hold was made (`commerce.terms`); a record written
+    # before terms existed reads as no creator, no collaboration and the default fee.
+    terms: SaleTerms = field(default_factory=SaleTerms.default)
 
     @property
     def total_minor(self) -> int:
@@ -244,6 +249,7 @@ class Hold:
             paid_at_ms=opt("paid"),
             ended_at_ms=opt("ended"),
             deadline_ms=opt("deadline"),
+            terms=SaleTerms.parse(d["terms"]) if d.get("terms") else _NO_TERMS,
         )
 
 

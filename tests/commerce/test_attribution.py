@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.commerce.buying import BUYING, Buying
@@ -43,6 +43,9 @@ async def plan(engine: AsyncEngine, world: World, kind: PlanKind = PlanKind.OPEN
     """A plan of `other_brand` (featured in no room): its creators sell its products only by collaborating."""
     brand = world.ids["other_brand"]
     async with session_factory(engine).begin() as session:
+        if kind is PlanKind.OPEN:  # the world seeds other_brand's open plan: start it over without its rates
+            await session.execute(delete(PlanRate).where(PlanRate.plan_id == world.ids["other_plan"]))
+            return world.ids["other_plan"]
         row = CommissionPlan(
             brand_id=brand, kind=kind, name=f"{kind.value} plan", created_by=world.ids["admin"],
             open_brand_id=brand if kind is PlanKind.OPEN else None,
@@ -143,12 +146,13 @@ async def test_a_collaborating_creator_pins_and_sells_a_brand_their_room_does_no
     body = await buy(world, "other_room", expect=403)
     assert "apply to the brand's open plan" in body["detail"], body
     assert "feature the brand" in body["detail"], body
-    # A featured brand's product still sells without a collaboration, attributed to the host at no commission.
+    # A featured brand's product still sells without a collaboration (the host only applied to the brand's
+    # plan), attributed to the host at no commission.
     status, featured = await world.api.call(
-        "POST", f"/api/v1/rooms/{world.ids['other_room']}/buy", who="viewer", json={"product_id": world.ids["product"]}
+        "POST", f"/api/v1/rooms/{world.ids['room']}/buy", who="viewer", json={"product_id": world.ids["product"]}
     )
     assert status == 201, featured
-    assert (await hold_of(client, featured)).terms == creator_terms(world, "other_host", None, 0)
+    assert (await hold_of(client, featured)).terms == creator_terms(world, "host", None, 0)
 
 
 async def test_two_creators_selling_one_product_at_once_each_earn_on_their_own_room(

@@ -500,6 +500,60 @@ class SaleStatsOut(BaseModel):
     ts_ms: int = Field(description="When these figures were read, in ms since the epoch.")
 
 
+# --- statements -----------------------------------------------------------------------------------------------
+
+
+class StatementQuery(BaseModel):
+    """The period `[from, to)`; each bound left out is this calendar month's (UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_: AwareDatetime | None = Field(default=None, alias="from", description="Start (inclusive), with a time zone.")
+    to: AwareDatetime | None = Field(default=None, description="End (exclusive): after `from`, at most 366 days later.")
+
+
+class StatementParty(BaseModel):
+    kind: Literal["creator", "brand"]
+    id: int
+    name: str
+
+
+class StatementTotals(BaseModel):
+    """One currency's figures: each is a SUM of the party's ledger lines in the period, in minor units."""
+
+    currency: str
+    orders: int = Field(description="Sale postings (paid orders).")
+    gmv_minor: int = Field(description="What buyers paid.")
+    refunds_minor: int = Field(description="What was refunded to buyers.")
+    commission_minor: int = Field(description="Creator commission on the sales.")
+    commission_reversed_minor: int = Field(description="Commission taken back by refunds.")
+    fees_minor: int = Field(description="Platform fees on the sales.")
+    fees_reversed_minor: int = Field(description="Platform fees given back by refunds.")
+    brand_net_minor: int = Field(description="The brand's share after refunds.")
+    net_minor: int = Field(description="The party's share after refunds: commission (creator) or brand net.")
+
+
+class CreatorSalesOut(BaseModel):
+    creator_id: int
+    creator_name: str
+    currency: str
+    orders: int
+    gmv_minor: int
+    commission_minor: int = Field(description="Commission on the sales, before refunds (as in the totals).")
+
+
+class StatementOut(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    party: StatementParty
+    from_: datetime = Field(alias="from", description="The period's start (inclusive).")
+    to: datetime = Field(description="The period's end (exclusive).")
+    totals: list[StatementTotals] = Field(description="One entry per currency; empty when nothing was posted.")
+    by_creator: list[CreatorSalesOut] | None = Field(
+        default=None, description="A brand's sales by creator (brand statements only; null for a creator's)."
+    )
+
+
 # --- health ---------------------------------------------------------------------------------------------------
 
 

@@ -150,6 +150,11 @@ CASES = [
     ),
     Case("GET", "/api/v1/brands/{brand}/orders", None, only({"admin": 200, "staff": 200}), mutates=False),
     Case("GET", "/api/v1/brands/{brand}/orders.csv", None, only({"admin": 200, "staff": 200}), mutates=False),
+    # statements: a creator's earnings only to that creator (and admins), a brand's to its staff (and admins)
+    Case("GET", "/api/v1/creators/{host}/statement", None, only({"admin": 200, "host": 200}), mutates=False),
+    Case("GET", "/api/v1/creators/{host}/statement.csv", None, only({"admin": 200, "host": 200}), mutates=False),
+    Case("GET", "/api/v1/brands/{brand}/statement", None, only({"admin": 200, "staff": 200}), mutates=False),
+    Case("GET", "/api/v1/brands/{brand}/statement.csv", None, only({"admin": 200, "staff": 200}), mutates=False),
     # buying: room is not live yet, so those who may see it are told so; holds live in Redis (none here)
     Case(
         "POST",

@@ -38,9 +38,12 @@ _T = TypeVar("_T")
 
 
 def csv_cell(value: object) -> str:
-    """One CSV cell: text that a spreadsheet would run as a formula is quoted with `'`; None is empty."""
+    """One CSV cell: text that a spreadsheet would run as a formula is quoted with `'` (integers are written as
+    they are, a minus sign included); None is empty."""
     if value is None:
         return ""
+    if isinstance(value, int):  # a number, never a formula: `-5` stays a number a spreadsheet can add up
+        return str(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     text = str(value)

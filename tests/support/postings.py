@@ -56,7 +56,7 @@ def _lines(
             amount_minor=sign * amount,
             currency=order.currency,
             posted_at=at,
-        )  # fmt: skip
+        )
         for account, amount in amounts.items()
         if amount != 0
     ]

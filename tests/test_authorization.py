@@ -176,6 +176,110 @@ CASES = [
         only({}, others=404),
     ),
     Case("DELETE", "/api/v1/holds/s{live_sale}.1", None, only({}, others=404)),
+    # marketplace: plan (brand's open plan; host applied, other_host approved), other_plan (other_brand's open
+    # plan), targeted_plan (brand's, offered to other_host); application, partnership and offer are collaborations
+    Case("GET", "/api/v1/plans", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
+    Case("GET", "/api/v1/plans/{plan}", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
+    Case(
+        "GET",
+        "/api/v1/plans/{targeted_plan}",
+        None,
+        only({"admin": 200, "staff": 200, "other_host": 200}, others=404),
+        mutates=False,
+    ),
+    Case(
+        "GET",
+        "/api/v1/brands/{brand}/plans",
+        None,
+        only({c: 200 for c in CALLERS if c != "anonymous"}),
+        mutates=False,
+    ),
+    Case(
+        "POST",
+        "/api/v1/brands/{brand}/plans",
+        lambda w: {"kind": "open", "name": "Second"},
+        only({"admin": 409, "staff": 409}),  # the brand already has its one open plan
+    ),
+    Case(
+        "POST",
+        "/api/v1/brands/{brand}/plans",
+        lambda w: {
+            "kind": "targeted",
+            "name": "For host",
+            "rates": [{"product_id": w.ids["product"], "rate_bps": 2000}],
+            "creator_ids": [w.ids["host"]],
+        },
+        only({"admin": 201, "staff": 201}),
+    ),
+    Case(
+        "PUT",
+        "/api/v1/plans/{plan}/rates/{product}",
+        lambda w: {"rate_bps": 2000},
+        only({"admin": 200, "staff": 200}),
+    ),
+    Case(
+        "PUT",
+        "/api/v1/plans/{targeted_plan}/rates/{product}",
+        lambda w: {"rate_bps": 500},
+        only({"admin": 200, "staff": 200, "other_host": 403}, others=404),
+    ),
+    Case(
+        "POST",
+        "/api/v1/plans/{other_plan}/applications",
+        lambda w: {"message": "I sell shoes"},
+        only({"host": 201, "other_host": 201}),
+    ),
+    Case(
+        "POST",
+        "/api/v1/plans/{plan}/applications",
+        lambda w: {},
+        only({"host": 409, "other_host": 409}),  # already applied, already approved
+    ),
+    Case("GET", "/api/v1/collaborations", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
+    Case(
+        "GET",
+        "/api/v1/collaborations/{application}",
+        None,
+        only({"admin": 200, "staff": 200, "host": 200}, others=404),
+        mutates=False,
+    ),
+    Case(
+        "POST",
+        "/api/v1/collaborations/{application}/approve",
+        None,
+        only({"admin": 200, "staff": 200, "host": 403}, others=404),
+    ),
+    Case(
+        "POST",
+        "/api/v1/collaborations/{application}/reject",
+        lambda w: {"reason": "Not our style"},
+        only({"admin": 200, "staff": 200, "host": 403}, others=404),
+    ),
+    Case(
+        "POST",
+        "/api/v1/collaborations/{offer}/accept",
+        None,
+        only({"other_host": 200, "admin": 403, "staff": 403}, others=404),
+    ),
+    Case(
+        "POST",
+        "/api/v1/collaborations/{offer}/decline",
+        lambda w: {},
+        only({"other_host": 200, "admin": 403, "staff": 403}, others=404),
+    ),
+    Case(
+        "POST",
+        "/api/v1/collaborations/{partnership}/end",
+        lambda w: {"reason": "Season over"},
+        only({"other_host": 200, "admin": 200, "staff": 200}, others=404),
+    ),
+    Case("GET", "/api/v1/fee-rules", None, only({"admin": 200}), mutates=False),
+    Case(
+        "POST",
+        "/api/v1/fee-rules",
+        lambda w: {"bps": 600, "base": "buyer_paid_plus_discount", "effective_from": later(10)},
+        only({"admin": 201}),
+    ),
     # users
     Case("GET", "/api/v1/me", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
     Case(

@@ -195,6 +195,8 @@ def _known_ids(ids: Mapping[str, int]) -> dict[str, list[int] | list[str]]:
         "session_id": ["NoSuchSession0000000000"],  # WHIP/WHEP sessions: well-formed, never live here
         "sale_id": [ids["sale"], ids["scheduled_sale"], ids["live_sale"]],
         "order_id": [ids["order"]],
+        "plan_id": [ids["plan"], ids["other_plan"], ids["targeted_plan"]],
+        "collaboration_id": [ids["application"], ids["partnership"], ids["offer"]],
         "hold_id": [f"s{ids['live_sale']}.1", "p1.1"],  # well-formed; the world holds none in Redis
     }
 

@@ -13,7 +13,18 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from livecommerce.models import AccountStatus, OrderStatus, Role, RoomStatus, RoomVisibility, SaleAudience, SaleStatus
+from livecommerce.models import (
+    AccountStatus,
+    CollaborationStatus,
+    FeeBase,
+    OrderStatus,
+    PlanKind,
+    Role,
+    RoomStatus,
+    RoomVisibility,
+    SaleAudience,
+    SaleStatus,
+)
 from livecommerce.wire import MAX_ID
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
@@ -625,3 +636,145 @@ class HoldOut(BaseModel):
     expires_at_ms: int
     payment_ref: str | None
     replayed: bool = Field(description="True when this answers a retry: the hold the key already had.")
+
+
+# --- marketplace: commission plans, collaborations, fee rules -------------------------------------------------
+
+RateBps = Annotated[int, Field(ge=100, le=8000, description="Commission in basis points: 100 is 1%, 8000 is 80%.")]
+
+
+class RateIn(BaseModel):
+    model_config = _STRICT
+
+    product_id: Id = Field(description="One of the plan's brand's products.")
+    rate_bps: RateBps
+
+
+class PlanCreate(BaseModel):
+    model_config = _STRICT
+
+    kind: PlanKind = Field(description="`open`: one per brand, any approved creator; `targeted`: named creators.")
+    name: Name
+    rates: list[RateIn] = Field(default_factory=list, max_length=500, description="One rate per product.")
+    creator_ids: list[Id] = Field(
+        default_factory=list, max_length=200, description="Targeted plans only: the hosts it is offered to."
+    )
+
+
+class RateSet(BaseModel):
+    model_config = _STRICT
+
+    rate_bps: RateBps
+
+
+class RateOut(BaseModel):
+    product_id: int
+    rate_bps: int
+    set_at: datetime
+    effective_at: datetime = Field(
+        description="When it reaches creators approved before `set_at`: at once for a raise, after the lock period "
+        "for a cut. Creators approved later get it from their approval on."
+    )
+
+
+class PlanRateOut(RateOut):
+    title: str
+    price_minor: int
+    currency: str
+
+
+class PlanOut(BaseModel):
+    id: int
+    brand_id: int
+    brand_name: str
+    kind: PlanKind
+    name: str
+    created_at: datetime
+    ended_at: datetime | None
+    rates: list[PlanRateOut] = Field(description="The latest rate set for each product.")
+
+
+class PlanList(BaseModel):
+    items: list[PlanOut]
+
+
+class ApplicationIn(BaseModel):
+    model_config = _STRICT
+
+    message: LongText = Field(default="", description="A note to the brand: who you are, what you would show.")
+
+
+class ReasonIn(BaseModel):
+    model_config = _STRICT
+
+    reason: LongText = Field(default="", description="Shown to the other side.")
+
+
+class RejectIn(BaseModel):
+    model_config = _STRICT
+
+    reason: Annotated[LongText, StringConstraints(min_length=1)] = Field(
+        description="Why the application is turned down; the creator sees it."
+    )
+
+
+class NextRateOut(BaseModel):
+    rate_bps: int
+    effective_at: datetime
+
+
+class CollaborationRateOut(BaseModel):
+    product_id: int
+    title: str
+    rate_bps: int | None = Field(description="In force for this creator now; null if none is yet.")
+    next: NextRateOut | None = Field(description="A change already set that reaches this creator later.")
+
+
+class CollaborationOut(BaseModel):
+    id: int
+    plan_id: int
+    plan_kind: PlanKind
+    plan_name: str
+    brand_id: int
+    brand_name: str
+    creator_id: int
+    creator_name: str
+    status: CollaborationStatus
+    message: str
+    reason: str
+    created_at: datetime
+    decided_at: datetime | None
+    approved_at: datetime | None
+    ended_at: datetime | None
+    rates: list[CollaborationRateOut]
+
+
+class CollaborationList(BaseModel):
+    items: list[CollaborationOut]
+
+
+class CollaborationQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: CollaborationStatus | None = None
+    brand_id: int | None = Field(default=None, ge=1, le=MAX_ID, description="Only this brand's collaborations.")
+
+
+class FeeRuleCreate(BaseModel):
+    model_config = _STRICT
+
+    bps: int = Field(ge=0, le=2000, description="The fee in basis points of `base`: 200 is 2%.")
+    base: FeeBase
+    effective_from: AwareDatetime = Field(description="From when; at most 5 minutes in the past.")
+
+
+class FeeRuleOut(BaseModel):
+    id: int
+    bps: int
+    base: FeeBase
+    effective_from: datetime
+    created_at: datetime
+
+
+class FeeRuleList(BaseModel):
+    items: list[FeeRuleOut] = Field(description="By `effective_from`.")

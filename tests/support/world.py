@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce import catalog, users
 from livecommerce.auth import Principal, TokenSigner
-from livecommerce.commerce import sales
+from livecommerce.commerce import collaborations, sales
 from livecommerce.database import session_factory
-from livecommerce.models import Order, OrderStatus, Role, SaleAudience, SaleCode
+from livecommerce.models import CollaborationStatus, Order, OrderStatus, PlanKind, Role, SaleAudience, SaleCode
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -70,6 +70,9 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
     scheduled_sale ends), scheduled_sale (invite_list of viewer, in room and private_room, starts in an hour),
     live_sale (invite_codes, in room, started a minute ago); order: viewer's paid order of one unit of
     live_sale, which redeemed one of its codes.
+    Marketplace: plan (brand's open plan, product at 10%), other_plan (other_brand's open plan, other_product),
+    targeted_plan (brand's, product at 15%, offered to other_host); collaborations: application (host applied
+    to plan), partnership (other_host approved on plan), offer (other_host's offer of targeted_plan).
     """
     signer = TokenSigner(SECRET, 3600)
     api = Api(client)
@@ -110,6 +113,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
         )  # fmt: skip
         ids[name] = body["id"]
     await _seed_sales(api, engine, ids)
+    await _seed_marketplace(engine, ids)
     return World(api, ids)
 
 
@@ -153,3 +157,28 @@ async def _seed_sales(api: Api, engine: AsyncEngine, ids: dict[str, int]) -> Non
         code.redeemed_hold = order.hold_id
         await session.flush()
         ids["order"] = order.id
+
+
+async def _seed_marketplace(engine: AsyncEngine, ids: dict[str, int]) -> None:
+    """Plans and collaborations through the domain layer, in one transaction."""
+    staff = Principal(ids["staff"], Role.BRAND_STAFF, ids["brand"])
+    other_staff = Principal(ids["other_staff"], Role.BRAND_STAFF, ids["other_brand"])
+    host = Principal(ids["host"], Role.HOST)
+    other_host = Principal(ids["other_host"], Role.HOST)
+    async with session_factory(engine).begin() as session:
+        plans = [
+            ("plan", staff, "brand", PlanKind.OPEN, [(ids["product"], 1000)], []),
+            ("other_plan", other_staff, "other_brand", PlanKind.OPEN, [(ids["other_product"], 500)], []),
+            ("targeted_plan", staff, "brand", PlanKind.TARGETED, [(ids["product"], 1500)], [ids["other_host"]]),
+        ]
+        for name, who, brand, kind, rates, creators in plans:
+            view = await collaborations.create_plan(
+                session, who, ids[brand], kind=kind, name=name, rates=rates, creator_ids=creators
+            )
+            ids[name] = view.plan.id
+        ids["application"] = (await collaborations.apply(session, host, ids["plan"], "")).collaboration.id
+        partnership = await collaborations.apply(session, other_host, ids["plan"], "")
+        ids["partnership"] = partnership.collaboration.id
+        await collaborations.approve(session, staff, ids["partnership"])
+        offers = await collaborations.list_collaborations(session, other_host, status=CollaborationStatus.OFFERED)
+        ids["offer"] = offers[0].collaboration.id

@@ -4,14 +4,16 @@ Every room rule is one function here, called by REST, the socket hub and media a
 drifts): `require_visible` (see and join), `require_runner` / `require_live_runner` (edit, start, end,
 publish video; pin while live; `require_signed_in_runner` asks an anonymous caller to sign in first),
 `require_moderator`, `require_chatter`, `require_buyer` with `require_buying_open`, `require_sellable` (which
-brands' products a room may sell) and `require_not_ended`. They are pure: they read what the caller already has
-(a loaded `Room` or the buying cache's `RoomInfo`, both `RoomFacts`) and raise our client errors.
+products a room may sell: its featured brands', and those its host collaborates on) and `require_not_ended`.
+They are pure: they read what the caller already has (a loaded `Room` or the buying cache's `RoomInfo`, both
+`RoomFacts`, and what the caller looked up, e.g. whether the host collaborates) and raise our client errors.
 
 A public room is readable by everyone; a private room only by its host, admins and the staff of the brands
 it features (to anyone else it does not exist: 404, not 403, so ids leak nothing). That rule is decided once
 (`_sight`) and rendered twice: as SQL (`visible_to`, for lists and joins in queries) and in Python
-(`can_see`, for a room already loaded); so are who runs a room (`run_by` / `may_run`) and which brands it sells
-(`sells` / `can_sell`). Only the room's host or an admin may edit, start or end it. An ended room is final.
+(`can_see`, for a room already loaded); so are who runs a room (`run_by` / `may_run`) and which brands it
+features for selling (`sells` / `can_sell` without a collaboration). Only the room's host or an admin may edit,
+start or end it. An ended room is final.
 """
 
 from __future__ import annotations
@@ -210,20 +212,28 @@ def require_buying_open(room: RoomFacts) -> None:
         raise RoomNotLive("the room is not live; you can buy while the show is on")
 
 
-def can_sell(room: RoomFacts, brand_id: int) -> bool:
-    """A room sells (and pins, and shows flash sales of) only the products of the brands it features."""
-    return brand_id in room.brand_ids
+def can_sell(room: RoomFacts, brand_id: int, *, collaborating: bool = False) -> bool:
+    """A room sells (and pins) a product when its brand is featured in the room, or when the room's host has
+    collaboration terms for the product (`collaborating`: `commerce.collaborations.terms_for` found some, for this
+    product, now). Flash sales run in featured rooms only (`sells`)."""
+    return brand_id in room.brand_ids or collaborating
 
 
 def sells(brand_id: int) -> ColumnElement[bool]:
-    """`can_sell` as an SQL condition on `Room` (flash sales check their rooms with it)."""
+    """`can_sell` without collaborations, as an SQL condition on `Room`: the rooms that feature the brand. Flash
+    sales check their rooms with it, so a flash sale runs only in rooms featuring its brand (a creator selling
+    through a collaboration sells at the product's own price)."""
     return exists().where(room_brands.c.room_id == Room.id, room_brands.c.brand_id == brand_id)
 
 
-def require_sellable(room: RoomFacts, brand_id: int) -> None:
-    """`can_sell`, else 403."""
-    if not can_sell(room, brand_id):
-        raise Forbidden("this product's brand is not featured in the room; feature the brand first")
+def require_sellable(room: RoomFacts, brand_id: int, *, collaborating: bool = False) -> None:
+    """`can_sell`, else 403 saying what the host can do about it."""
+    if not can_sell(room, brand_id, collaborating=collaborating):
+        raise Forbidden(
+            "this product's brand is not featured in the room, and the room's host has no approved collaboration "
+            "with a commission for it: the host can apply to the brand's open plan (or accept its offer), "
+            "or feature the brand in the room"
+        )
 
 
 def require_not_ended(room: RoomFacts | Sequence[RoomFacts], then: str) -> None:

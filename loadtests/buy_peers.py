@@ -317,7 +317,7 @@ async def _drive_raw(
         async def one(chunk: list[tuple[int, int]]) -> None:
             args = [*head, str(len(chunk)).encode()]
             for r, n in chunk:
-                args += [str(plan[n] + 1).encode(), b"c%d-%d" % (r, n), b"1", b"", b"1"]
+                args += [str(plan[n] + 1).encode(), b"c%d-%d" % (r, n), b"1", b"", b"1", b""]
             reply = await conn.call(_resp(args))
             if isinstance(reply, Exception):
                 raise reply

@@ -73,7 +73,10 @@ def test_chatting_and_buying_need_a_signed_in_caller_and_buying_a_live_room() ->
         assert (refused.value.status, refused.value.code) == (409, "room_not_live")
 
 
-def test_a_room_sells_only_its_featured_brands() -> None:
+def test_a_room_sells_its_featured_brands_and_what_its_host_collaborates_on() -> None:
     rooms.require_sellable(_Room(brand_ids=frozenset({10, 11})), 11)
-    with pytest.raises(Forbidden, match="not featured in the room; feature the brand first"):
+    rooms.require_sellable(_Room(), 12, collaborating=True)
+    with pytest.raises(Forbidden, match="not featured in the room") as refused:
         rooms.require_sellable(_Room(), 12)
+    assert "apply to the brand's open plan" in refused.value.detail
+    assert "feature the brand" in refused.value.detail

@@ -1,6 +1,7 @@
 """Room rules with two forms agree, on both databases. Visibility: SQL (`rooms.visible_to`) and Python
 (`rooms.can_see`); below, who runs a room (`rooms.run_by` / `rooms.may_run`) and which brands a room sells
-(`rooms.sells` / `rooms.can_sell`).
+(`rooms.sells` / `rooms.can_sell`; a host with collaboration terms for a product sells it in any of their rooms:
+`can_sell(..., collaborating=True)`).
 
 Every kind of caller against every kind of room (public or private; featuring no brand, the caller's brand,
 or another brand; hosted by the caller or not), on both databases: the rooms SQL lets through are exactly
@@ -142,6 +143,8 @@ async def test_sells_and_can_sell_agree_for_every_brand_and_room(engine: AsyncEn
             assert by_sql == by_python == stated, brand_id
             assert len(by_sql) == (0 if brand_id > ids["theirs"] else 8), "half the rooms feature each brand"
             for room in every_room:  # `require_sellable` is `can_sell`, with the 403
+                assert rooms.can_sell(room, brand_id, collaborating=True), "a collaborating host sells anywhere"
+                rooms.require_sellable(room, brand_id, collaborating=True)
                 if room.id in by_python:
                     rooms.require_sellable(room, brand_id)
                 else:

@@ -11,6 +11,11 @@ room, else from the product's own pool. Every rule that protects a unit is enfor
     that finds the hold "paying" (its hub may have died mid-checkout) asks the provider at once, the same way
     (`settle_by_provider`): charged → paid; not charged → it charges the same key itself.
 
+Each offer carries its `SaleTerms` (the room's host as creator, their collaboration's commission rate in force,
+the platform fee rule in force), and every reservation snapshots them into its hold in Redis: the order writer
+records what the hold says, never recomputes it. Whoever changes a collaboration, a rate or the fee calls
+`forget_offers`, so the next buy reads the offer (and its terms, or a refusal) again.
+
 Room and offer lookups are cached for a second: a burst of taps must not become a burst of SQL queries.
 Redis re-checks the window and the stock on every tap, so a stale cache can refuse late, never oversell.
 The same caches keep their last good value while the database is down (up to five minutes), so a loaded
@@ -34,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from livecommerce import rooms as room_rules
 from livecommerce.auth import Principal
 from livecommerce.clock import from_ms, now_ms, to_ms
+from livecommerce.commerce import collaborations, fees
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.payments import (
@@ -55,6 +61,7 @@ from livecommerce.commerce.pools import (
     Refused,
     ReserveRequest,
 )
+from livecommerce.commerce.terms import SaleTerms
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -263,7 +270,8 @@ class RoomInfo:
 
 @dataclass(frozen=True, slots=True)
 class RoomOffer:
-    """A product as sold in a room right now: its pool, price and terms."""
+    """A product as sold in a room right now: its pool, price and terms (`terms`: who earns what on a sale made
+    now, snapshotted into each hold)."""
 
     pool: PoolId
     room_id: int
@@ -276,6 +284,7 @@ class RoomOffer:
     currency: str
     per_buyer_limit: int
     hold_seconds: int
+    terms: SaleTerms
     sale_id: int | None = None
     starts_at_ms: int | None = None
     ends_at_ms: int | None = None
@@ -406,14 +415,15 @@ class Buying:
         product = await session.get(Product, product_id)
         if product is None:
             raise NotFound(f"no product with id {product_id}")
-        room_rules.require_sellable(room, product.brand_id)
+        at = datetime.now(UTC)
+        terms = await _sale_terms(session, room, product, at)
         sale = await session.scalar(
             select(FlashSale)
             .join(sale_rooms, and_(sale_rooms.c.sale_id == FlashSale.id, sale_rooms.c.room_id == room.id))
             .where(
                 FlashSale.product_id == product_id,
                 FlashSale.status.in_([SaleStatus.SCHEDULED, SaleStatus.LIVE]),
-                FlashSale.ends_at > datetime.now(UTC),
+                FlashSale.ends_at > at,
             )
             .order_by(FlashSale.starts_at)
             .limit(1)
@@ -423,7 +433,7 @@ class Buying:
                 pool=PoolId.sale(sale.id), room_id=room.id, product_id=product.id, brand_id=product.brand_id,
                 title=product.title, image_url=product.image_url, price_minor=sale.price_minor,
                 list_price_minor=product.price_minor, currency=product.currency,
-                per_buyer_limit=sale.per_buyer_limit, hold_seconds=sale.hold_seconds, sale_id=sale.id,
+                per_buyer_limit=sale.per_buyer_limit, hold_seconds=sale.hold_seconds, terms=terms, sale_id=sale.id,
                 starts_at_ms=to_ms(sale.starts_at), ends_at_ms=to_ms(sale.ends_at), audience=_AUDIENCE[sale.audience],
             )  # fmt: skip
         pool = PoolId.product(product.id)
@@ -432,6 +442,7 @@ class Buying:
             pool=pool, room_id=room.id, product_id=product.id, brand_id=product.brand_id, title=product.title,
             image_url=product.image_url, price_minor=product.price_minor, list_price_minor=product.price_minor,
             currency=product.currency, per_buyer_limit=PRODUCT_POOL_LIMIT, hold_seconds=PRODUCT_HOLD_MS // 1000,
+            terms=terms,
         )  # fmt: skip
 
     # --- buying -----------------------------------------------------------------------------------------------
@@ -467,6 +478,7 @@ class Buying:
             quantity=quantity,
             code=(code or "").strip().upper(),
             room_id=room.id,
+            terms=offer.terms.encode(),
         )
         try:
             result = await self.batcher.reserve(offer.pool, request, new_key=key is None)
@@ -551,6 +563,23 @@ class Buying:
                 "(it will be paid, or refunded if its units were released) — you will not be charged twice"
             ) from None
         raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+
+
+async def _sale_terms(session: AsyncSession, room: RoomInfo, product: Product, at: datetime) -> SaleTerms:
+    """Who earns what on a sale of `product` in `room` at `at`: the host as creator, with the commission of their
+    collaboration on it (if any) and the fee rule in force. Refuses (403) a product the room may not sell: its
+    brand is not featured and the host has no collaboration terms for it."""
+    creator = await collaborations.terms_for(session, creator_id=room.host_id, product=product, at=at)
+    room_rules.require_sellable(room, product.brand_id, collaborating=creator is not None)
+    fee = await fees.rule_in_force(session, at)
+    return SaleTerms(
+        creator_id=room.host_id,
+        collaboration_id=None if creator is None else creator.collaboration_id,
+        commission_bps=0 if creator is None else creator.rate_bps,
+        fee_rule_id=fee.rule_id,
+        fee_bps=fee.bps,
+        fee_base=fee.base,
+    )
 
 
 def _sells_from(offer: RoomOffer, code: str | None, sale_id: int | None) -> bool:

@@ -255,16 +255,21 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class ReserveRequest:
-    """One tap on Buy. `key` is the buyer's idempotency key: a retry with it returns the same hold."""
+    """One tap on Buy. `key` is the buyer's idempotency key: a retry with it returns the same hold (with the
+    terms it was made with: `terms` is not part of the request's identity). `terms` is a `SaleTerms.encode()`
+    token ("" for none), stored verbatim in the hold."""
 
     buyer_id: int
     key: str
     quantity: int = 1
     code: str = ""
     room_id: int | None = None
+    terms: str = ""
 
     def args(self) -> list[str | int]:
-        return [self.buyer_id, self.key, self.quantity, self.code, "" if self.room_id is None else self.room_id]
+        """The request's group of `pool_reserve` arguments (six; see the function's header in `pools.lua`)."""
+        room = "" if self.room_id is None else self.room_id
+        return [self.buyer_id, self.key, self.quantity, self.code, room, self.terms]
 
 
 class Refusal(enum.StrEnum):

@@ -10,7 +10,8 @@
 --                         hold_ms, audience (open|list|codes), state (open|closed)
 -- KEYS[2] stock    hash   total, available, held, paid, seq        (available + held + paid = total, always)
 -- KEYS[3] holds    hash   hold id -> JSON record {id, pool, product, brand, sale, buyer, qty, price, currency,
---                         state (held|paying|paid|cancelled|expired), exp, created, room, code, key, ref, ...}
+--                         state (held|paying|paid|cancelled|expired), exp, created, room, code, key, ref,
+--                         terms (the attribution and fee snapshot token, `commerce/terms.py`; absent = none), ...}
 -- KEYS[4] expiry   zset   hold id -> ms when the sweeper may act (a held hold's expiry, a paying one's deadline)
 -- KEYS[5] buyers   hash   buyer id -> units held, paying or paid (the per-buyer cap)
 -- KEYS[6] idem     hash   "<buyer>:<key>" -> "<hold id>|<qty>:<code>" (a retry returns the same hold)
@@ -26,6 +27,7 @@
 local CFG, STOCK, HOLDS, EXPIRY, BUYERS, IDEM, INVITES, CODES, OUTBOX = 1, 2, 3, 4, 5, 6, 7, 8, 9
 local MAX_BATCH = 500
 local MAX_QTY = 1000000
+local GROUP = 6  -- pool_reserve's arguments per reservation
 
 local function fail(fn, message)
   return error({err = 'ERR ' .. fn .. ': ' .. message})
@@ -63,6 +65,13 @@ local function token_arg(fn, name, value, max_len, allow_empty)
   if type(value) ~= 'string' or #value > max_len or (value == '' and not allow_empty)
       or not value:match('^[A-Za-z0-9_.:-]*$') then
     fail(fn, name .. ' must be up to ' .. max_len .. ' characters of A-Z a-z 0-9 _ . : -')
+  end
+  return value
+end
+
+local function terms_arg(fn, value)
+  if type(value) ~= 'string' or #value > 64 or not value:match('^[A-Za-z0-9.]*$') then
+    fail(fn, 'terms must be up to 64 characters of A-Z a-z 0-9 .')
   end
   return value
 end
@@ -190,7 +199,9 @@ local function pool_load(keys, args)
 end
 
 -- pool_reserve: up to 500 reservations in one call, checked and applied in order.
--- ARGV: n, then n groups of 5: buyer id, idempotency key, quantity, code ('' for none), room id ('' for none)
+-- ARGV: n, then n groups of 6: buyer id, idempotency key, quantity, code ('' for none), room id ('' for none),
+--       terms (up to 64 characters of A-Z a-z 0-9 ., '' for none: stored verbatim as the hold's `terms`; not part
+--       of the request's identity, so a retry returns the hold with the terms it was made with)
 -- Returns n results and then the pool's stock {'stock', available, held, paid, total}. A result is
 --   {'ok', hold JSON, replayed (0|1)}                 a hold (replayed: the key was used before, same request)
 --   {'key_reused', hold id}                           the key was used for a different request
@@ -203,11 +214,11 @@ local function pool_reserve(keys, args)
   local fn = 'pool_reserve'
   check_keys(fn, keys)
   local n = int_arg(fn, 'n', args[1], 1, MAX_BATCH)
-  if #args ~= 1 + 5 * n then
-    fail(fn, 'expected 1 + 5 * n arguments')
+  if #args ~= 1 + GROUP * n then
+    fail(fn, 'expected 1 + ' .. GROUP .. ' * n arguments')
   end
   for i = 0, n - 1 do
-    local b = 1 + 5 * i
+    local b = 1 + GROUP * i
     int_arg(fn, 'buyer', args[b + 1], 1, 1e15)
     token_arg(fn, 'key', args[b + 2], 64, false)
     int_arg(fn, 'quantity', args[b + 3], 1, MAX_QTY)
@@ -215,6 +226,7 @@ local function pool_reserve(keys, args)
     if args[b + 5] ~= '' then
       int_arg(fn, 'room', args[b + 5], 1, 1e15)
     end
+    terms_arg(fn, args[b + 6])
   end
 
   local results = {}
@@ -227,8 +239,9 @@ local function pool_reserve(keys, args)
   local now = now_ms()
   local seq = nil
   for i = 0, n - 1 do
-    local b = 1 + 5 * i
+    local b = 1 + GROUP * i
     local buyer, key, qty, code, room = args[b + 1], args[b + 2], tonumber(args[b + 3]), args[b + 4], args[b + 5]
+    local terms = args[b + 6]
     local ikey = buyer .. ':' .. key
     local fingerprint = qty .. ':' .. code
     local seen = redis.call('HGET', keys[IDEM], ikey)
@@ -284,6 +297,9 @@ local function pool_reserve(keys, args)
           sale = tonumber(c[12]), buyer = tonumber(buyer), qty = qty, price = tonumber(c[7]), currency = c[8],
           state = 'held', exp = now + hold_ms, created = now, room = tonumber(room) or 0, code = code, key = key,
         }
+        if terms ~= '' then
+          hold.terms = terms
+        end
         local raw = save_hold(keys, hold)
         redis.call('ZADD', keys[EXPIRY], hold.exp, hold.id)
         redis.call('HINCRBY', keys[BUYERS], buyer, qty)

@@ -49,6 +49,7 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
     Stock,
 )
+from livecommerce.commerce.terms import SaleTerms
 from tests.support.audit import audit_pool
 
 T = TypeVar("T")
@@ -59,6 +60,8 @@ BUYERS = (1, 2, 3, 4, 5)
 INVITED = frozenset({1, 2, 3})  # the invite list (audience "list"); 4 and 5 are not on it
 CODES = ("GOLD-1", "GOLD-2", "GOLD-3", "GOLD-4")  # single-use codes (audience "codes")
 SENT_CODES = ("", "NOPE", *CODES)  # what a buyer may type: nothing, a wrong code, a real one (used or not)
+# Sale terms tokens a tap may carry (none, or a snapshot): stored verbatim, never part of the request's identity.
+TERMS = ("", "h7.c0.r0.f0.p200.bp", "h8.c3.r1500.f2.p600.bd")
 NO_SUCH_HOLD = "s1.999"
 HOUR_MS = 3_600_000
 LIVE = frozenset({HoldState.HELD, HoldState.PAYING})
@@ -91,6 +94,7 @@ class ModelHold:
     qty: int
     code: str  # as recorded: '' in a pool that takes no codes
     key: str
+    terms: str  # the token the hold was made with ('' for none)
     state: HoldState = HoldState.HELD
     exp: int = 0  # from Redis (checked against the clock readings around the call)
     deadline: int | None = None
@@ -157,7 +161,7 @@ class Sale:
         if self.available < qty:
             return Refused(Refusal.NOT_ENOUGH, available=self.available)
         self.seq += 1
-        hold = ModelHold(f"{POOL.name}.{self.seq}", buyer, qty, code, request.key)
+        hold = ModelHold(f"{POOL.name}.{self.seq}", buyer, qty, code, request.key, request.terms)
         self.holds[hold.id] = hold
         self.available -= qty
         self.held += qty
@@ -259,9 +263,11 @@ class SaleMachine(RuleBasedStateMachine):
         reuse = bool(self.tried) and data.draw(st.booleans(), label="reuse a key")
         if reuse:
             earlier = data.draw(st.sampled_from(self.tried), label="earlier request")
-            change = data.draw(st.sampled_from(("none", "room", "quantity", "code", "buyer")), label="change")
+            change = data.draw(st.sampled_from(("none", "room", "terms", "quantity", "code", "buyer")), label="change")
             if change == "room":  # not part of the request's identity: still a retry
                 return replace(earlier, room_id=data.draw(st.none() | st.integers(1, 3), label="room"))
+            if change == "terms":  # neither: the retry gets the hold with the terms it was made with
+                return replace(earlier, terms=data.draw(st.sampled_from(TERMS), label="terms"))
             if change == "quantity":
                 return replace(earlier, quantity=data.draw(st.integers(1, self.sale.cap + 1), label="quantity"))
             if change == "code":
@@ -276,6 +282,7 @@ class SaleMachine(RuleBasedStateMachine):
             quantity=data.draw(st.integers(1, self.sale.cap + 1), label="quantity"),
             code=data.draw(st.sampled_from(SENT_CODES), label="code"),
             room_id=data.draw(st.none() | st.integers(1, 3), label="room"),
+            terms=data.draw(st.sampled_from(TERMS), label="terms"),
         )
 
     def draw_hold(self, data: st.DataObject, *likely: HoldState) -> tuple[str, ModelHold | None]:
@@ -305,9 +312,10 @@ class SaleMachine(RuleBasedStateMachine):
         assert got is not None, f"expected hold {hold.id}"
         assert (
             got.id, got.buyer_id, got.quantity, got.code, got.key, got.state, got.expires_at_ms, got.deadline_ms,
-            got.payment_ref,
+            got.payment_ref, got.terms,
         ) == (
             hold.id, hold.buyer, hold.qty, hold.code, hold.key, hold.state, hold.exp, hold.deadline, hold.ref,
+            SaleTerms.parse(hold.terms) if hold.terms else SaleTerms.default(),
         ), f"{got} != model {hold}"  # fmt: skip
 
     def check_reply(self, reply: HoldReply, status: str, hold: ModelHold | None) -> None:
@@ -548,8 +556,9 @@ class SaleMachine(RuleBasedStateMachine):
         sale = self.sale
         audit = await audit_pool(self.redis, POOL, limit=sale.cap)  # conservation, caps, expiry index
         assert audit.stock == sale.stock, f"{audit.stock} != model {sale.stock}"
-        assert {h.id: (h.buyer_id, h.quantity, h.state, h.code, h.key) for h in audit.holds} == {
-            h.id: (h.buyer, h.qty, h.state, h.code, h.key) for h in sale.holds.values()
+        assert {h.id: (h.buyer_id, h.quantity, h.state, h.code, h.key, h.terms) for h in audit.holds} == {
+            h.id: (h.buyer, h.qty, h.state, h.code, h.key, SaleTerms.parse(h.terms) if h.terms else SaleTerms.default())
+            for h in sale.holds.values()
         }
         units = {b: sale.units(b) for b in BUYERS if sale.units(b)}
         assert audit.per_buyer == units, f"{audit.per_buyer} != model {units}"

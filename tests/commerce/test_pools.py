@@ -16,6 +16,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.pools import (
     ADJUST_ONCE_MS,
+    Hold,
     HoldState,
     Inventory,
     PoolConfig,
@@ -26,6 +27,8 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
 )
 from livecommerce.commerce.product_stock import give_units
+from livecommerce.commerce.terms import SaleTerms
+from livecommerce.models import FeeBase
 from tests.support.audit import audit_pool
 from tests.support.shop import redis_ms
 from tests.support.waits import until
@@ -85,6 +88,32 @@ async def test_a_retry_returns_the_same_hold_and_a_reused_key_is_refused(redis: 
     assert isinstance(other_buyer, Reserved)
     assert other_buyer.hold.id != first.hold.id
     assert (await audit_pool(redis, POOL)).stock.held == 2
+
+
+async def test_a_hold_keeps_the_terms_it_was_made_with(redis: Redis, inventory: Inventory) -> None:
+    await inventory.load(POOL, await open_config(redis))
+    terms = SaleTerms(creator_id=4, collaboration_id=12, commission_bps=1500, fee_rule_id=3, fee_bps=600,
+                      fee_base=FeeBase.BUYER_PAID_PLUS_DISCOUNT)  # fmt: skip
+    first = await reserve_one(inventory, ReserveRequest(5, "k", 1, room_id=9, terms=terms.encode()))
+    assert isinstance(first, Reserved)
+    assert first.hold.terms == terms
+    assert (await inventory.hold(POOL, first.hold.id)) == first.hold
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(POOL.outbox)  # type: ignore[assignment]
+    assert Hold.from_json(entries[-1][1][b"data"]).terms == terms, "the outbox carries the snapshot to SQL"
+    # A retry under the same key is the same tap, whatever terms it sends (the rate may have changed since):
+    # the hold comes back as it was made, never rewritten.
+    changed = replace(terms, commission_bps=900, fee_rule_id=4)
+    for retry in (changed.encode(), ""):
+        again = await reserve_one(inventory, ReserveRequest(5, "k", 1, room_id=9, terms=retry))
+        assert isinstance(again, Reserved)
+        assert (again.replayed, again.hold.id, again.hold.terms) == (True, first.hold.id, terms)
+    # No terms: nothing stored, read as the default (no creator, the built-in fee).
+    plain = await reserve_one(inventory, ReserveRequest(6, "k", 1))
+    assert isinstance(plain, Reserved)
+    raw = await redis.hget(POOL.keys.holds, plain.hold.id)
+    assert raw is not None
+    assert b"terms" not in raw
+    assert plain.hold.terms == SaleTerms.default()
 
 
 async def test_window_is_checked_by_redis_time(redis: Redis, inventory: Inventory) -> None:
@@ -286,13 +315,18 @@ async def snapshot(redis: Redis) -> dict[bytes, object]:
 @pytest.mark.parametrize(
     "args",
     [
-        ["2", "5", "k", "1", "", ""],  # n says two requests, one given
-        ["1", "five", "k", "1", "", ""],
-        ["1", "5", "bad key!", "1", "", ""],
-        ["1", "5", "k", "0", "", ""],
-        ["1", "5", "k", "1.5", "", ""],
-        ["1", "5", "k", "1", "", "room"],
-        ["1", "5", "k", "1", "x" * 33, ""],
+        ["2", "5", "k", "1", "", "", ""],  # n says two requests, one given
+        ["1", "5", "k", "1", "", ""],  # a group of five: the request before terms existed
+        ["1", "five", "k", "1", "", "", ""],
+        ["1", "5", "bad key!", "1", "", "", ""],
+        ["1", "5", "k", "0", "", "", ""],
+        ["1", "5", "k", "1.5", "", "", ""],
+        ["1", "5", "k", "1", "", "room", ""],
+        ["1", "5", "k", "1", "x" * 33, "", ""],
+        ["1", "5", "k", "1", "", "", "h1.c0.r0.f0.p200.b_"],  # terms: letters, digits and dots only
+        ["1", "5", "k", "1", "", "", "h1:c0"],
+        ["1", "5", "k", "1", "", "", "x" * 65],
+        ["2", "5", "k", "1", "", "", "h1.c0.r0.f0.p200.bp", "6", "k", "1", "", "", "bad terms"],  # the 2nd is bad
         ["0"],
         ["501"],
     ],

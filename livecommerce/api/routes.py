@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from livecommerce.api import purchases, reports, rest
+from livecommerce.api import purchases, refunds, reports, rest
 from livecommerce.api.routing import Endpoint, Router
 
 __all__ = ["ENDPOINTS", "ROUTERS", "install"]
 
-ROUTERS: tuple[Router, ...] = (rest.ROUTER, purchases.ROUTER, reports.ROUTER)
+ROUTERS: tuple[Router, ...] = (rest.ROUTER, purchases.ROUTER, refunds.ROUTER, reports.ROUTER)
 ENDPOINTS: list[Endpoint] = [endpoint for router in ROUTERS for endpoint in router.endpoints]
 
 

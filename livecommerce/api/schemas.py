@@ -13,7 +13,17 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from pydantic_core import PydanticCustomError
 
-from livecommerce.models import AccountStatus, OrderStatus, Role, RoomStatus, RoomVisibility, SaleAudience, SaleStatus
+from livecommerce.models import (
+    AccountStatus,
+    FeeBase,
+    OrderStatus,
+    RefundStatus,
+    Role,
+    RoomStatus,
+    RoomVisibility,
+    SaleAudience,
+    SaleStatus,
+)
 from livecommerce.wire import MAX_ID
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
@@ -459,6 +469,12 @@ class OrderOut(BaseModel):
     expires_at: datetime
     paid_at: datetime | None
     updated_at: datetime
+    creator_id: int | None = Field(description="The host whose room sold it (null: no room).")
+    collaboration_id: int | None = Field(description="The collaboration the creator sold it under (null: none).")
+    commission_bps: int = Field(description="The creator's commission on what the buyer paid, in basis points.")
+    fee_bps: int = Field(description="The platform fee in basis points of `fee_base`.")
+    fee_base: FeeBase
+    refunded_minor: int = Field(description="Given back so far by refunds that are done.")
 
 
 class OrderPage(BaseModel):
@@ -571,3 +587,34 @@ class HoldOut(BaseModel):
     expires_at_ms: int
     payment_ref: str | None
     replayed: bool = Field(description="True when this answers a retry: the hold the key already had.")
+
+
+# --- refunds --------------------------------------------------------------------------------------------------
+
+
+class RefundIn(BaseModel):
+    """Send a fresh `idempotency_key` per refund and the same one on a retry: the retry returns (and finishes)
+    the same refund instead of giving more back."""
+
+    model_config = _STRICT
+
+    amount_minor: Annotated[int, Field(ge=1, le=10**14)] | None = Field(
+        default=None, description="How much to give back, in minor units; omitted: all that is left."
+    )
+    idempotency_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    reason: LongText = ""
+
+
+class RefundOut(BaseModel):
+    id: int
+    order_id: int
+    amount_minor: int
+    currency: str
+    reason: str
+    status: RefundStatus = Field(description="`pending` until the provider gave the money back and it is posted.")
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class RefundList(BaseModel):
+    items: list[RefundOut] = Field(description="Oldest first.")

@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from livecommerce import catalog, users
 from livecommerce.auth import Principal, TokenSigner
 from livecommerce.commerce import sales
+from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.database import session_factory
 from livecommerce.models import Order, OrderStatus, Role, SaleAudience, SaleCode
+from livecommerce.state import REDIS
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -69,7 +71,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
     Flash sales of sale_product (brand's, stock 10): sale (draft, open, in room, starts in two hours, after
     scheduled_sale ends), scheduled_sale (invite_list of viewer, in room and private_room, starts in an hour),
     live_sale (invite_codes, in room, started a minute ago); order: viewer's paid order of one unit of
-    live_sale, which redeemed one of its codes.
+    live_sale, which redeemed one of its codes, charged by the test-mode provider (so it can be refunded).
     """
     signer = TokenSigner(SECRET, 3600)
     api = Api(client)
@@ -110,6 +112,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
         )  # fmt: skip
         ids[name] = body["id"]
     await _seed_sales(api, engine, ids)
+    await TestModeProvider(client.app[REDIS]).charge(f"s{ids['live_sale']}.1", 999, "USD", "4242424242424242")
     return World(api, ids)
 
 

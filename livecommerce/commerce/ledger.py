@@ -8,18 +8,19 @@ sums to 0; a refund posts the same accounts with the signs turned. Lines of amou
 
 Lines are only ever INSERTed, with ``ON CONFLICT DO NOTHING`` on `(posting, account)`: posting the same thing
 again (a replayed outbox, a retried refund) writes nothing, and a trigger refuses any UPDATE (migration 0004).
-Each batch is one executemany of one statement, so the writer's cost per order stays a few rows.
+A batch's lines are one statement (`post_lines`), so the writer's cost per order stays a few index entries.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from livecommerce.commerce.split import Split, split_refund, split_sale
@@ -29,6 +30,16 @@ from livecommerce.models import LedgerAccount, LedgerLine, Order, PostingKind
 __all__ = ["SaleFacts", "order_split", "post_lines", "post_refund", "post_sales", "refund_lines", "sale_lines"]
 
 _LINES: Final = cast(Table, LedgerLine.__table__)
+_COLUMNS: Final = (
+    ("posting", "varchar"), ("kind", "varchar"), ("account", "varchar"), ("order_id", "integer"),
+    ("refund_id", "integer"), ("brand_id", "integer"), ("creator_id", "integer"), ("room_id", "integer"),
+    ("amount_minor", "bigint"), ("currency", "varchar"), ("posted_at", "timestamp"),
+)  # fmt: skip
+_UNNEST: Final = text(
+    f"INSERT INTO ledger_lines ({', '.join(name for name, _ in _COLUMNS)}) "  # noqa: S608 - our own column names
+    f"SELECT * FROM unnest({', '.join(f'CAST(:{name} AS {kind}[])' for name, kind in _COLUMNS)}) "
+    "ON CONFLICT (posting, account) DO NOTHING"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +112,30 @@ def refund_lines(
 
 
 async def post_lines(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert ledger rows in one executemany; a line already posted (same posting and account) is skipped."""
+    """Insert ledger rows in one statement; a line already posted (same posting and account) is skipped.
+
+    On PostgreSQL the rows go as one array per column through ``unnest`` (one statement, one round trip, ~5x
+    faster than an executemany's round per row); on SQLite, an executemany (in process: no round trips)."""
     if not rows:
         return
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    statement = insert(_LINES).on_conflict_do_nothing(index_elements=["posting", "account"])
+    if session.get_bind().dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {name: [] for name, _ in _COLUMNS}
+        for row in rows:
+            for name, values in columns.items():
+                values.append(_plain(row[name]))
+        await session.execute(_UNNEST, columns)
+        return
+    statement = sqlite.insert(_LINES).on_conflict_do_nothing(index_elements=["posting", "account"])
     await session.execute(statement, list(rows))
+
+
+def _plain(value: Any) -> Any:
+    """A value as asyncpg encodes it in an array: enums by value, times as naive UTC (the column's form)."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 async def post_sales(session: AsyncSession, sales: Iterable[SaleFacts]) -> None:

@@ -390,11 +390,13 @@ class Order(Base):
     expires_at: Mapped[datetime]
     paid_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
-    # Attribution, as the hold snapshotted it (`commerce.terms.SaleTerms`): never recomputed.
-    creator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"), index=True)
-    collaboration_id: Mapped[int | None] = mapped_column(ForeignKey("collaborations.id", ondelete="RESTRICT"))
+    # Attribution, as the hold snapshotted it (`commerce.terms.SaleTerms`): never recomputed. No foreign keys
+    # on the snapshot: a record of what was true is never refused (a paid order must always be written), and
+    # each would cost the order writer a lookup per row. Users, collaborations and fee rules are never deleted.
+    creator_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    collaboration_id: Mapped[int | None] = mapped_column(Integer)
     commission_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    fee_rule_id: Mapped[int | None] = mapped_column(ForeignKey("fee_rules.id", ondelete="RESTRICT"))
+    fee_rule_id: Mapped[int | None] = mapped_column(Integer)
     fee_bps: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     fee_base: Mapped[FeeBase] = mapped_column(
         _enum(FeeBase, "fee_base", 32), default=FeeBase.BUYER_PAID, server_default=FeeBase.BUYER_PAID.value
@@ -519,9 +521,10 @@ class LedgerLine(Base):
     account: Mapped[LedgerAccount] = mapped_column(_enum(LedgerAccount, "ledger_account", 32))
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"), index=True)
     refund_id: Mapped[int | None] = mapped_column(ForeignKey("refunds.id", ondelete="RESTRICT"))
-    brand_id: Mapped[int] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"))
-    creator_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
-    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id", ondelete="RESTRICT"))
+    # Copies of the order's (checked there): a foreign key each would cost the writer a lookup per line.
+    brand_id: Mapped[int] = mapped_column(Integer)
+    creator_id: Mapped[int | None] = mapped_column(Integer)
+    room_id: Mapped[int | None] = mapped_column(Integer)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     posted_at: Mapped[datetime]

@@ -19,6 +19,7 @@ from livecommerce.models import (
     FeeBase,
     OrderStatus,
     PlanKind,
+    RefundStatus,
     Role,
     RoomStatus,
     RoomVisibility,
@@ -470,6 +471,12 @@ class OrderOut(BaseModel):
     expires_at: datetime
     paid_at: datetime | None
     updated_at: datetime
+    creator_id: int | None = Field(description="The host whose room sold it (null: no room).")
+    collaboration_id: int | None = Field(description="The collaboration the creator sold it under (null: none).")
+    commission_bps: int = Field(description="The creator's commission on what the buyer paid, in basis points.")
+    fee_bps: int = Field(description="The platform fee in basis points of `fee_base`.")
+    fee_base: FeeBase
+    refunded_minor: int = Field(description="Given back so far by refunds that are done.")
 
 
 class OrderPage(BaseModel):
@@ -778,3 +785,34 @@ class FeeRuleOut(BaseModel):
 
 class FeeRuleList(BaseModel):
     items: list[FeeRuleOut] = Field(description="By `effective_from`.")
+
+
+# --- refunds --------------------------------------------------------------------------------------------------
+
+
+class RefundIn(BaseModel):
+    """Send a fresh `idempotency_key` per refund and the same one on a retry: the retry returns (and finishes)
+    the same refund instead of giving more back."""
+
+    model_config = _STRICT
+
+    amount_minor: Annotated[int, Field(ge=1, le=10**14)] | None = Field(
+        default=None, description="How much to give back, in minor units; omitted: all that is left."
+    )
+    idempotency_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    reason: LongText = ""
+
+
+class RefundOut(BaseModel):
+    id: int
+    order_id: int
+    amount_minor: int
+    currency: str
+    reason: str
+    status: RefundStatus = Field(description="`pending` until the provider gave the money back and it is posted.")
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class RefundList(BaseModel):
+    items: list[RefundOut] = Field(description="Oldest first.")

@@ -7,6 +7,7 @@ import csv
 import io
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from aiohttp.test_utils import TestClient
@@ -35,9 +36,9 @@ async def _book(engine: AsyncEngine, world: World) -> None:
     """A mixed month for `brand`: two creators (open and targeted rates), two currencies, a sale with no
     creator, partial and full refunds, and postings just outside the period on both sides."""
     ids = world.ids
-    common = {"product_id": ids["product"], "brand_id": ids["brand"], "buyer_id": ids["viewer"]}
-    host = {"creator_id": ids["host"], "room_id": ids["room"]}
-    other = {"creator_id": ids["other_host"], "room_id": ids["other_room"]}
+    common: dict[str, Any] = {"product_id": ids["product"], "brand_id": ids["brand"], "buyer_id": ids["viewer"]}
+    host: dict[str, Any] = {"creator_id": ids["host"], "room_id": ids["room"]}
+    other: dict[str, Any] = {"creator_id": ids["other_host"], "room_id": ids["other_room"]}
     day = timedelta(days=1)
     async with session_factory(engine).begin() as session:
         a = await sell(session, hold_id="p1.1", at=START, unit_price=1999, quantity=3, commission_bps=1500, **common,

@@ -28,7 +28,8 @@ _ORDER_COLUMNS = (
 
 
 def _orders_attribution() -> None:
-    """Before any table refers to `orders`: SQLite's batch mode copies the table, which is safe only then."""
+    """Before any table refers to `orders`: SQLite's batch mode copies the table, which is safe only then. The
+    snapshot columns have no foreign keys (see `models.Order`)."""
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.add_column(sa.Column("creator_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("collaboration_id", sa.Integer(), nullable=True))
@@ -49,16 +50,6 @@ def _orders_attribution() -> None:
         batch_op.add_column(sa.Column("platform_discount_minor", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("refunded_minor", sa.BigInteger(), server_default="0", nullable=False))
         batch_op.create_index(batch_op.f("ix_orders_creator_id"), ["creator_id"], unique=False)
-        batch_op.create_foreign_key(
-            batch_op.f("fk_orders_creator_id_users"), "users", ["creator_id"], ["id"], ondelete="RESTRICT"
-        )
-        batch_op.create_foreign_key(
-            batch_op.f("fk_orders_collaboration_id_collaborations"), "collaborations", ["collaboration_id"], ["id"],
-            ondelete="RESTRICT",
-        )  # fmt: skip
-        batch_op.create_foreign_key(
-            batch_op.f("fk_orders_fee_rule_id_fee_rules"), "fee_rules", ["fee_rule_id"], ["id"], ondelete="RESTRICT"
-        )
 
 
 def _ledger_guard() -> None:
@@ -272,19 +263,10 @@ def upgrade() -> None:
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("posted_at", sa.DateTime(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["brand_id"], ["brands.id"], name=op.f("fk_ledger_lines_brand_id_brands"), ondelete="RESTRICT"
-        ),
-        sa.ForeignKeyConstraint(
-            ["creator_id"], ["users.id"], name=op.f("fk_ledger_lines_creator_id_users"), ondelete="RESTRICT"
-        ),
-        sa.ForeignKeyConstraint(
             ["order_id"], ["orders.id"], name=op.f("fk_ledger_lines_order_id_orders"), ondelete="RESTRICT"
         ),
         sa.ForeignKeyConstraint(
             ["refund_id"], ["refunds.id"], name=op.f("fk_ledger_lines_refund_id_refunds"), ondelete="RESTRICT"
-        ),
-        sa.ForeignKeyConstraint(
-            ["room_id"], ["rooms.id"], name=op.f("fk_ledger_lines_room_id_rooms"), ondelete="RESTRICT"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_lines")),
         sa.UniqueConstraint("posting", "account", name="uq_ledger_lines_posting_account"),
@@ -317,9 +299,6 @@ def downgrade() -> None:
 
     op.drop_table("refunds")
     with op.batch_alter_table("orders", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("fk_orders_fee_rule_id_fee_rules"), type_="foreignkey")
-        batch_op.drop_constraint(batch_op.f("fk_orders_collaboration_id_collaborations"), type_="foreignkey")
-        batch_op.drop_constraint(batch_op.f("fk_orders_creator_id_users"), type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_orders_creator_id"))
         batch_op.drop_constraint(op.f("ck_orders_fee_base"), type_="check")
         for name in _ORDER_COLUMNS:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.access import may_manage_brand, require
 from livecommerce.auth import Principal
 from livecommerce.errors import Conflict, NotFound
-from livecommerce.models import Brand, FlashSale, Order, Product, utcnow
+from livecommerce.models import Brand, FlashSale, Order, PlanRate, Product, utcnow
 from livecommerce.paging import cut_page
 
 __all__ = [
@@ -132,9 +132,16 @@ async def delete_product(session: AsyncSession, who: Principal, product_id: int)
             f"this product has sold {product.units_sold} unit(s) and orders refer to it; "
             "set its stock to 0 to stop selling it instead"
         )
-    referred = exists().where(FlashSale.product_id == product_id) | exists().where(Order.product_id == product_id)
+    referred = (
+        exists().where(FlashSale.product_id == product_id)
+        | exists().where(Order.product_id == product_id)
+        | exists().where(PlanRate.product_id == product_id)
+    )
     if await session.scalar(select(referred)):
-        raise Conflict("flash sales or orders refer to this product; set its stock to 0 to stop selling it instead")
+        raise Conflict(
+            "flash sales, orders or commission rates refer to this product; set its stock to 0 to stop selling it "
+            "instead"
+        )
     await session.delete(product)
     await session.flush()
 

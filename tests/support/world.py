@@ -72,8 +72,8 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
     scheduled_sale ends), scheduled_sale (invite_list of viewer, in room and private_room, starts in an hour),
     live_sale (invite_codes, in room, started a minute ago); order: viewer's paid order of one unit of
     live_sale, which redeemed one of its codes, charged by the test-mode provider (so it can be refunded).
-    Marketplace: plan (brand's open plan, product at 10%), other_plan (other_brand's open plan, other_product),
-    targeted_plan (brand's, product at 15%, offered to other_host); collaborations: application (host applied
+    Marketplace: plan (brand's open plan, sale_product at 10%), other_plan (other_brand's open plan, other_product),
+    targeted_plan (brand's, sale_product at 15%, offered to other_host); collaborations: application (host applied
     to plan), partnership (other_host approved on plan), offer (other_host's offer of targeted_plan).
     """
     signer = TokenSigner(SECRET, 3600)
@@ -170,9 +170,9 @@ async def _seed_marketplace(engine: AsyncEngine, ids: dict[str, int]) -> None:
     other_host = Principal(ids["other_host"], Role.HOST)
     async with session_factory(engine).begin() as session:
         plans = [
-            ("plan", staff, "brand", PlanKind.OPEN, [(ids["product"], 1000)], []),
+            ("plan", staff, "brand", PlanKind.OPEN, [(ids["sale_product"], 1000)], []),
             ("other_plan", other_staff, "other_brand", PlanKind.OPEN, [(ids["other_product"], 500)], []),
-            ("targeted_plan", staff, "brand", PlanKind.TARGETED, [(ids["product"], 1500)], [ids["other_host"]]),
+            ("targeted_plan", staff, "brand", PlanKind.TARGETED, [(ids["sale_product"], 1500)], [ids["other_host"]]),
         ]
         for name, who, brand, kind, rates, creators in plans:
             view = await collaborations.create_plan(

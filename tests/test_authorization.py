@@ -148,8 +148,26 @@ CASES = [
         only({"admin": 200, "staff": 200, "viewer": 200}, others=404),
         mutates=False,
     ),
+    Case(
+        "POST",
+        "/api/v1/orders/{order}/refunds",
+        lambda w: {"idempotency_key": "r-1", "amount_minor": 100},
+        only({"admin": 201, "staff": 201, "viewer": 403}, others=404),
+    ),
+    Case(
+        "GET",
+        "/api/v1/orders/{order}/refunds",
+        None,
+        only({"admin": 200, "staff": 200, "viewer": 200}, others=404),
+        mutates=False,
+    ),
     Case("GET", "/api/v1/brands/{brand}/orders", None, only({"admin": 200, "staff": 200}), mutates=False),
     Case("GET", "/api/v1/brands/{brand}/orders.csv", None, only({"admin": 200, "staff": 200}), mutates=False),
+    # statements: a creator's earnings only to that creator (and admins), a brand's to its staff (and admins)
+    Case("GET", "/api/v1/creators/{host}/statement", None, only({"admin": 200, "host": 200}), mutates=False),
+    Case("GET", "/api/v1/creators/{host}/statement.csv", None, only({"admin": 200, "host": 200}), mutates=False),
+    Case("GET", "/api/v1/brands/{brand}/statement", None, only({"admin": 200, "staff": 200}), mutates=False),
+    Case("GET", "/api/v1/brands/{brand}/statement.csv", None, only({"admin": 200, "staff": 200}), mutates=False),
     # buying: room is not live yet, so those who may see it are told so; holds live in Redis (none here)
     Case(
         "POST",

@@ -153,6 +153,7 @@ def test_cells_that_a_spreadsheet_would_run_are_quoted() -> None:
         assert csv_cell(harmless) == harmless
     assert csv_cell(None) == ""
     assert csv_cell(7) == "7"
+    assert csv_cell(-5) == "-5"  # a number (a statement's turned sign), never a formula
     assert csv_cell(datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)) == "2030-01-02T03:04:05Z"
 
 

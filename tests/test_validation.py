@@ -121,6 +121,7 @@ WRONG_TYPES = {
     "POST /api/v1/sales/{sale_id}/countdown": ({"room_id": 1, "seconds": 301}, "body.seconds"),
     "POST /api/v1/rooms/{room_id}/buy": ({"product_id": 1, "quantity": "two"}, "body.quantity"),
     "POST /api/v1/holds/{hold_id}/checkout": ({"card_number": 4242424242424242}, "body.card_number"),
+    "POST /api/v1/orders/{order_id}/refunds": ({"idempotency_key": "k", "amount_minor": "1.00"}, "body.amount_minor"),
 }
 
 

@@ -108,6 +108,9 @@ def _operation(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
     elif endpoint.content_type != "application/json":  # a `Stream` (e.g. a CSV export)
         success["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
     operation["responses"] = {str(endpoint.status): success, **problem_responses((*endpoint.errors, *_EVERY_ROUTE))}
+    if endpoint.replay_status is not None:  # a retry of the same idempotency key: the same body, another status
+        replay = {**success, "description": "The same resource, answering a retry of its idempotency key"}
+        operation["responses"][str(endpoint.replay_status)] = replay
     return operation
 
 

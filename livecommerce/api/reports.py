@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router, Stream
@@ -23,7 +24,7 @@ from livecommerce.commerce.sale_stats import sale_stats
 from livecommerce.models import OrderStatus
 from livecommerce.state import SESSIONS
 
-__all__ = ["CSV_COLUMNS", "ROUTER", "csv_cell"]
+__all__ = ["CSV_COLUMNS", "ROUTER", "csv_cell", "csv_chunks"]
 
 ROUTER = Router(prefix="/api/v1")
 route = ROUTER.route
@@ -33,12 +34,16 @@ CSV_COLUMNS = (
     "room_id", "quantity", "unit_price_minor", "total_minor", "currency", "payment_ref",
 )  # fmt: skip
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_T = TypeVar("_T")
 
 
 def csv_cell(value: object) -> str:
-    """One CSV cell: text that a spreadsheet would run as a formula is quoted with `'`; None is empty."""
+    """One CSV cell: text that a spreadsheet would run as a formula is quoted with `'` (integers are written as
+    they are, a minus sign included); None is empty."""
     if value is None:
         return ""
+    if isinstance(value, int):  # a number, never a formula: `-5` stays a number a spreadsheet can add up
+        return str(value)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     text = str(value)
@@ -60,13 +65,16 @@ def _encode(rows: Iterable[Iterable[str]]) -> bytes:
     return buffer.getvalue().encode()
 
 
-async def _csv(pages: AsyncIterator[list[OrderLine]]) -> AsyncIterator[bytes]:
+async def csv_chunks(
+    columns: Sequence[str], pages: AsyncIterator[list[_T]], row: Callable[[_T], list[str]]
+) -> AsyncIterator[bytes]:
+    """A CSV body, one chunk per page: `columns` as the header, then `row(item)` (cells made by `csv_cell`)."""
     # The header goes with the first page: if that page cannot be read, nothing has been sent and the caller
-    # gets a 503 problem (`Stream`), not a CSV that looks like "no orders".
-    first: list[OrderLine] = await anext(pages, [])
-    yield _encode([CSV_COLUMNS, *(_row(line) for line in first)])
+    # gets a 503 problem (`Stream`), not a CSV that looks like "nothing here".
+    first: list[_T] = await anext(pages, [])
+    yield _encode([columns, *(row(item) for item in first)])
     async for page in pages:
-        yield _encode(_row(line) for line in page)
+        yield _encode(row(item) for item in page)
 
 
 @route("GET", "/brands/{brand_id}/orders.csv", summary="A brand's orders as CSV, oldest first",
@@ -78,7 +86,7 @@ async def export_brand_orders(call: Call, brand_id: int, query: s.OrderExportQue
     await order_queries.check_brand_orders_reader(call.session, call.who, brand_id)
     status: OrderStatus | None = query.status
     pages = order_queries.brand_order_lines(call.request.app[SESSIONS], brand_id, status=status, sale_id=query.sale_id)
-    return Stream(_csv(pages), filename=f"brand-{brand_id}-orders.csv")
+    return Stream(csv_chunks(CSV_COLUMNS, pages, _row), filename=f"brand-{brand_id}-orders.csv")
 
 
 @route("GET", "/sales/{sale_id}/stats", summary="A flash sale's live figures: units left, held, paid, GMV",

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from livecommerce.api import marketplace, purchases, reports, rest
+from livecommerce.api import marketplace, purchases, refunds, reports, rest, statements
 from livecommerce.api.routing import Endpoint, Router
 
 __all__ = ["ENDPOINTS", "ROUTERS", "install"]
 
-ROUTERS: tuple[Router, ...] = (rest.ROUTER, purchases.ROUTER, reports.ROUTER, marketplace.ROUTER)
+ROUTERS: tuple[Router, ...] = (
+    rest.ROUTER,
+    purchases.ROUTER,
+    refunds.ROUTER,
+    reports.ROUTER,
+    marketplace.ROUTER,
+    statements.ROUTER,
+)
 ENDPOINTS: list[Endpoint] = [endpoint for router in ROUTERS for endpoint in router.endpoints]
 
 

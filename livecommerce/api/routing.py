@@ -35,7 +35,7 @@ from livecommerce.settings import Settings
 from livecommerce.state import PRINCIPAL, SESSIONS, SETTINGS, SIGNER
 from livecommerce.wire import MAX_ID, validation_problem
 
-__all__ = ["STRING_PARAMS", "Call", "Endpoint", "Router", "Stream"]
+__all__ = ["STRING_PARAMS", "Call", "Endpoint", "Replay", "Router", "Stream"]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,15 @@ class Stream:
     filename: str | None = None  # offered as a download (Content-Disposition: attachment)
 
 
-Handler = Callable[..., Awaitable[BaseModel | Stream | None]]
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A create's answer to a retry of its idempotency key: the resource it made before, sent with the
+    endpoint's `replay_status` (200) rather than its `status` (201)."""
+
+    body: BaseModel
+
+
+Handler = Callable[..., Awaitable[BaseModel | Stream | Replay | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +104,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     content_type: str = "application/json"  # of the success body; anything else is answered by a `Stream`
     notes: str = ""  # more of the description in the OpenAPI document: rules a client must know
+    replay_status: int | None = None  # the status of a `Replay` answer (documented as a second success)
 
     @property
     def path_params(self) -> list[str]:
@@ -128,6 +137,7 @@ class Router:
         errors: tuple[int, ...] = (),
         content_type: str = "application/json",
         notes: str = "",
+        replay_status: int | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -145,6 +155,7 @@ class Router:
                     errors,
                     content_type,
                     notes,
+                    replay_status,
                 )
             )
             return handler
@@ -201,9 +212,10 @@ def _make_handler(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.S
             return web.Response(status=endpoint.status)
         if isinstance(result, Stream):
             return await _send_stream(request, endpoint, result)
-        return web.Response(
-            body=result.model_dump_json().encode(), status=endpoint.status, content_type="application/json"
-        )
+        status = endpoint.status
+        if isinstance(result, Replay):
+            status, result = endpoint.replay_status or status, result.body
+        return web.Response(body=result.model_dump_json().encode(), status=status, content_type="application/json")
 
     handle.__name__ = endpoint.operation_id
     return handle

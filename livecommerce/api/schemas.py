@@ -19,6 +19,7 @@ from livecommerce.models import (
     FeeBase,
     OrderStatus,
     PlanKind,
+    RefundStatus,
     Role,
     RoomStatus,
     RoomVisibility,
@@ -470,6 +471,12 @@ class OrderOut(BaseModel):
     expires_at: datetime
     paid_at: datetime | None
     updated_at: datetime
+    creator_id: int | None = Field(description="The host whose room sold it (null: no room).")
+    collaboration_id: int | None = Field(description="The collaboration the creator sold it under (null: none).")
+    commission_bps: int = Field(description="The creator's commission on what the buyer paid, in basis points.")
+    fee_bps: int = Field(description="The platform fee in basis points of `fee_base`.")
+    fee_base: FeeBase
+    refunded_minor: int = Field(description="Given back so far by refunds that are done.")
 
 
 class OrderPage(BaseModel):
@@ -509,6 +516,60 @@ class SaleStatsOut(BaseModel):
     currency: str
     orders_paid: int = Field(description="Paid orders recorded in SQL (the worker records them a moment later).")
     ts_ms: int = Field(description="When these figures were read, in ms since the epoch.")
+
+
+# --- statements -----------------------------------------------------------------------------------------------
+
+
+class StatementQuery(BaseModel):
+    """The period `[from, to)`; each bound left out is this calendar month's (UTC)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_: AwareDatetime | None = Field(default=None, alias="from", description="Start (inclusive), with a time zone.")
+    to: AwareDatetime | None = Field(default=None, description="End (exclusive): after `from`, at most 366 days later.")
+
+
+class StatementParty(BaseModel):
+    kind: Literal["creator", "brand"]
+    id: int
+    name: str
+
+
+class StatementTotals(BaseModel):
+    """One currency's figures: each is a SUM of the party's ledger lines in the period, in minor units."""
+
+    currency: str
+    orders: int = Field(description="Sale postings (paid orders).")
+    gmv_minor: int = Field(description="What buyers paid.")
+    refunds_minor: int = Field(description="What was refunded to buyers.")
+    commission_minor: int = Field(description="Creator commission on the sales.")
+    commission_reversed_minor: int = Field(description="Commission taken back by refunds.")
+    fees_minor: int = Field(description="Platform fees on the sales.")
+    fees_reversed_minor: int = Field(description="Platform fees given back by refunds.")
+    brand_net_minor: int = Field(description="The brand's share after refunds.")
+    net_minor: int = Field(description="The party's share after refunds: commission (creator) or brand net.")
+
+
+class CreatorSalesOut(BaseModel):
+    creator_id: int
+    creator_name: str
+    currency: str
+    orders: int
+    gmv_minor: int
+    commission_minor: int = Field(description="Commission on the sales, before refunds (as in the totals).")
+
+
+class StatementOut(BaseModel):
+    model_config = ConfigDict(serialize_by_alias=True, validate_by_name=True)
+
+    party: StatementParty
+    from_: datetime = Field(alias="from", description="The period's start (inclusive).")
+    to: datetime = Field(description="The period's end (exclusive).")
+    totals: list[StatementTotals] = Field(description="One entry per currency; empty when nothing was posted.")
+    by_creator: list[CreatorSalesOut] | None = Field(
+        default=None, description="A brand's sales by creator (brand statements only; null for a creator's)."
+    )
 
 
 # --- health ---------------------------------------------------------------------------------------------------
@@ -724,3 +785,34 @@ class FeeRuleOut(BaseModel):
 
 class FeeRuleList(BaseModel):
     items: list[FeeRuleOut] = Field(description="By `effective_from`.")
+
+
+# --- refunds --------------------------------------------------------------------------------------------------
+
+
+class RefundIn(BaseModel):
+    """Send a fresh `idempotency_key` per refund and the same one on a retry: the retry returns (and finishes)
+    the same refund instead of giving more back."""
+
+    model_config = _STRICT
+
+    amount_minor: Annotated[int, Field(ge=1, le=10**14)] | None = Field(
+        default=None, description="How much to give back, in minor units; omitted: all that is left."
+    )
+    idempotency_key: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+    reason: LongText = ""
+
+
+class RefundOut(BaseModel):
+    id: int
+    order_id: int
+    amount_minor: int
+    currency: str
+    reason: str
+    status: RefundStatus = Field(description="`pending` until the provider gave the money back and it is posted.")
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class RefundList(BaseModel):
+    items: list[RefundOut] = Field(description="Oldest first.")

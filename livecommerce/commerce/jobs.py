@@ -1,11 +1,11 @@
 """The worker's loops: load sales before they start, close and finalise them after they end, sweep holds,
-write the outboxes to SQL, and audit that every charge has its order.
+write the outboxes to SQL, finish refunds a crash left pending, and audit that every charge has its order.
 
 Each job is a small class whose `step` does one round; `Job.run` repeats it forever. A failed round is
 logged and retried after a capped exponential backoff; cancellation (the worker stopping) is never caught.
 Every round is idempotent, so several workers may run side by side and a worker killed mid-round repeats
 nothing when it restarts: loading never overwrites live stock, finalising returns stock once (a conditional
-UPDATE), the order writer's SQL is keyed by hold id.
+UPDATE), the order writer's SQL is keyed by hold id, a refund is asked of the provider under its own key.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.aio import raise_if_cancelled
 from livecommerce.clock import now_ms
-from livecommerce.commerce import sales
+from livecommerce.commerce import refunds, sales
 from livecommerce.commerce.loading import load_sale
 from livecommerce.commerce.orders import OrderWriter, pool_drained
 from livecommerce.commerce.payments import (
@@ -35,9 +35,20 @@ from livecommerce.commerce.payments import (
 )
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.commerce.product_stock import give_units
+from livecommerce.errors import ClientError
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleStatus, utcnow
 
-__all__ = ["ORPHANS", "ChargeAudit", "Job", "OutboxWriter", "SaleCloser", "SaleLoader", "Sweeper", "worker_jobs"]
+__all__ = [
+    "ORPHANS",
+    "ChargeAudit",
+    "Job",
+    "OutboxWriter",
+    "RefundFinisher",
+    "SaleCloser",
+    "SaleLoader",
+    "Sweeper",
+    "worker_jobs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +255,31 @@ class OutboxWriter(Job):
         self.writer.restart()
 
 
+class RefundFinisher(Job):
+    """Finishes refunds left ``pending`` for over a minute (a crash between recording a refund and posting it):
+    asks the provider again under the refund's key, then posts it (`commerce.refunds.finish_refund`)."""
+
+    name = "refund finisher"
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], provider: PaymentProvider, interval: float = 10.0
+    ) -> None:
+        self.sessions = sessions
+        self.provider = provider
+        self.interval = interval
+
+    async def step(self) -> bool:
+        stale = await refunds.stale_refunds(self.sessions)
+        for refund_id in stale:
+            try:
+                await refunds.finish_refund(self.sessions, self.provider, refund_id)
+            except ClientError as exc:  # this refund needs a person (e.g. no charge at the provider); go on
+                log.error("refund %d cannot be finished: %s", refund_id, exc.detail)
+            else:
+                log.warning("refund %d was left pending (a crash?); finished now", refund_id)
+        return False
+
+
 class ChargeAudit(Job):
     """Checks that every charge in the provider's ledger has a paid order in SQL, or a refund (done or owed).
 
@@ -326,5 +362,6 @@ def worker_jobs(
         SaleCloser(redis, sessions, inventory),
         Sweeper(inventory, provider),
         OutboxWriter(writer),
+        RefundFinisher(sessions, provider),
         ChargeAudit(redis, sessions, provider),
     ]

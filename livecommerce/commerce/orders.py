@@ -10,13 +10,19 @@ worker process), and applies each batch in one SQL transaction:
   and only a change that happened moves anything else: a paid product-pool order takes its units from
   `products.stock` and adds them to `units_sold`; a paid flash-sale order only adds to `units_sold` (the
   sale's units left the product's stock when it was scheduled); a paid order that used an invite code marks
-  the code redeemed.
+  the code redeemed; and a paid order posts its sale to the money ledger (`commerce.ledger`, lines keyed by
+  ``sale:<hold id>`` and account, inserted ``ON CONFLICT DO NOTHING``) in the same transaction.
+
+The order is inserted with the attribution the hold snapshotted (`Hold.terms`: creator, collaboration,
+commission rate, fee rule, fee rate and base), never recomputed here.
 
 So applying any entry again — a crash between commit and acknowledgement, two workers racing for one entry,
-a replayed stream — changes nothing. Entries are acknowledged and deleted only after the commit. Entries
-read by a worker that died are taken over (XAUTOCLAIM) once idle for `claim_after_ms`; a consumer reads its
-own pending entries before new ones. An entry SQL refuses for good (a constraint) is moved, with the error,
-to the dead-letter stream ``livecommerce:orders:dead`` rather than blocking the pool's stream forever.
+a replayed stream — changes nothing: no counter moves twice and no ledger line is posted twice (only a move
+that happened now posts, and the ledger's unique key refuses a second line besides). Entries are acknowledged
+and deleted only after the commit. Entries read by a worker that died are taken over (XAUTOCLAIM) once idle
+for `claim_after_ms`; a consumer reads its own pending entries before new ones. An entry SQL refuses for good
+(a constraint) is moved, with the error, to the dead-letter stream ``livecommerce:orders:dead`` rather than
+blocking the pool's stream forever.
 
 A missing buyer is never such a refusal: accounts are deleted by anonymising them (the row stays), and a
 buyer row that is truly gone (removed by hand in SQL) is recreated first as a deleted, anonymised tombstone
@@ -44,6 +50,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.clock import from_ms
+from livecommerce.commerce.ledger import SaleFacts, post_sales
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolId
 from livecommerce.live import codec
 from livecommerce.models import AccountStatus, Order, OrderStatus, Product, Role, SaleCode, User, utcnow
@@ -123,6 +130,9 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
             "unit_price_minor": h.unit_price_minor, "total_minor": h.total_minor, "currency": h.currency,
             "status": OrderStatus.HELD, "payment_ref": None, "held_at": _when(h.created_at_ms),
             "expires_at": _when(h.expires_at_ms), "paid_at": None, "updated_at": _when(h.created_at_ms),
+            "creator_id": h.terms.creator_id or None, "collaboration_id": h.terms.collaboration_id,
+            "commission_bps": h.terms.commission_bps, "fee_rule_id": h.terms.fee_rule_id,
+            "fee_bps": h.terms.fee_bps, "fee_base": h.terms.fee_base,
         }
         for h in records
     ]  # fmt: skip
@@ -130,6 +140,7 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
 
     by_id = {h.id: h for h in records}
     moved: list[Hold] = []
+    order_ids: dict[str, int] = {}
     for state, status in _TERMINAL.items():
         ids = [h.id for h in records if h.state is state]
         for chunk in _chunks(ids):
@@ -137,9 +148,11 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
                 update(_ORDERS)
                 .where(_ORDERS.c.hold_id.in_(chunk), _ORDERS.c.status == OrderStatus.HELD)
                 .values(status=status)
-                .returning(_ORDERS.c.hold_id)
+                .returning(_ORDERS.c.hold_id, _ORDERS.c.id)
             )
-            moved += [by_id[hold_id] for hold_id in result.scalars()]
+            for hold_id, order_id in result.all():
+                moved.append(by_id[hold_id])
+                order_ids[hold_id] = order_id
     if not moved:
         return []
     moved.sort(key=lambda h: h.id)
@@ -158,6 +171,7 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
         ],
     )
     paid = [h for h in moved if h.state is HoldState.PAID]
+    await post_sales(session, [_sale(h, order_ids[h.id]) for h in paid])
     taken: Counter[int] = Counter()  # units leaving products.stock (product pools)
     sold: Counter[int] = Counter()
     for hold in paid:
@@ -183,6 +197,12 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
             redeemed,
         )
     return moved
+
+
+def _sale(hold: Hold, order_id: int) -> SaleFacts:
+    paid_at = _when(hold.paid_at_ms) or utcnow()
+    return SaleFacts(order_id, hold.id, hold.brand_id, hold.room_id, hold.total_minor, hold.currency, hold.terms,
+                     paid_at)  # fmt: skip
 
 
 async def _retain_buyers(session: AsyncSession, insert: Any, buyer_ids: Sequence[int]) -> None:

@@ -5,6 +5,11 @@ charges twice, whichever process asks and however often, so a retried checkout, 
 the worker reconciling a payment that timed out can never take the money twice. A declined attempt consumes
 nothing: the buyer may try another card under the same key.
 
+A charge is refunded in full by its key (`refund`: a hold released after it was charged), or in parts, each
+under a refund key of its own (`refund_part`, what `commerce.refunds` uses for ``refund:<id>``), never more
+than was charged. A partly refunded charge stays ``charged`` (its paid order stands, as the charge audit
+expects); once every unit is given back it is ``refunded``.
+
 `TestModeProvider` is explicit test mode — no money moves. Its ledger lives in Redis (hash
 ``livecommerce:testpay:charges``, key → JSON), written by one small script (`lua/testpay_record.lua`), so
 every web process and the worker see the same charges, as they would with an external provider. Test cards
@@ -36,6 +41,7 @@ from typing import Any, Final, Protocol
 import orjson
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
 
 from livecommerce.clock import now_ms
 from livecommerce.commerce.pools import HoldOutcome, HoldReply, Inventory, PoolId
@@ -49,6 +55,7 @@ __all__ = [
     "InvalidCard",
     "PaymentDeclined",
     "PaymentProvider",
+    "RefundRefused",
     "TestModeProvider",
     "refund_owed",
     "retry_owed_refunds",
@@ -83,6 +90,7 @@ class Charge:
     status: ChargeStatus
     decline_reason: str | None = None  # "card_declined", "insufficient_funds", … when declined
     charged_at_ms: int | None = None  # when the provider recorded it (None: a record older than this field)
+    refunded_minor: int = 0  # given back so far (partial refunds); the whole amount once refunded
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -98,6 +106,7 @@ class Charge:
             status=ChargeStatus(d["status"]),
             decline_reason=d.get("decline_reason"),
             charged_at_ms=None if d.get("charged_at_ms") is None else int(d["charged_at_ms"]),
+            refunded_minor=int(d.get("refunded_minor") or 0),
         )
 
 
@@ -119,6 +128,14 @@ class PaymentDeclined(ClientError):
         self.reason = reason
 
 
+class RefundRefused(ClientError):
+    """The provider will not give this much back on the charge (more than is left, or it is not charged)."""
+
+    status = 409
+    code = "refund_refused"
+    title = "The payment provider refused the refund"
+
+
 class InvalidCard(ClientError):
     """The card number cannot be a card (wrong length, not digits, or failing the Luhn check)."""
 
@@ -134,7 +151,10 @@ class PaymentProvider(Protocol):
     charge — possibly with status ``refunded`` if it was refunded since: check `status` — and never charges
     again. A declined attempt raises `PaymentDeclined` and leaves the key free for another card; a malformed
     card number raises `InvalidCard`. `lookup` returns what the provider recorded for a key (None: it never
-    saw it). `refund` refunds a charged key and returns its record (None: unknown key). `charges` returns one
+    saw it). `refund` refunds a charged key and returns its record (None: unknown key). `refund_part` gives
+    `amount_minor` of a charge back under `refund_key`, once per refund key (a retry returns the record
+    unchanged), and raises `RefundRefused` for more than is left (charged minus refunded) or a charge that is
+    not charged; it returns the record (None: unknown charge key). `charges` returns one
     page of every recorded outcome, in no particular order, and the cursor of the next page (None: the last);
     a record may appear on two pages.
     """
@@ -144,6 +164,8 @@ class PaymentProvider(Protocol):
     async def lookup(self, key: str) -> Charge | None: ...
 
     async def refund(self, key: str) -> Charge | None: ...
+
+    async def refund_part(self, key: str, refund_key: str, amount_minor: int) -> Charge | None: ...
 
     async def charges(self, cursor: str | None, limit: int) -> tuple[list[Charge], str | None]: ...
 
@@ -219,6 +241,19 @@ class TestModeProvider:
     async def refund(self, key: str) -> Charge | None:
         _check_key(key)
         raw = await self._record(keys=[LEDGER], args=["refund", key])
+        return None if raw is None else Charge.from_json(raw)
+
+    async def refund_part(self, key: str, refund_key: str, amount_minor: int) -> Charge | None:
+        _check_key(key)
+        _check_key(refund_key)
+        if amount_minor < 1:
+            raise ValueError("amount_minor must be at least 1")
+        try:
+            raw = await self._record(keys=[LEDGER], args=["refund_part", key, refund_key, amount_minor])
+        except ResponseError as exc:
+            if str(exc).startswith("REFUSED "):
+                raise RefundRefused(f"charge {key}: {str(exc).removeprefix('REFUSED ')}") from None
+            raise
         return None if raw is None else Charge.from_json(raw)
 
     async def charges(self, cursor: str | None, limit: int) -> tuple[list[Charge], str | None]:

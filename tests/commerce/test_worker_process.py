@@ -1,5 +1,5 @@
 """`livecommerce worker` as a real process, killed with SIGKILL in the middle of writing orders and started
-again: every paid hold ends up in SQL exactly once."""
+again: every paid hold ends up in SQL exactly once, with its ledger lines, none missing or doubled."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from livecommerce.commerce.orders import DEAD_LETTERS, GROUP, pool_drained
 from livecommerce.commerce.pools import HoldState, Inventory, PoolConfig, PoolId, Reserved, ReserveRequest
-from livecommerce.models import Order, OrderStatus
+from livecommerce.commerce.split import split_sale
+from livecommerce.commerce.terms import SaleTerms
+from livecommerce.models import LedgerAccount, LedgerLine, Order, OrderStatus
 from tests.support.audit import audit_pool
 from tests.support.databases import Database
 from tests.support.processes import Launcher, start_worker
@@ -114,6 +116,22 @@ async def test_a_worker_killed_mid_batch_loses_and_doubles_no_order(
     assert {row.status for row in rows} == {OrderStatus.PAID}
     # Counters move once per order, however often an entry was read: the double-apply a replay would cause.
     assert await product_row(engine, shop.product_id) == (STOCK - created, created)
+    # Each paid hold posted its sale once: exactly its lines (the default terms: the 2% fee), in its order.
+    terms = SaleTerms.default()
+    split = split_sale(1999, commission_bps=0, fee_bps=terms.fee_bps, fee_base=terms.fee_base)
+    expected = {LedgerAccount.BUYER_PAID: -1999, LedgerAccount.PLATFORM_FEE: split.platform_fee,
+                LedgerAccount.BRAND_NET: split.brand_net}  # fmt: skip
+    async with engine.connect() as connection:
+        lines = (await connection.execute(select(LedgerLine.posting, LedgerLine.account, LedgerLine.amount_minor,
+                                                 LedgerLine.order_id))).all()  # fmt: skip
+        order_ids = {h: i for h, i in (await connection.execute(select(Order.hold_id, Order.id))).all()}
+    postings: dict[str, dict[LedgerAccount, int]] = {}
+    for posting, account, amount, order_id in lines:
+        assert account not in postings.setdefault(posting, {}), f"{posting} {account} posted twice"
+        postings[posting][account] = amount
+        assert order_id == order_ids[posting.removeprefix("sale:")]
+    assert len(lines) == 3 * created
+    assert postings == {f"sale:{hold_id}": expected for hold_id in paid}
     assert await redis.xlen(DEAD_LETTERS) == 0
     assert await pending(redis, pool) == 0
     if summary["pending"]:  # the kill caught a batch in flight: the second worker took it over

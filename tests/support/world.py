@@ -14,8 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from livecommerce import catalog, users
 from livecommerce.auth import Principal, TokenSigner
 from livecommerce.commerce import collaborations, sales
+from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.database import session_factory
 from livecommerce.models import CollaborationStatus, Order, OrderStatus, PlanKind, Role, SaleAudience, SaleCode
+from livecommerce.state import REDIS
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -69,7 +71,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
     Flash sales of sale_product (brand's, stock 10): sale (draft, open, in room, starts in two hours, after
     scheduled_sale ends), scheduled_sale (invite_list of viewer, in room and private_room, starts in an hour),
     live_sale (invite_codes, in room, started a minute ago); order: viewer's paid order of one unit of
-    live_sale, which redeemed one of its codes.
+    live_sale, which redeemed one of its codes, charged by the test-mode provider (so it can be refunded).
     Marketplace: plan (brand's open plan, sale_product at 10%), other_plan (other_brand's open plan, other_product),
     targeted_plan (brand's, sale_product at 15%, offered to other_host); collaborations: application (host applied
     to plan), partnership (other_host approved on plan), offer (other_host's offer of targeted_plan).
@@ -114,6 +116,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
         ids[name] = body["id"]
     await _seed_sales(api, engine, ids)
     await _seed_marketplace(engine, ids)
+    await TestModeProvider(client.app[REDIS]).charge(f"s{ids['live_sale']}.1", 999, "USD", "4242424242424242")
     return World(api, ids)
 
 

@@ -1,7 +1,8 @@
 // The brand dashboard, /brand: products, flash sales (with invite lists or codes), a live sale panel with a
-// chart, and orders with a CSV export.
+// chart, orders with a CSV export, and (brand-market.js) collaborations and the statement.
 
 import { ApiError, api, byTestId as t, dateTime, el, fromMinor, localInputValue, money, renderAccount, requireRole, sayAt, timeOfDay, toMinor } from "/web/js/api.js";
+import { startMarket } from "/web/js/brand-market.js";
 import { legend, lineChart } from "/web/js/chart.js";
 
 const ORDER_POLL_MS = 3000;
@@ -437,6 +438,7 @@ async function main() {
     document.title = brand.name + " · Brand dashboard";
     await loadProducts();
     await Promise.all([loadSales({ force: true }), loadRooms()]);
+    startMarket(state.brandId, state.products, show, refuse);
   } catch (error) {
     refuse(error);
   }

@@ -1,6 +1,8 @@
-// /host: the signed-in host's rooms, and a form to schedule a new one.
+// /host: the signed-in host's rooms, a form to schedule a new one, and (host-market.js, hosts only) the brands
+// they sell for and their earnings.
 
 import { api, byTestId as t, dateTime, el, localInputValue, renderAccount, requireRole, say, sayAt } from "/web/js/api.js";
+import { startMarket } from "/web/js/host-market.js";
 
 const message = t("message");
 let me = null;
@@ -91,6 +93,11 @@ async function main() {
     await Promise.all([loadRooms(), loadBrands()]);
   } catch (error) {
     say(message, error.message, "error", error.code);
+  }
+  if (me.role === "host") {
+    t("market").hidden = false;
+    t("earnings").hidden = false;
+    startMarket(me, (text, kind, near, code) => sayAt(message, near, text, kind, code));
   }
 }
 

@@ -235,6 +235,16 @@ async function loadProducts() {
       after = page.next;
     } while (after);
   }
+  // The host also sells what they collaborate on (approved collaborations' products with a rate), of any brand.
+  if (state.me?.role === "host") {
+    try {
+      const own = await api("/collaborations?status=approved", { auth: "required" });
+      const ids = new Set(own.items.flatMap((c) => c.rates.filter((r) => r.rate_bps !== null).map((r) => r.product_id)));
+      for (const id of ids) if (!state.products.has(id)) state.products.set(id, await api(`/products/${id}`));
+    } catch (error) {
+      refuse(error, t("product-list"));
+    }
+  }
   renderProducts();
 }
 

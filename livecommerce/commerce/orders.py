@@ -5,8 +5,9 @@ outbox stream in the same atomic step that makes the change, and every entry car
 The writer reads the outboxes of all registered pools as consumer group ``order-writer`` (one consumer per
 worker process), and applies each batch in one SQL transaction:
 
-- the order is inserted by `hold_id` if it is new (``INSERT … ON CONFLICT DO NOTHING``), as ``held``;
-- a state change is applied only from ``held`` (held → paid | cancelled | expired), by a conditional UPDATE,
+- the order is inserted by `hold_id` if it is new (``INSERT … ON CONFLICT DO NOTHING``), in the state of the
+  hold's latest record in the batch (a hold reserved and paid within one batch is one INSERT, its change made now);
+- for an order that already existed, a state change is applied only from ``held`` (held → paid | cancelled | expired), by a conditional UPDATE,
   and only a change that happened moves anything else: a paid product-pool order takes its units from
   `products.stock` and adds them to `units_sold`; a paid flash-sale order only adds to `units_sold` (the
   sale's units left the product's stock when it was scheduled); a paid order that used an invite code marks
@@ -128,21 +129,27 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
             "hold_id": h.id, "pool": h.pool.name, "sale_id": h.sale_id, "product_id": h.product_id,
             "brand_id": h.brand_id, "room_id": h.room_id, "buyer_id": h.buyer_id, "quantity": h.quantity,
             "unit_price_minor": h.unit_price_minor, "total_minor": h.total_minor, "currency": h.currency,
-            "status": OrderStatus.HELD, "payment_ref": None, "held_at": _when(h.created_at_ms),
-            "expires_at": _when(h.expires_at_ms), "paid_at": None, "updated_at": _when(h.created_at_ms),
+            "status": _TERMINAL.get(h.state, OrderStatus.HELD), "held_at": _when(h.created_at_ms),
+            "expires_at": _when(h.expires_at_ms), **_ending(h),
             "creator_id": h.terms.creator_id or None, "collaboration_id": h.terms.collaboration_id,
             "commission_bps": h.terms.commission_bps, "fee_rule_id": h.terms.fee_rule_id,
             "fee_bps": h.terms.fee_bps, "fee_base": h.terms.fee_base,
         }
         for h in records
     ]  # fmt: skip
-    await session.execute(insert(_ORDERS).on_conflict_do_nothing(index_elements=["hold_id"]), rows)
-
+    # A hold first seen already ended (its reserved and paid entries in one batch: the usual case under load) is
+    # inserted in its final state: one statement, and its change happened now. Rows that exist are left as they
+    # are here and move below, only from held.
+    inserted = await session.execute(
+        insert(_ORDERS).on_conflict_do_nothing(index_elements=["hold_id"]).returning(_ORDERS.c.hold_id, _ORDERS.c.id),
+        rows,
+    )
+    order_ids: dict[str, int] = {hold_id: order_id for hold_id, order_id in inserted.all()}
+    moved = [h for h in records if h.id in order_ids and h.state in _TERMINAL]
     by_id = {h.id: h for h in records}
-    moved: list[Hold] = []
-    order_ids: dict[str, int] = {}
+    changed: list[Hold] = []
     for state, status in _TERMINAL.items():
-        ids = [h.id for h in records if h.state is state]
+        ids = [h.id for h in records if h.state is state and h.id not in order_ids]
         for chunk in _chunks(ids):
             result = await session.execute(
                 update(_ORDERS)
@@ -151,25 +158,24 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
                 .returning(_ORDERS.c.hold_id, _ORDERS.c.id)
             )
             for hold_id, order_id in result.all():
-                moved.append(by_id[hold_id])
+                changed.append(by_id[hold_id])
                 order_ids[hold_id] = order_id
+    if changed:
+        changed.sort(key=lambda h: h.id)
+        await session.execute(
+            update(_ORDERS)
+            .where(_ORDERS.c.hold_id == bindparam("b_hold"))
+            .values(payment_ref=bindparam("b_ref"), paid_at=bindparam("b_paid"), updated_at=bindparam("b_updated")),
+            [
+                {"b_hold": h.id, "b_ref": e["payment_ref"], "b_paid": e["paid_at"], "b_updated": e["updated_at"]}
+                for h in changed
+                for e in (_ending(h),)
+            ],
+        )
+    moved += changed
     if not moved:
         return []
     moved.sort(key=lambda h: h.id)
-    await session.execute(
-        update(_ORDERS)
-        .where(_ORDERS.c.hold_id == bindparam("b_hold"))
-        .values(payment_ref=bindparam("b_ref"), paid_at=bindparam("b_paid"), updated_at=bindparam("b_updated")),
-        [
-            {
-                "b_hold": h.id,
-                "b_ref": h.payment_ref if h.state is HoldState.PAID else None,
-                "b_paid": _when(h.paid_at_ms) if h.state is HoldState.PAID else None,
-                "b_updated": _when(h.paid_at_ms if h.state is HoldState.PAID else h.ended_at_ms) or utcnow(),
-            }
-            for h in moved
-        ],
-    )
     paid = [h for h in moved if h.state is HoldState.PAID]
     await post_sales(session, [_sale(h, order_ids[h.id]) for h in paid])
     taken: Counter[int] = Counter()  # units leaving products.stock (product pools)
@@ -197,6 +203,18 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
             redeemed,
         )
     return moved
+
+
+def _ending(hold: Hold) -> dict[str, Any]:
+    """The order's payment reference and times for the hold's state (held: none yet)."""
+    paid = hold.state is HoldState.PAID
+    if hold.state not in _TERMINAL:
+        return {"payment_ref": None, "paid_at": None, "updated_at": _when(hold.created_at_ms)}
+    return {
+        "payment_ref": hold.payment_ref if paid else None,
+        "paid_at": _when(hold.paid_at_ms) if paid else None,
+        "updated_at": _when(hold.paid_at_ms if paid else hold.ended_at_ms) or utcnow(),
+    }
 
 
 def _sale(hold: Hold, order_id: int) -> SaleFacts:

@@ -29,6 +29,8 @@ PLACEHOLDERS = {
     "user_id": "viewer",
     "sale_id": "sale",
     "order_id": "order",
+    "plan_id": "plan",
+    "collaboration_id": "application",
 }
 
 
@@ -122,6 +124,17 @@ WRONG_TYPES = {
     "POST /api/v1/rooms/{room_id}/buy": ({"product_id": 1, "quantity": "two"}, "body.quantity"),
     "POST /api/v1/holds/{hold_id}/checkout": ({"card_number": 4242424242424242}, "body.card_number"),
     "POST /api/v1/orders/{order_id}/refunds": ({"idempotency_key": "k", "amount_minor": "1.00"}, "body.amount_minor"),
+    # marketplace
+    "POST /api/v1/brands/{brand_id}/plans": ({"kind": "closed", "name": "P"}, "body.kind"),
+    "PUT /api/v1/plans/{plan_id}/rates/{product_id}": ({"rate_bps": 8001}, "body.rate_bps"),
+    "POST /api/v1/plans/{plan_id}/applications": ({"message": 5}, "body.message"),
+    "POST /api/v1/collaborations/{collaboration_id}/reject": ({"reason": ["no"]}, "body.reason"),
+    "POST /api/v1/collaborations/{collaboration_id}/decline": ({"reason": 1}, "body.reason"),
+    "POST /api/v1/collaborations/{collaboration_id}/end": ({"reason": 1}, "body.reason"),
+    "POST /api/v1/fee-rules": (
+        {"bps": 2001, "base": "buyer_paid", "effective_from": "2030-01-01T00:00:00Z"},
+        "body.bps",
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""Demo data for `livecommerce serve --demo`: a brand, its staff, a host, a viewer, products and a room.
+"""Demo data for `livecommerce serve --demo`: a brand, its staff, a host, a viewer, products and a room, and the
+brand's open commission plan (10% on every product) for the host to apply to.
 
 Seeding is idempotent: a second start finds the demo users and adds nothing.
 """
@@ -11,8 +12,9 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from livecommerce.auth import TokenSigner
-from livecommerce.models import Brand, Product, Role, Room, RoomStatus, RoomVisibility, User, utcnow
+from livecommerce.auth import Principal, TokenSigner
+from livecommerce.commerce import collaborations
+from livecommerce.models import Brand, PlanKind, Product, Role, Room, RoomStatus, RoomVisibility, User, utcnow
 
 __all__ = ["DemoUser", "seed_demo"]
 
@@ -23,6 +25,7 @@ _USERS = (
     ("brand@demo.livecommerce.dev", "Ben Brand", Role.BRAND_STAFF),
     ("viewer@demo.livecommerce.dev", "Vic Viewer", Role.VIEWER),
 )
+_DEMO_RATE_BPS = 1000  # the open plan's commission: 10%
 _PRODUCTS = (
     ("AUR-LIP-01", "Velvet Matte Lipstick — Rose", 1899, 500),
     ("AUR-SER-02", "Vitamin C Glow Serum 30 ml", 3450, 200),
@@ -41,6 +44,7 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], signer: TokenSig
     """Create the demo data if absent; return the demo users with fresh tokens, and the demo room's id."""
     async with sessions.begin() as session:
         brand = await session.scalar(select(Brand).where(Brand.name == _BRAND))
+        created = brand is None
         if brand is None:
             brand = Brand(
                 name=_BRAND, name_key=_BRAND.casefold(), description="Clean beauty, live.", created_at=utcnow()
@@ -62,6 +66,12 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], signer: TokenSig
                 await session.flush()
             users.append(user)
         host = users[1]
+        if created:
+            products = (await session.scalars(select(Product.id).where(Product.brand_id == brand.id))).all()
+            await collaborations.create_plan(
+                session, Principal(users[0].id, Role.ADMIN), brand.id, kind=PlanKind.OPEN, name="Aurora creators",
+                rates=[(product_id, _DEMO_RATE_BPS) for product_id in products], creator_ids=[],
+            )  # fmt: skip
         room = await session.scalar(
             select(Room).where(Room.host_id == host.id, Room.status != RoomStatus.ENDED).order_by(Room.id)
         )

@@ -48,7 +48,7 @@ async def plan(engine: AsyncEngine, world: World, kind: PlanKind = PlanKind.OPEN
             return world.ids["other_plan"]
         row = CommissionPlan(
             brand_id=brand, kind=kind, name=f"{kind.value} plan", created_by=world.ids["admin"],
-            open_brand_id=brand if kind is PlanKind.OPEN else None,
+            open_brand_id=None,
         )  # fmt: skip
         session.add(row)
         await session.flush()

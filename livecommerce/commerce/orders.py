@@ -8,7 +8,8 @@ worker process), and applies each batch in one SQL transaction:
 - the order is inserted by `hold_id` if it is new (``INSERT … ON CONFLICT DO NOTHING``), in the state of the
   hold's latest record in the batch (a hold reserved and paid within one batch is one INSERT, its change made now);
 - for an order that already existed, a state change is applied only from ``held`` (held → paid | cancelled |
-  expired), by a conditional UPDATE, and only a change that happened moves anything else: a paid product-pool order takes its units from
+  expired), by a conditional UPDATE, and only a change that happened moves anything else: a paid
+  product-pool order takes its units from
   `products.stock` and adds them to `units_sold`; a paid flash-sale order only adds to `units_sold` (the
   sale's units left the product's stock when it was scheduled); a paid order that used an invite code marks
   the code redeemed; and a paid order posts its sale to the money ledger (`commerce.ledger`, lines keyed by

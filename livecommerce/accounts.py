@@ -226,7 +226,7 @@ class Accounts:
         if pubsub.connection is not None:
             pubsub.connection.deregister_connect_callback(self._reconnected)
         try:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
         except (RedisError, OSError) as exc:
             log.debug("closing the account change listener failed: %s", exc)
 

@@ -191,7 +191,7 @@ class Bus:
             if pubsub.connection is not None:
                 pubsub.connection.deregister_connect_callback(self._reconnected)
             try:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             except (RedisError, OSError) as exc:  # a connection already broken: nothing more to release
                 log.debug("closing the room bus connection failed: %s", exc)
 

@@ -349,7 +349,7 @@ async def test_deleting_a_message_removes_it_from_history_and_announces_it(store
     assert (origin, event, payload) == ("proc-a", "chat_deleted", {"room_id": ROOM, "ids": [gone.seq]})
     assert await store.events_since(ROOM, keep.seq) == [Event(seq, "chat_deleted", payload)]
     assert (await store.snapshot(ROOM)).chat == (keep,)
-    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    await pubsub.aclose()
 
 
 async def test_only_chat_messages_can_be_deleted(store: RoomStore, redis: Redis) -> None:

@@ -166,8 +166,9 @@ async def run_one(target: str, tree: Path, rate: int, args: argparse.Namespace, 
             if target == "current":
                 terms = await _add_collaboration(db.url, world.host_id, world.brand_id, world.product_id)
             limit = str(args.seconds + args.drain_timeout + 60)
+            timings = ("--timings", str(args.timings / f"writer-{target}-{rate}.json")) if args.timings else ()
             writer = _spawn(tree, "writer", "--redis-url", redis_server.url, "--database-url", db.url,
-                            "--batch", str(args.batch), "--max-seconds", limit)  # fmt: skip
+                            "--batch", str(args.batch), "--max-seconds", limit, *timings)  # fmt: skip
             assert writer.stdout is not None
             await asyncio.to_thread(writer.stdout.readline)  # {"ready": true}
             spy = None
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--targets", default="current,previous", type=lambda s: s.split(","))
     parser.add_argument("--previous", type=Path, default=None, help="a checkout the `previous` writer runs from")
+    parser.add_argument("--timings", type=Path, default=None, help="a directory for each writer's time per statement")
     parser.add_argument("--rates", default="2000", type=lambda s: [int(x) for x in s.split(",")])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch", type=int, default=500)

@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 
@@ -45,6 +46,7 @@ async def run_writer(args: argparse.Namespace) -> dict[str, Any]:
     writer = OrderWriter(
         redis, session_factory(engine), Inventory(redis), consumer="bench-writer", batch=args.batch, block_ms=100
     )
+    timings = _time_statements(engine, writer) if args.timings else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -61,17 +63,55 @@ async def run_writer(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         await redis.aclose()
         await engine.dispose()
-    return {"steps": steps, "busy_steps": busy, "entries": entries, "cpu_s": _cpu() - cpu0}
+    result: dict[str, Any] = {"steps": steps, "busy_steps": busy, "entries": entries, "cpu_s": _cpu() - cpu0}
+    if timings is not None:
+        ordered = {name: round(ms) for name, ms in sorted(timings.items(), key=lambda kv: -kv[1])}
+        Path(args.timings).write_text(json.dumps(ordered, indent=1))  # noqa: ASYNC240 - once, at the end
+    return result
+
+
+def _time_statements(engine: Any, writer: Any) -> dict[str, float]:
+    """Wall milliseconds spent per SQL statement kind and per writer phase (`--timings FILE`): where a batch's
+    time goes. Statements are named by their first words; phases by the writer's method."""
+    from sqlalchemy import event
+
+    spent: dict[str, float] = {}
+    started: list[float] = []
+
+    def before(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        started.append(time.perf_counter())
+
+    def after(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        name = "sql " + " ".join(statement.split()[:4])[:60]
+        spent[name] = spent.get(name, 0.0) + (time.perf_counter() - started.pop()) * 1000
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    event.listen(engine.sync_engine, "after_cursor_execute", after)
+    for phase in ("_apply", "_read", "_ack", "_claim", "_streams"):
+        original = getattr(writer, phase)
+
+        async def timed(*a: Any, _original: Any = original, _phase: str = phase, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await _original(*a, **k)
+            finally:
+                spent["phase " + _phase] = spent.get("phase " + _phase, 0.0) + (time.perf_counter() - t0) * 1000
+
+        setattr(writer, phase, timed)
+    return spent
 
 
 async def run_producer(args: argparse.Namespace) -> dict[str, Any]:
     from redis.asyncio import Redis
 
     from livecommerce.commerce.pools import PoolId
+    from livecommerce.scripts import lua_source
 
     pool = PoolId.parse(args.pool)
     keys = list(pool.keys)
     redis = Redis.from_url(args.redis_url)
+    # The pool functions of the tree under test (the seed loaded this tree's: their arguments may differ).
+    await redis.function_load(lua_source("pools.lua"), replace=True)
     tick = 0.02
     per_tick = max(1, round(args.rate * tick))
     buyer = 0
@@ -126,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float)
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--terms", default="")
+    parser.add_argument("--timings", default="", help="writer: write milliseconds per SQL statement and phase here")
     args = parser.parse_args(argv)
     try:
         import uvloop

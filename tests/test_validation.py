@@ -213,3 +213,25 @@ async def test_unknown_routes_and_methods_answer_problem_json(client: TestClient
         assert "GET" in (await response.json(content_type=None))["detail"]
     async with client.get("/api/v1/products/99999999999") as response:
         assert response.status == 404  # beyond the id range: not found, never a database error
+
+
+FAR_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:00:00-14:00", "1969-12-31T23:59:59Z"]
+
+
+@pytest.mark.parametrize("when", FAR_TIMES)
+async def test_times_out_of_range_are_refused_with_the_field_named(
+    when: str, client: TestClient[Request, Application], engine: AsyncEngine
+) -> None:
+    """A time no computation can handle (a year before 1970 or after 8999, one that overflows when turned into
+    UTC) is a 422, in a query and in a body, never an overflow."""
+    world = await seed_world(client, engine)
+    before = await snapshot(engine)
+    statement = f"/api/v1/creators/{world.ids['host']}/statement"
+    for path, field in ((f"{statement}?from={when}", "query.from"), (f"{statement}?to={when}", "query.to")):
+        status, problem = await world.api.call("GET", path.replace("+", "%2B"), who="admin")
+        assert (status, field in problem["detail"]) == (422, True), problem
+    status, problem = await world.api.call(
+        "POST", "/api/v1/fee-rules", who="admin", json={"bps": 100, "base": "buyer_paid", "effective_from": when}
+    )
+    assert (status, "body.effective_from" in problem["detail"]) == (422, True), problem
+    assert await snapshot(engine) == before

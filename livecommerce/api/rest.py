@@ -15,6 +15,7 @@ from livecommerce import catalog, rooms, users
 from livecommerce.accounts import Account
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
+from livecommerce.auth import Principal
 from livecommerce.commerce import order_queries, sales
 from livecommerce.errors import NotFound
 from livecommerce.models import Brand, Order, Product, Room, User
@@ -72,9 +73,15 @@ def _sale(view: sales.SaleView) -> s.SaleOut:
     )  # fmt: skip
 
 
-def _order(order: Order, buyers: Mapping[int, str]) -> s.OrderOut:
-    """`buyers`: display names by user id (`order_queries.buyer_names`)."""
+_TERMS = ("collaboration_id", "commission_bps", "fee_bps", "fee_base")
+
+
+def _order(who: Principal, order: Order, buyers: Mapping[int, str]) -> s.OrderOut:
+    """`buyers`: display names by user id (`order_queries.buyer_names`). The sale's terms only for those who
+    may see them (`order_queries.may_see_terms`)."""
     fields = {name: getattr(order, name) for name in s.OrderOut.model_fields if name != "buyer_name"}
+    if not order_queries.may_see_terms(who, order):
+        fields.update(dict.fromkeys(_TERMS))
     return s.OrderOut(**fields, buyer_name=buyers.get(order.buyer_id, ""))
 
 
@@ -367,14 +374,14 @@ async def list_sale_codes(call: Call, sale_id: int, query: s.PageQuery) -> s.Cod
 async def list_my_orders(call: Call, query: s.OrderQuery) -> s.OrderPage:
     rows, cursor = await order_queries.list_my_orders(call.session, call.who, query.limit, query.after, query.status)
     buyers = await order_queries.buyer_names(call.session, rows)
-    return s.OrderPage(items=[_order(o, buyers) for o in rows], next=cursor)
+    return s.OrderPage(items=[_order(call.who, o, buyers) for o in rows], next=cursor)
 
 
 @route("GET", "/orders/{order_id}", summary="Get an order", access="its buyer, its brand's staff, admins",
        tag="orders", response=s.OrderOut, errors=(401, 404))  # fmt: skip
 async def get_order(call: Call, order_id: int) -> s.OrderOut:
     order = await order_queries.get_order(call.session, call.who, order_id)
-    return _order(order, await order_queries.buyer_names(call.session, [order]))
+    return _order(call.who, order, await order_queries.buyer_names(call.session, [order]))
 
 
 @route("GET", "/brands/{brand_id}/orders", summary="A brand's orders, newest first",
@@ -385,4 +392,4 @@ async def list_brand_orders(call: Call, brand_id: int, query: s.BrandOrderQuery)
         call.session, call.who, brand_id, query.limit, query.after, status=query.status, sale_id=query.sale_id
     )
     buyers = await order_queries.buyer_names(call.session, rows)
-    return s.OrderPage(items=[_order(o, buyers) for o in rows], next=cursor)
+    return s.OrderPage(items=[_order(call.who, o, buyers) for o in rows], next=cursor)

@@ -7,7 +7,7 @@ a test checks real responses against it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
@@ -29,6 +29,25 @@ from livecommerce.models import (
 from livecommerce.wire import MAX_ID
 
 _STRICT = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _moment(value: datetime) -> datetime:
+    """A time with a zone, as UTC, within years every computation on it can reach (a bound a year out, a month
+    on): outside them a request gets a 422 naming the field rather than an overflow."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = _LATEST
+    if not _EARLIEST <= utc < _LATEST:
+        raise ValueError("must be a time between the years 1970 and 8999")
+    return utc
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_moment)]
 
 
 def _no_control_chars(value: str) -> str:
@@ -312,7 +331,7 @@ class RoomCreate(BaseModel):
     model_config = _STRICT
 
     title: Title
-    scheduled_start: AwareDatetime = Field(description="When the LIVE is planned to start (with a time zone).")
+    scheduled_start: Moment = Field(description="When the LIVE is planned to start (with a time zone).")
     brand_ids: list[Id] = Field(default_factory=list, max_length=10, description="Featured brands.")
     visibility: RoomVisibility = RoomVisibility.PUBLIC
     host_id: Id | None = Field(default=None, description="Admins only: create the room for this host.")
@@ -324,7 +343,7 @@ class RoomUpdate(BaseModel):
     model_config = _STRICT
 
     title: Title | None = None
-    scheduled_start: AwareDatetime | None = Field(default=None, description="Reschedule (scheduled rooms only).")
+    scheduled_start: Moment | None = Field(default=None, description="Reschedule (scheduled rooms only).")
     brand_ids: list[Id] | None = Field(default=None, max_length=10)
     visibility: RoomVisibility | None = None
 
@@ -357,8 +376,8 @@ class SaleCreate(BaseModel):
     price_minor: PriceMinor = Field(description="Sale price per unit, in the product's currency's minor unit.")
     quantity: Quantity = Field(description="Units for sale, taken from the product's stock when scheduled.")
     per_buyer_limit: Quantity = Field(description="Most units one buyer may take; at most `quantity`.")
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime = Field(description="After `starts_at`, at most 31 days later.")
+    starts_at: Moment
+    ends_at: Moment = Field(description="After `starts_at`, at most 31 days later.")
     hold_seconds: HoldSeconds = 300
     audience: SaleAudience = SaleAudience.OPEN
     room_ids: list[Id] = Field(default_factory=list, max_length=10, description=_ROOMS)
@@ -374,8 +393,8 @@ class SaleUpdate(BaseModel):
     price_minor: PriceMinor | None = None
     quantity: Quantity | None = None
     per_buyer_limit: Quantity | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Moment | None = None
+    ends_at: Moment | None = None
     hold_seconds: HoldSeconds | None = None
     audience: SaleAudience | None = None
     room_ids: list[Id] | None = Field(default=None, max_length=10, description=_ROOMS)
@@ -472,10 +491,15 @@ class OrderOut(BaseModel):
     paid_at: datetime | None
     updated_at: datetime
     creator_id: int | None = Field(description="The host whose room sold it (null: no room).")
-    collaboration_id: int | None = Field(description="The collaboration the creator sold it under (null: none).")
-    commission_bps: int = Field(description="The creator's commission on what the buyer paid, in basis points.")
-    fee_bps: int = Field(description="The platform fee in basis points of `fee_base`.")
-    fee_base: FeeBase
+    collaboration_id: int | None = Field(
+        description="The collaboration the creator sold it under (null: none, or you are not the brand's staff or "
+        "an admin: the sale's terms are between the brand, the creator and the platform)."
+    )
+    commission_bps: int | None = Field(
+        description="The creator's commission on what the buyer paid, in basis points (null: see collaboration_id)."
+    )
+    fee_bps: int | None = Field(description="The platform fee in basis points of `fee_base` (null: as above).")
+    fee_base: FeeBase | None = Field(description="What the fee is taken of (null: as above).")
     refunded_minor: int = Field(description="Given back so far by refunds that are done.")
 
 
@@ -526,8 +550,8 @@ class StatementQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    from_: AwareDatetime | None = Field(default=None, alias="from", description="Start (inclusive), with a time zone.")
-    to: AwareDatetime | None = Field(default=None, description="End (exclusive): after `from`, at most 366 days later.")
+    from_: Moment | None = Field(default=None, alias="from", description="Start (inclusive), with a time zone.")
+    to: Moment | None = Field(default=None, description="End (exclusive): after `from`, at most 366 days later.")
 
 
 class StatementParty(BaseModel):
@@ -547,7 +571,9 @@ class StatementTotals(BaseModel):
     commission_reversed_minor: int = Field(description="Commission taken back by refunds.")
     fees_minor: int = Field(description="Platform fees on the sales.")
     fees_reversed_minor: int = Field(description="Platform fees given back by refunds.")
-    brand_net_minor: int = Field(description="The brand's share after refunds.")
+    brand_net_minor: int | None = Field(
+        description="The brand's share after refunds (null in a creator's statement: it is the brand's business)."
+    )
     net_minor: int = Field(description="The party's share after refunds: commission (creator) or brand net.")
 
 
@@ -772,7 +798,7 @@ class FeeRuleCreate(BaseModel):
 
     bps: int = Field(ge=0, le=2000, description="The fee in basis points of `base`: 200 is 2%.")
     base: FeeBase
-    effective_from: AwareDatetime = Field(description="From when; at most 5 minutes in the past.")
+    effective_from: Moment = Field(description="From when; at most 5 minutes in the past.")
 
 
 class FeeRuleOut(BaseModel):

@@ -5,9 +5,10 @@ A brand has at most one *open* plan (any creator it approves gets its rates) and
 plan is one `Collaboration` row: applied (open plans) or offered (targeted) → approved → ended, or rejected /
 declined. Rates are `PlanRate` rows, only ever appended: the history is the audit and decides what is in force.
 
-The rate rule (`rate_in_force`, pure, so it can be tested with explicit times): a raise reaches everyone at
-once; a cut reaches creators already approved only after the lock period (`effective_at`), while a creator
-approved after the cut gets it from their approval on. `terms_for` is what a room offer snapshots into
+The rate rule (`rate_in_force`, pure, so it can be tested with explicit times): a creator gets the best of the
+plan's rate now and of the rates it replaced within the lock period before (since their approval). So a raise
+reaches everyone at once; a cut reaches creators already approved only after the lock period (`effective_at`),
+while a creator approved after the cut gets it from their approval on. `terms_for` is what a room offer snapshots into
 `SaleTerms`: it is read at the moment of the hold and never again for that sale.
 """
 
@@ -80,43 +81,58 @@ class RateChange:
     effective_at: datetime
 
 
-def _in_force(change: RateChange, at: datetime, approved_at: datetime | None) -> bool:
-    if change.set_at > at:
-        return False
-    return change.effective_at <= at or (approved_at is not None and change.set_at <= approved_at)
+def _floors(history: Sequence[RateChange], at: datetime, approved_at: datetime | None) -> list[RateChange]:
+    """The changes whose rate this creator is owed at `at`: the plan's rate now, and every rate it replaced
+    whose protection has not run out (until the replacing change's `effective_at`) and which was in force at
+    some moment since the creator's approval (None: approved before every change)."""
+    made = [c for c in history if c.set_at <= at]
+    owed = []
+    for i, change in enumerate(made):
+        successor = made[i + 1] if i + 1 < len(made) else None
+        if successor is None or (
+            successor.set_at > change.set_at  # a rate replaced in the same instant was never in force
+            and at < successor.effective_at
+            and (approved_at is None or approved_at < successor.set_at)
+        ):
+            owed.append(change)
+    return owed
 
 
 def rate_in_force(
     history: Iterable[RateChange], *, at: datetime, approved_at: datetime | None = None
 ) -> RateChange | None:
-    """The change in force at `at` for a creator approved at `approved_at` (None: approved before every change,
-    the longest-standing creator): the latest-set change that is in force — reached its `effective_at`, or was
-    set no later than the approval. `history` in the order the changes were made (ties on `set_at`: the later)."""
-    found: RateChange | None = None
-    for change in history:
-        if _in_force(change, at, approved_at) and (found is None or change.set_at >= found.set_at):
-            found = change
-    return found
+    """The change whose rate a creator approved at `approved_at` (None: approved before every change, the
+    longest-standing creator) gets at `at`: the best of the plan's rate now and of every rate it replaced
+    that still protects them — a cut's `effective_at` is the lock period after it, a raise's is at once — and
+    that was in force at some moment since their approval. So a raise reaches everyone at once (even during a
+    pending cut, and even one still below the rate the cut replaced: it then applies when that protection
+    ends), a cut reaches creators already approved only after the lock, a creator approved after a cut gets
+    it at once, and no creator ever gets a rate the plan replaced before they joined. `history` in the order the
+    changes were made; on equal rates, the latest-set."""
+    best: RateChange | None = None
+    for change in _floors(list(history), at, approved_at):
+        if best is None or change.rate_bps >= best.rate_bps:
+            best = change
+    return best
 
 
 def next_change(history: Sequence[RateChange], *, at: datetime, approved_at: datetime | None) -> RateChange | None:
-    """The rate this creator gets next and when (`effective_at`): None when nothing set by `at` is pending."""
-    pending = [c.effective_at for c in history if c.set_at <= at and not _in_force(c, at, approved_at)]
-    if not pending:
-        return None
-    when = min(pending)
-    then = rate_in_force(history, at=when, approved_at=approved_at)
+    """The rate this creator gets next and when (`effective_at`): None when nothing set by `at` changes it.
+    Their rate can only change when a protection runs out, so only those moments are looked at."""
     now = rate_in_force(history, at=at, approved_at=approved_at)
-    if then is None or (now is not None and then.rate_bps == now.rate_bps):
-        return None
-    return RateChange(then.rate_bps, then.set_at, when)
+    ends = sorted({c.effective_at for c in history if c.set_at <= at < c.effective_at})
+    for when in ends:
+        then = rate_in_force(history, at=when, approved_at=approved_at)
+        if then is not None and (now is None or then.rate_bps != now.rate_bps):
+            return RateChange(then.rate_bps, then.set_at, when)
+    return None
 
 
 def starts_at(history: Iterable[RateChange], *, rate_bps: int, set_at: datetime, lock: timedelta) -> datetime:
-    """When a new rate set at `set_at` reaches creators already approved: at once unless it is below what the
-    longest-standing creator gets at that moment (a cut), then after `lock`."""
-    current = rate_in_force(history, at=set_at)
-    if current is None or rate_bps >= current.rate_bps:
+    """The `effective_at` of a new rate set at `set_at`: when the rate it replaces stops protecting creators
+    already approved — at once for a raise (or a first rate), after `lock` for a cut below the plan's rate."""
+    made = [c for c in history if c.set_at <= set_at]
+    if not made or rate_bps >= made[-1].rate_bps:
         return set_at
     return set_at + lock
 

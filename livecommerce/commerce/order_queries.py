@@ -32,6 +32,7 @@ __all__ = [
     "get_order",
     "list_brand_orders",
     "list_my_orders",
+    "may_see_terms",
     "paid_order_count",
 ]
 
@@ -79,6 +80,12 @@ async def get_order(session: AsyncSession, who: Principal, order_id: int) -> Ord
     if order is None or not (who.user_id == order.buyer_id or may_manage_brand(who, order.brand_id)):
         raise NotFound(f"no order with id {order_id}")
     return order
+
+
+def may_see_terms(who: Principal, order: Order) -> bool:
+    """Whether `who` sees the terms an order was sold under (collaboration, commission, fee): the brand's staff
+    and admins. Its buyer does not: what the creator earns is between the brand, the creator and the platform."""
+    return may_manage_brand(who, order.brand_id)
 
 
 async def buyer_names(session: AsyncSession, orders: Iterable[Order]) -> dict[int, str]:

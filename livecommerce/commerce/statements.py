@@ -144,7 +144,7 @@ class Totals:
     commission_reversed_minor: int
     fees_minor: int
     fees_reversed_minor: int
-    brand_net_minor: int
+    brand_net_minor: int | None  # None in a creator's statement: the brand's share is the brand's business
     net_minor: int
 
 
@@ -202,8 +202,10 @@ async def statement(session: AsyncSession, party: Party, span: Period) -> Statem
     for row in (await session.execute(query)).all():
         currency, orders, *sums = row
         gmv, refunds, comm, comm_back, fees, fees_back, brand_net = (int(value) for value in sums)
-        net = comm + comm_back if party.kind is PartyKind.CREATOR else brand_net
-        totals.append(Totals(currency, int(orders), -gmv, refunds, comm, -comm_back, fees, -fees_back, brand_net, net))
+        creator = party.kind is PartyKind.CREATOR
+        net = comm + comm_back if creator else brand_net
+        shown = None if creator else brand_net
+        totals.append(Totals(currency, int(orders), -gmv, refunds, comm, -comm_back, fees, -fees_back, shown, net))
     by_creator = await _by_creator(session, party, span) if party.kind is PartyKind.BRAND else None
     return Statement(party, span, totals, by_creator)
 
@@ -250,7 +252,7 @@ class PostingRow:
     platform_discount_minor: int
     platform_fee_minor: int
     creator_commission_minor: int
-    brand_net_minor: int
+    brand_net_minor: int | None  # None in a creator's statement (as in `Totals`)
 
 
 async def posting_rows(
@@ -291,7 +293,7 @@ async def posting_rows(
             rows = (await session.execute(query)).all()
         if not rows:
             return
-        page = [_posting_row(row) for row in rows]
+        page = [_posting_row(row, brand_net=party.kind is PartyKind.BRAND) for row in rows]
         yield page
         if len(rows) < page_size:
             return
@@ -307,10 +309,10 @@ _CSV_ACCOUNTS = (
 )
 
 
-def _posting_row(row: Any) -> PostingRow:
+def _posting_row(row: Any, *, brand_net: bool) -> PostingRow:
     posted_at, posting, kind, order_id, refund_id, room_id, brand_id, creator_id, product_id, currency = row[:10]
-    paid, discount, fee, commission, brand_net = (int(value) for value in row[10:])
+    paid, discount, fee, commission, net = (int(value) for value in row[10:])
     return PostingRow(
         posted_at, posting, PostingKind(kind), order_id, refund_id, room_id, brand_id, creator_id, product_id,
-        currency, paid, discount, fee, commission, brand_net,
+        currency, paid, discount, fee, commission, net if brand_net else None,
     )  # fmt: skip

@@ -64,12 +64,27 @@ def test_a_raise_reaches_everyone_at_once_even_during_a_pending_cut() -> None:
     assert history[2].effective_at == T0 + 2 * DAY
     for approved_at in (None, T0, T0 + 3 * DAY):
         assert _rate(history, T0 + 3 * DAY, approved_at) == 1200
-    # A change below what the longest-standing creator gets is a cut, even if above a pending cut.
+    # A raise over a pending cut reaches everyone at once; the rate the cut replaced still protects the creators
+    # who had it until the cut's lock ends, and then they get the raise, never the superseded cut.
     history = _history((1000, T0), (500, T0 + DAY), (800, T0 + 2 * DAY))
-    assert history[2].effective_at == T0 + 2 * DAY + LOCK
+    assert history[2].effective_at == T0 + 2 * DAY
     assert _rate(history, T0 + 3 * DAY, T0) == 1000
-    assert _rate(history, T0 + DAY + LOCK, T0) == 500
-    assert _rate(history, T0 + 2 * DAY + LOCK, T0) == 800
+    assert _rate(history, T0 + DAY + LOCK - timedelta(seconds=1), T0) == 1000
+    assert _rate(history, T0 + DAY + LOCK, T0) == 800
+    assert _rate(history, T0 + 3 * DAY, T0 + DAY + timedelta(hours=1)) == 800  # approved during the cut
+    assert collaborations.next_change(history, at=T0 + 3 * DAY, approved_at=T0) == RateChange(
+        800, T0 + 2 * DAY, T0 + DAY + LOCK
+    )
+
+
+def test_a_creator_approved_after_a_cut_gets_a_later_raise_at_once() -> None:
+    history = _history((2000, T0), (1000, T0 + DAY), (1500, T0 + 3 * DAY))
+    approved = T0 + 2 * DAY  # under the cut: they never had 2000
+    assert _rate(history, T0 + 2 * DAY, approved) == 1000
+    assert _rate(history, T0 + 3 * DAY, approved) == 1500
+    assert collaborations.next_change(history, at=T0 + 3 * DAY, approved_at=approved) is None
+    assert _rate(history, T0 + 3 * DAY, T0) == 2000  # the creator who had 2000 keeps it for the lock
+    assert _rate(history, T0 + DAY + LOCK, T0) == 1500
 
 
 def test_next_change_names_the_pending_cut() -> None:
@@ -109,6 +124,36 @@ def test_no_rate_drops_for_an_approved_creator_sooner_than_the_lock(
         assert now.set_at + LOCK <= later or now.set_at <= approved_at
     if approved_at >= made[-1][1]:  # approved after every change: the latest rate, at once
         assert _rate(history, later, approved_at) == made[-1][0]
+
+
+def _plan_rate(made: list[tuple[int, datetime]], at: datetime) -> int | None:
+    """The plan's own rate at `at` (the latest change made by then)."""
+    rate = None
+    for rate_bps, set_at in made:
+        if set_at <= at:
+            rate = rate_bps
+    return rate
+
+
+@given(_changes, st.integers(0, 400 * 24), st.integers(0, 400 * 24))
+def test_the_rate_is_the_best_the_plan_offered_the_creator_within_the_lock(
+    steps: list[tuple[int, int]], approved_hours: int, probe_hours: int
+) -> None:
+    """Against the rule's plain statement, by brute force over the hours: the best rate the plan had in force at
+    any moment since the creator's approval and within one lock period before now (a raise is never delayed,
+    since the raised rate is itself in that window)."""
+    at = T0
+    made = []
+    for rate_bps, gap in steps:
+        at += timedelta(hours=gap)
+        made.append((rate_bps, at))
+    history = _history(*made)
+    approved_at = T0 + timedelta(hours=approved_hours)
+    probe = approved_at + timedelta(hours=probe_hours)
+    start = max(approved_at, probe - LOCK)
+    moments = [start, *(set_at for _, set_at in made if start < set_at <= probe)]
+    offered = [r for r in (_plan_rate(made, m) for m in moments) if r is not None]
+    assert _rate(history, probe, approved_at) == (max(offered) if offered else None)
 
 
 # --- through REST ---------------------------------------------------------------------------------------------

@@ -69,7 +69,7 @@ async def _book(engine: AsyncEngine, world: World) -> None:
         )
 
 
-async def _expected(engine: AsyncEngine, column: str, party_id: int) -> dict[str, dict[str, int]]:
+async def _expected(engine: AsyncEngine, column: str, party_id: int) -> dict[str, dict[str, int | None]]:
     """The totals summed in Python from the ledger lines themselves (not from the splits)."""
     async with session_factory(engine)() as session:
         lines = (await session.scalars(select(LedgerLine))).all()
@@ -82,7 +82,7 @@ async def _expected(engine: AsyncEngine, column: str, party_id: int) -> dict[str
         sums[line.currency][key] += line.amount_minor
         if line.kind is PostingKind.SALE:
             postings[line.currency].add(line.posting)
-    out = {}
+    out: dict[str, dict[str, int | None]] = {}
     for currency, s in sums.items():
         out[currency] = {
             "orders": len(postings[currency]),
@@ -96,6 +96,8 @@ async def _expected(engine: AsyncEngine, column: str, party_id: int) -> dict[str
         }
         own = "creator_commission" if column == "creator_id" else "brand_net"
         out[currency]["net_minor"] = s[f"sale.{own}"] + s[f"refund.{own}"]
+        if column == "creator_id":  # the brand's share is not shown to the creator
+            out[currency]["brand_net_minor"] = None
     return out
 
 
@@ -236,6 +238,9 @@ async def test_the_csv_has_every_posting_once_and_adds_up_to_the_statement(
     usd_rows = [row for row in rows if row["currency"] == "USD"]
     assert sum(int(r["brand_net_minor"]) for r in usd_rows) == usd["brand_net_minor"]
     assert -sum(int(r["buyer_paid_minor"]) for r in usd_rows if r["kind"] == "sale") == usd["gmv_minor"]
+    mine = await _csv(world, f"/api/v1/creators/{ids['host']}/statement.csv{_q()}", "host")
+    assert mine
+    assert {r["brand_net_minor"] for r in mine} == {""}  # the brand's share is not the creator's to see
     for row in rows:  # each posting balances
         assert sum(int(row[c]) for c in CSV_COLUMNS if c.endswith("_minor")) == 0, row
     mine = await _csv(world, f"/api/v1/creators/{ids['host']}/statement.csv{_q()}", "host")

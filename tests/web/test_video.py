@@ -26,7 +26,11 @@ async def test_the_host_goes_live_with_the_camera_and_a_viewer_sees_the_frames_a
     host = await pages.open(f"/host/{room}", "host", DESKTOP)
     await expect(host.get_by_test_id("room-status")).to_have_text("scheduled")
     await host.get_by_test_id("go-live").click()
-    await expect(host.get_by_test_id("room-status")).to_have_text("live")
+    try:
+        await expect(host.get_by_test_id("room-status")).to_have_text("live")
+    except AssertionError:  # say what the page said (a refusal, or nothing: the request did not finish)
+        said = await host.get_by_test_id("message").inner_text()
+        raise AssertionError(f"the room did not go live; the page says {said!r}") from None
     await host.get_by_test_id("publish-camera").click()
     await expect(host.get_by_test_id("publish-state")).to_have_text("publishing")
     await host.wait_for_function(

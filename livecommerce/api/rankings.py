@@ -7,8 +7,8 @@ are `commerce.rankings`'. The figures come from Redis (kept in step by the order
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
-from datetime import date
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +32,7 @@ class RankingQuery(BaseModel):
     period: r.Period = Field(default=r.Period.DAY, description="day, week (7 days) or month (30 days).")
     by: r.By = Field(default=r.By.GMV, description="gmv, or growth: this period's GMV minus the previous one's.")
     limit: int = Field(default=15, ge=1, le=100, description="How many to list.")
-    date: date | None = Field(default=None, description="The period's last day (UTC); today when left out.")
+    date: dt.date | None = Field(default=None, description="The period's last day (UTC); today when left out.")
 
 
 class RankingEntry(BaseModel):
@@ -50,7 +50,7 @@ class RankingOut(BaseModel):
     board: r.Board
     period: r.Period
     by: r.By
-    date: date
+    date: dt.date
     items: list[RankingEntry]
 
 

@@ -329,9 +329,10 @@ async def leaderboard(
     rows = await rankings.top(board, period, by, limit, end)
     ids = [r[0] for r in rows]
     if board is Board.CREATORS:
-        names = dict((await session.execute(select(User.id, User.display_name).where(User.id.in_(ids)))).tuples())
+        found = await session.execute(select(User.id, User.display_name).where(User.id.in_(ids)))
     else:
-        names = dict((await session.execute(select(Brand.id, Brand.name).where(Brand.id.in_(ids)))).tuples())
+        found = await session.execute(select(Brand.id, Brand.name).where(Brand.id.in_(ids)))
+    names: dict[int, str] = {i: name for i, name in found.all()}
     monthly: dict[int, int] = {}
     if board is Board.CREATORS:
         if period is Period.MONTH:

@@ -1,6 +1,7 @@
 """The leaderboard page in the browser: a viewer buys and pays in a live room; the worker's order writer counts
 the order, and /rankings (polled) shows the room's host among the creators and the brand among the brands, with
-the order's GMV. `room` is host's and features `brand`; `product` is brand's (see `tests.support.world`)."""
+the order's GMV, and so do the host console's live panel and the brand dashboard's GMV card. `room` is host's
+and features `brand`; `product` is brand's (see `tests.support.world`)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ async def test_a_paid_order_reaches_the_leaderboards(pages: Pages, site: Site) -
     await expect(brand.get_by_test_id("rank-gmv")).to_have_text(f"${total / 100:.2f}")
     await board.get_by_test_id("rank-by").select_option("growth")
     await expect(creator.get_by_test_id("rank-growth")).to_contain_text("(new)")
+
+    # The host console's live panel and the brand dashboard's GMV card follow (polled).
+    await expect(console.get_by_test_id("dash-orders")).to_have_text("1")
+    await expect(console.get_by_test_id("dash-buyers")).to_have_text("1")
+    brand_page = await pages.open("/brand", "staff", DESKTOP)
+    today = brand_page.get_by_test_id("brand-gmv-day")
+    await expect(today.get_by_test_id("brand-gmv")).to_have_text(f"${total / 100:.2f}")
+    await expect(today).to_contain_text("#1")
 
     dashboard = await site.world.api.ok("GET", f"/api/v1/rooms/{ids['room']}/dashboard", who="staff")
     assert (dashboard["gmv_minor"], dashboard["orders"], dashboard["buyers"]) == (total, 1, 1)

@@ -291,6 +291,17 @@ class Rankings:
         finally:
             await self._redis.delete(current, previous, f"{current}:growth")
 
+    async def gmv_of(self, board: Board, members: Sequence[int], period: Period, end: date) -> dict[int, int]:
+        """The GMV of each of `members` over the period (0 for those who sold nothing)."""
+        if not members:
+            return {}
+        current, previous = await self._totals(board, period, end)
+        try:
+            scores = await self._redis.zmscore(current, [str(m) for m in members])
+        finally:
+            await self._redis.delete(current, previous)
+        return {m: int(v or 0) for m, v in zip(members, scores, strict=True)}
+
     async def standing(self, board: Board, member: int, period: Period, end: date) -> Standing:
         current, previous = await self._totals(board, period, end)
         try:
@@ -335,10 +346,7 @@ async def leaderboard(
     names: dict[int, str] = {i: name for i, name in found.all()}
     monthly: dict[int, int] = {}
     if board is Board.CREATORS:
-        if period is Period.MONTH:
-            monthly = {i: gmv for i, gmv, _ in rows}
-        else:
-            monthly = {i: (await rankings.standing(board, i, Period.MONTH, end)).gmv_minor for i in ids}
+        monthly = await rankings.gmv_of(board, ids, Period.MONTH, end)
     return [
         Entry(i, names.get(i, f"#{i}"), gmv, prev, gmv - prev, _pct(gmv - prev, prev),
               level_of(monthly[i]) if board is Board.CREATORS else None)

@@ -28,6 +28,7 @@ from livecommerce.commerce.pools import POOL_REGISTRY, Hold, Inventory, PoolConf
 from livecommerce.commerce.terms import SaleTerms
 from livecommerce.database import session_factory
 from livecommerce.live import codec
+from livecommerce.live.store import RoomStore
 from livecommerce.models import Brand, Order, OrderStatus, Product, Role, Room, RoomVisibility, User, utcnow
 from tests.support.databases import Database
 from tests.support.processes import Launcher, start_worker
@@ -179,6 +180,11 @@ async def assert_equal_to_sql(engine: AsyncEngine, redis: Redis, world: World) -
                         entries = await r.leaderboard(session, rankings, board, period, by, 100, end)
                         got = {e.id: (e.gmv_minor, e.previous_minor) for e in entries}
                         assert got == sql_board(orders, board, period, by, end), (board, period, by, end)
+                        if board is r.Board.CREATORS:
+                            month = sql_board(orders, board, r.Period.MONTH, r.By.GMV, end)
+                            assert {e.id: e.level for e in entries} == {
+                                e.id: r.level_of(month.get(e.id, (0, 0))[0]) for e in entries
+                            }
                         scores = [e.gmv_minor if by is r.By.GMV else e.growth_minor for e in entries]
                         assert scores == sorted(scores, reverse=True)
     for room_id in world.room_ids:
@@ -273,6 +279,30 @@ async def test_a_writer_that_died_after_its_commit_is_covered_by_the_one_taking_
     assert not [k async for k in redis.scan_iter(match="livecommerce:{rank}:*")]
     await drain(writer(redis, engine, consumer="heir", claim_after_ms=0), redis)
     await assert_equal_to_sql(engine, redis, world)
+
+
+def test_levels_follow_the_threshold_table() -> None:
+    assert [r.level_of(v) for v in (0, 99_999, 100_000, 999_999, 1_000_000, 10_000_000)] == [
+        "newcomer", "newcomer", "rising", "rising", "star", "legend",
+    ]  # fmt: skip
+
+
+async def test_a_room_dashboard_counts_the_hubs_viewers_and_keeps_their_peak(engine: AsyncEngine, redis: Redis) -> None:
+    world = await seed(engine)
+    await publish(redis, world, 200, seed_=5)
+    await drain(writer(redis, engine), redis)
+    room = world.room_ids[0]
+    hub = RoomStore(redis, "hub-1")
+    rankings = r.Rankings(redis)
+    assert (await rankings.room(room)).conversion is None  # no viewer seen yet
+    await hub.counters(room, 0, 40)
+    first = await rankings.room(room)
+    assert (first.viewers, first.viewers_peak) == (40, 40)
+    assert first.buyers > 0
+    assert first.conversion == round(first.buyers / 40, 4)
+    await hub.counters(room, 0, 10)
+    later = await rankings.room(room)
+    assert (later.viewers, later.viewers_peak, later.conversion) == (10, 40, first.conversion)
 
 
 # --- a real worker process, killed mid-batch ------------------------------------------------------------------

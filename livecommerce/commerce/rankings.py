@@ -279,7 +279,10 @@ class Rankings:
             ranked = current
             if by is By.GROWTH:
                 ranked = f"{current}:growth"
-                await self._redis.zunionstore(ranked, {current: 1, previous: -1})
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.zunionstore(ranked, {current: 1, previous: -1})
+                    pipe.pexpire(ranked, 60_000)
+                    await pipe.execute()
             members = [codec.text(m) for m in await self._redis.zrevrange(ranked, 0, limit - 1)]
             if not members:
                 return []

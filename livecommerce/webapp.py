@@ -5,6 +5,7 @@
     GET /host                web/host-list.html   (a host's rooms)
     GET /host/{room_id}      web/host.html        (host console)
     GET /brand               web/brand.html       (brand dashboard)
+    GET /rankings            web/rankings.html    (creator and brand leaderboards)
     GET /web/...             static files (ES modules, CSS, the vendored Socket.IO client)
 
 The pages are plain HTML, CSS and ES modules with no build step; they talk to `/api/v1` and `/socket.io/`
@@ -31,6 +32,7 @@ _PAGES: Final = (
     ("/host", "host-list.html"),
     ("/host/{room_id:[0-9]{1,10}}", "host.html"),
     ("/brand", "brand.html"),
+    ("/rankings", "rankings.html"),
 )
 _NO_CACHE: Final = {"Cache-Control": "no-cache"}
 

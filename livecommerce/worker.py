@@ -14,8 +14,10 @@ import os
 import socket
 
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.aio import cancel_and_wait
+from livecommerce.commerce import rankings
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
@@ -29,12 +31,28 @@ __all__ = ["run_worker"]
 log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 5
+RANKINGS_REPAIR_SECONDS = 60  # the start-up repair of the rankings gives up after this long (it is retried at
+# the next start-up; a partial repair is still correct, as every addition counts a hold once)
 
 
 async def _heartbeat(redis: Redis, key: str) -> None:
     while True:
         await redis.set(key, "alive", ex=HEARTBEAT_SECONDS * 3)
         await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+async def _repair_rankings(sessions: async_sessionmaker[AsyncSession], redis: Redis) -> None:
+    """Add to the rankings the orders paid this month and the last that Redis missed (a writer that died between
+    its commit and counting, a Redis failure, a Redis that lost its data)."""
+    today = rankings.today()
+    try:
+        async with asyncio.timeout(RANKINGS_REPAIR_SECONDS):
+            missing = await rankings.repair(sessions, rankings.Rankings(redis), rankings.months_back(today), today)
+    except Exception:  # the worker's jobs matter more; the next start-up repairs again
+        log.exception("repairing the rankings from SQL failed; continuing without it")
+        return
+    if missing:
+        log.warning("the rankings missed %d paid orders; added them from SQL", missing)
 
 
 async def run_worker(settings: Settings, redis_url: str) -> None:
@@ -53,6 +71,7 @@ async def run_worker(settings: Settings, redis_url: str) -> None:
         key = f"livecommerce:worker:{name}"
         inventory = Inventory(redis)
         await inventory.load_library()
+        await _repair_rankings(session_factory(engine), redis)
         provider = TestModeProvider(redis, delay_s=settings.payment_delay_ms / 1000)
         jobs = worker_jobs(
             redis,

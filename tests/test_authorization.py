@@ -318,6 +318,31 @@ CASES = [
     Case("DELETE", "/api/v1/users/{admin}", None, only({"admin": 409})),
     # demo login exists only in demo mode
     Case("POST", "/api/v1/auth/demo-login", lambda w: {"email": "admin@t.dev"}, everyone(404), mutates=False),
+    # rankings: leaderboards to anyone signed in; a room's dashboard to its host, its brands' staff and admins
+    # (every seeded room features brand); a brand's to its staff; a creator's to that creator (and admins)
+    Case("GET", "/api/v1/rankings/creators", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
+    Case("GET", "/api/v1/rankings/brands", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
+    Case("GET", "/api/v1/rooms/{room}/dashboard", None, only({"admin": 200, "host": 200, "staff": 200}), mutates=False),
+    Case(
+        "GET",
+        "/api/v1/rooms/{other_room}/dashboard",
+        None,
+        only({"admin": 200, "other_host": 200, "staff": 200}),
+        mutates=False,
+    ),
+    Case(
+        "GET",
+        "/api/v1/rooms/{private_room}/dashboard",
+        None,
+        only({"admin": 200, "host": 200, "staff": 200}, others=404),
+        mutates=False,
+    ),
+    Case("GET", "/api/v1/brands/{brand}/dashboard", None, only({"admin": 200, "staff": 200}), mutates=False),
+    Case(
+        "GET", "/api/v1/brands/{other_brand}/dashboard", None, only({"admin": 200, "other_staff": 200}), mutates=False
+    ),
+    Case("GET", "/api/v1/creators/{host}/dashboard", None, only({"admin": 200, "host": 200}), mutates=False),
+    Case("GET", "/api/v1/creators/{viewer}/dashboard", None, only({"admin": 404, "viewer": 404}), mutates=False),
 ]
 
 

@@ -167,6 +167,29 @@ BAD_QUERIES = [
 ]
 
 
+# rankings: the leaderboards' own query parameters
+BAD_RANKING_QUERIES = [
+    ("period=year", "query.period"),
+    ("by=units", "query.by"),
+    ("limit=0", "query.limit"),
+    ("limit=101", "query.limit"),
+    ("limit=ten", "query.limit"),
+    ("date=yesterday", "query.date"),
+    ("date=2026-02-30", "query.date"),
+]
+
+
+@pytest.mark.parametrize("board", ["creators", "brands"])
+@pytest.mark.parametrize(("query", "mentions"), BAD_RANKING_QUERIES)
+async def test_bad_ranking_queries_name_the_parameter(
+    board: str, query: str, mentions: str, client: TestClient[Request, Application], engine: AsyncEngine
+) -> None:
+    world = await seed_world(client, engine)
+    status, problem = await world.api.call("GET", f"/api/v1/rankings/{board}?{query}", who="viewer")
+    assert status == 422, problem
+    assert mentions in problem["detail"], problem["detail"]
+
+
 @pytest.mark.parametrize("endpoint", LIST_ROUTES, ids=lambda e: e.path)
 @pytest.mark.parametrize(("query", "mentions"), BAD_QUERIES)
 async def test_bad_pagination_is_refused_with_the_parameter_named(

@@ -26,6 +26,9 @@ for `claim_after_ms`; a consumer reads its own pending entries before new ones. 
 (a constraint) is moved, with the error, to the dead-letter stream ``livecommerce:orders:dead`` rather than
 blocking the pool's stream forever.
 
+After each commit, the batch's paid holds are counted in the GMV rankings (`commerce.rankings.record_paid`:
+idempotent by hold id, and a Redis failure there is logged, never stopping the writer).
+
 A missing buyer is never such a refusal: accounts are deleted by anonymising them (the row stays), and a
 buyer row that is truly gone (removed by hand in SQL) is recreated first as a deleted, anonymised tombstone
 with the same id, so a paid hold always becomes an order and the charge always has its order.
@@ -54,6 +57,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from livecommerce.clock import from_ms
 from livecommerce.commerce.ledger import SaleFacts, post_sales
 from livecommerce.commerce.pools import Hold, HoldState, Inventory, PoolId
+from livecommerce.commerce.rankings import Rankings, record_paid
 from livecommerce.live import codec
 from livecommerce.models import AccountStatus, Order, OrderStatus, Product, Role, SaleCode, User, utcnow
 from livecommerce.users import DELETED_NAME, deleted_email
@@ -288,6 +292,7 @@ class OrderWriter:
         self._pending = True  # a consumer reads its own pending entries first
         self._next_claim = 0.0
         self._next_tidy = time.monotonic() + 60
+        self._rankings = Rankings(redis)
 
     async def step(self) -> int:
         """Read one batch (this consumer's pending entries first, then new ones, waiting up to `block_ms`),
@@ -387,19 +392,23 @@ class OrderWriter:
     async def _apply(self, entries: Sequence[_Entry]) -> None:
         unreadable = [e for e in entries if e.error is not None]
         holds = [e.hold for e in entries if e.hold is not None]
+        written = holds  # committed: counted in the rankings (new or replayed: rank_add counts a hold once)
         try:
             async with self._sessions.begin() as session:
                 await apply_holds(session, holds)
         except (IntegrityError, DataError):
             log.warning("an outbox batch was refused by SQL; writing its holds one at a time", exc_info=True)
+            written = []
             for hold_id in sorted({h.id for h in holds}):
                 mine = [e for e in entries if e.hold is not None and e.hold.id == hold_id]
                 try:
                     async with self._sessions.begin() as session:
                         await apply_holds(session, [e.hold for e in mine if e.hold is not None])
+                    written += [e.hold for e in mine if e.hold is not None]
                 except (IntegrityError, DataError) as exc:
                     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                     await self._dead_letter(mine, reason)
+        await record_paid(self._rankings, written)  # never raises: `commerce.rankings`
         await self._dead_letter(unreadable, None)
 
     async def _dead_letter(self, entries: Sequence[_Entry], reason: str | None) -> None:

@@ -3,6 +3,7 @@
 
 import { ApiError, api, byTestId as t, dateTime, el, fromMinor, localInputValue, money, renderAccount, requireRole, sayAt, timeOfDay, toMinor } from "/web/js/api.js";
 import { startMarket } from "/web/js/brand-market.js";
+import { startBrandDashboard } from "/web/js/dashboard-panel.js";
 import { legend, lineChart } from "/web/js/chart.js";
 
 const ORDER_POLL_MS = 3000;
@@ -439,6 +440,7 @@ async function main() {
     await loadProducts();
     await Promise.all([loadSales({ force: true }), loadRooms()]);
     startMarket(state.brandId, state.products, show, refuse);
+    startBrandDashboard(document.querySelector(".dash"), state.brandId);
   } catch (error) {
     refuse(error);
   }

@@ -6,6 +6,7 @@ import { legend, lineChart } from "/web/js/chart.js";
 import { chatList } from "/web/js/chat.js";
 import { joinRoom } from "/web/js/live.js";
 import { publish, whipUrl } from "/web/js/webrtc.js";
+import { startRoomDashboard } from "/web/js/dashboard-panel.js";
 
 const roomId = Number(location.pathname.split("/")[2]);
 const MUTE_SECONDS = 300;
@@ -513,6 +514,7 @@ async function main() {
   document.title = state.room.title + " · Host console";
   renderStatus();
   connect();
+  startRoomDashboard(t("metrics-chart").closest("section"), roomId);
   try {
     await loadProducts();
     await loadSales();

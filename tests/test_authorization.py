@@ -293,6 +293,83 @@ CASES = [
         lambda w: {"bps": 600, "base": "buyer_paid_plus_discount", "effective_from": later(10)},
         only({"admin": 201}),
     ),
+    # vouchers: campaign (admin's), seller_voucher (brand's, on product), platform_voucher (co-funded under
+    # campaign for brand), ended_voucher (brand's, ended: only its managers see it)
+    Case("GET", "/api/v1/campaigns", None, only({"admin": 200}), mutates=False),
+    Case(
+        "POST",
+        "/api/v1/campaigns",
+        lambda w: {
+            "name": "Sale days",
+            "currency": "USD",
+            "budget_minor": 5000,
+            "starts_at": later(1),
+            "ends_at": later(600),
+        },
+        only({"admin": 201}),
+    ),  # fmt: skip
+    Case("GET", "/api/v1/campaigns/{campaign}", None, only({"admin": 200}), mutates=False),
+    Case("PATCH", "/api/v1/campaigns/{campaign}", lambda w: {"name": "Renamed"}, only({"admin": 200})),
+    Case("POST", "/api/v1/campaigns/{campaign}/end", None, only({"admin": 200})),
+    Case("GET", "/api/v1/campaigns/{campaign}/vouchers", None, only({"admin": 200}), mutates=False),
+    Case(
+        "POST",
+        "/api/v1/campaigns/{campaign}/vouchers",
+        lambda w: {
+            "title": "5% off",
+            "kind": "percent",
+            "percent_bps": 500,
+            "cap_minor": 300,
+            "starts_at": later(1),
+            "ends_at": later(600),
+            "quota": 10,
+            "funding": "platform",
+            "budget_minor": 3000,
+        },
+        only({"admin": 201}),
+    ),  # fmt: skip
+    Case(
+        "POST",
+        "/api/v1/brands/{brand}/vouchers",
+        lambda w: {
+            "title": "1 off",
+            "kind": "amount",
+            "amount_minor": 100,
+            "starts_at": later(1),
+            "ends_at": later(600),
+            "quota": 10,
+            "product_id": w.ids["product"],
+        },
+        only({"admin": 201, "staff": 201}),
+    ),  # fmt: skip
+    Case(
+        "POST",
+        "/api/v1/brands/{brand}/vouchers",
+        lambda w: {
+            "title": "1 off",
+            "kind": "amount",
+            "amount_minor": 100,
+            "starts_at": later(1),
+            "ends_at": later(600),
+            "quota": 10,
+            "product_id": w.ids["other_product"],
+        },
+        only({"admin": 422, "staff": 422}),  # seller vouchers only for the brand's own products
+    ),  # fmt: skip
+    Case("GET", "/api/v1/brands/{brand}/vouchers", None, everyone(), mutates=False),
+    Case("GET", "/api/v1/vouchers/{seller_voucher}", None, everyone(), mutates=False),
+    Case("GET", "/api/v1/vouchers/{platform_voucher}", None, everyone(), mutates=False),
+    Case(
+        "GET",
+        "/api/v1/vouchers/{ended_voucher}",
+        None,
+        only({"admin": 200, "staff": 200}, others=404, anonymous=404),
+        mutates=False,
+    ),
+    Case("PATCH", "/api/v1/vouchers/{seller_voucher}", lambda w: {"quota": 50}, only({"admin": 200, "staff": 200})),
+    Case("PATCH", "/api/v1/vouchers/{platform_voucher}", lambda w: {"quota": 50}, only({"admin": 200})),
+    Case("POST", "/api/v1/vouchers/{seller_voucher}/end", None, only({"admin": 200, "staff": 200})),
+    Case("POST", "/api/v1/vouchers/{platform_voucher}/end", None, only({"admin": 200})),
     # users
     Case("GET", "/api/v1/me", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
     Case(

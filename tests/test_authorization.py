@@ -307,7 +307,7 @@ CASES = [
             "ends_at": later(600),
         },
         only({"admin": 201}),
-    ),  # fmt: skip
+    ),
     Case("GET", "/api/v1/campaigns/{campaign}", None, only({"admin": 200}), mutates=False),
     Case("PATCH", "/api/v1/campaigns/{campaign}", lambda w: {"name": "Renamed"}, only({"admin": 200})),
     Case("POST", "/api/v1/campaigns/{campaign}/end", None, only({"admin": 200})),
@@ -327,7 +327,7 @@ CASES = [
             "budget_minor": 3000,
         },
         only({"admin": 201}),
-    ),  # fmt: skip
+    ),
     Case(
         "POST",
         "/api/v1/brands/{brand}/vouchers",
@@ -341,7 +341,7 @@ CASES = [
             "product_id": w.ids["product"],
         },
         only({"admin": 201, "staff": 201}),
-    ),  # fmt: skip
+    ),
     Case(
         "POST",
         "/api/v1/brands/{brand}/vouchers",
@@ -355,7 +355,7 @@ CASES = [
             "product_id": w.ids["other_product"],
         },
         only({"admin": 422, "staff": 422}),  # seller vouchers only for the brand's own products
-    ),  # fmt: skip
+    ),
     Case("GET", "/api/v1/brands/{brand}/vouchers", None, everyone(), mutates=False),
     Case("GET", "/api/v1/vouchers/{seller_voucher}", None, everyone(), mutates=False),
     Case("GET", "/api/v1/vouchers/{platform_voucher}", None, everyone(), mutates=False),

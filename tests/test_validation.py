@@ -147,7 +147,7 @@ WRONG_TYPES = {
             "ends_at": "2030-01-02T00:00:00Z",
         },
         "body.currency",
-    ),  # fmt: skip
+    ),
     "PATCH /api/v1/campaigns/{campaign_id}": ({"budget_minor": -1}, "body.budget_minor"),
     "POST /api/v1/campaigns/{campaign_id}/vouchers": (
         {
@@ -162,7 +162,7 @@ WRONG_TYPES = {
             "budget_minor": 1,
         },
         "body.percent_bps",
-    ),  # fmt: skip
+    ),
     "POST /api/v1/brands/{brand_id}/vouchers": (
         {
             "title": "T",
@@ -173,7 +173,7 @@ WRONG_TYPES = {
             "quota": 1,
         },
         "body.amount_minor",
-    ),  # fmt: skip
+    ),
     "PATCH /api/v1/vouchers/{voucher_id}": ({"quota": 0}, "body.quota"),
 }
 

@@ -1,7 +1,7 @@
 """The seeded world's campaign and vouchers (`seed_world` calls `seed_vouchers`), through the domain layer.
 
 campaign: admin's, USD, budget 100 000, running from a minute ago for a week. seller_voucher: brand's, 200 off
-product. platform_voucher: co-funded under campaign for brand (10% capped at 500, the platform's share 50%),
+sale_product. platform_voucher: co-funded under campaign for brand (10% capped at 500, the platform's share 50%),
 allotted 10 000. ended_voucher: brand's, ended (only its managers see it).
 """
 
@@ -31,7 +31,7 @@ async def seed_vouchers(engine: AsyncEngine, ids: dict[str, int]) -> None:
         )
         ids["campaign"] = campaign.campaign.id
         amount = VoucherDraft(title="200 off", kind=VoucherKind.AMOUNT, amount_minor=200, starts_at=start,
-                              ends_at=end, quota=100, product_id=ids["product"])  # fmt: skip
+                              ends_at=end, quota=100, product_id=ids["sale_product"])  # fmt: skip
         ids["seller_voucher"] = (await vouchers.create_seller_voucher(session, staff, ids["brand"], amount)).id
         ended = await vouchers.create_seller_voucher(session, staff, ids["brand"], amount)
         ids["ended_voucher"] = (await vouchers.end_voucher(session, staff, ended.id)).id

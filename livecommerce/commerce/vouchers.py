@@ -425,25 +425,46 @@ async def create_campaign_voucher(
     return voucher
 
 
-async def _check_allotment(session: AsyncSession, campaign: Campaign, more: int) -> None:
-    """Refuse allotting `more` when the campaign (locked by the caller) has less unallotted."""
-    allotted = (await _allotted(session, [campaign.id])).get(campaign.id, 0)
-    free = campaign.budget_minor - allotted
-    if more > free:
+async def _check_allotment(
+    session: AsyncSession, campaign: Campaign, allotment: int, *, voucher_id: int | None = None
+) -> None:
+    """Refuse an allotment of `allotment` to a new voucher (or to voucher `voucher_id`, replacing its own) when
+    the campaign, locked by the caller, has less free. The other vouchers' sum is read after the lock."""
+    query = select(func.coalesce(func.sum(Voucher.budget_minor), 0)).where(Voucher.campaign_id == campaign.id)
+    if voucher_id is not None:
+        query = query.where(Voucher.id != voucher_id)
+    free = campaign.budget_minor - int(await session.scalar(query) or 0)
+    if allotment <= free:
+        return
+    if voucher_id is None:
         raise Conflict(
             f"campaign {campaign.id} has {free} of its budget {campaign.budget_minor} unallotted; allot at most "
-            f"that, or raise the campaign's budget first"
+            "that, or raise the campaign's budget first"
         )
+    raise Conflict(
+        f"campaign {campaign.id} can allot voucher {voucher_id} at most {free} of its budget "
+        f"{campaign.budget_minor} (what is unallotted plus the voucher's own); raise the campaign's budget first"
+    )
 
 
 # --- reading, changing and ending vouchers --------------------------------------------------------------------
 
 
-async def _load(session: AsyncSession, voucher_id: int, *, lock: bool = False) -> Voucher:
-    query = select(Voucher).where(Voucher.id == voucher_id)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    voucher = await session.scalar(query)
+async def _load(session: AsyncSession, voucher_id: int) -> Voucher:
+    voucher = await session.get(Voucher, voucher_id)
+    if voucher is None:
+        raise NotFound(f"no voucher with id {voucher_id}")
+    return voucher
+
+
+async def _load_locked(session: AsyncSession, voucher_id: int) -> Voucher:
+    """The voucher, its row locked, and its campaign's first (campaign before voucher, in every change, so two
+    changes never wait for each other's locks). Its `campaign_id` never changes, so it may be read first."""
+    campaign_id = await session.scalar(select(Voucher.campaign_id).where(Voucher.id == voucher_id))
+    if campaign_id is not None:
+        await _lock_campaign(session, campaign_id)
+    query = select(Voucher).where(Voucher.id == voucher_id).with_for_update()
+    voucher = await session.scalar(query.execution_options(populate_existing=True))
     if voucher is None:
         raise NotFound(f"no voucher with id {voucher_id}")
     return voucher
@@ -476,18 +497,19 @@ async def list_campaign_vouchers(session: AsyncSession, who: Principal, campaign
 
 
 async def _change_allotment(session: AsyncSession, voucher: Voucher, budget: int, used_minor: int) -> None:
+    """With the campaign locked (`_load_locked`): up within what the campaign has free, down to what is used."""
     if budget == voucher.budget_minor:
         return
     if voucher.campaign_id is None:
         raise _invalid("body.budget_minor", "seller vouchers have none", "a seller voucher has no campaign budget")
-    campaign = await _lock_campaign(session, voucher.campaign_id)
-    if budget > voucher.budget_minor:
-        await _check_allotment(session, campaign, budget - voucher.budget_minor)
-    elif budget < used_minor:
+    if budget < used_minor:
         raise Conflict(
             f"voucher {voucher.id}'s claims hold {used_minor} of its allotment; it can fall only within the unused "
             f"part: to {used_minor} at the least"
         )
+    campaign = await session.get(Campaign, voucher.campaign_id)
+    assert campaign is not None
+    await _check_allotment(session, campaign, budget, voucher_id=voucher.id)
 
 
 async def update_voucher(
@@ -495,7 +517,7 @@ async def update_voucher(
 ) -> Voucher:
     """Change the window, quota, limits, title or (campaign vouchers) allotment; keys absent or None are left
     as they are. `used_minor`: what the voucher's claims hold of its allotment now (reserved + spent)."""
-    voucher = await _load(session, voucher_id, lock=True)
+    voucher = await _load_locked(session, voucher_id)
     require(who, may_manage_voucher(who, voucher), "change this voucher", _managers(voucher))
     unknown = sorted(set(changes) - _UPDATABLE)
     if unknown:
@@ -538,7 +560,7 @@ def _managers(voucher: Voucher) -> str:
 
 async def end_voucher(session: AsyncSession, who: Principal, voucher_id: int) -> Voucher:
     """No new claims; claims already made keep their terms until they are used or expire."""
-    voucher = await _load(session, voucher_id, lock=True)
+    voucher = await _load_locked(session, voucher_id)
     require(who, may_manage_voucher(who, voucher), "end this voucher", _managers(voucher))
     if voucher.status is VoucherStatus.ENDED:
         raise Conflict(f"voucher {voucher_id} has already ended")

@@ -67,7 +67,7 @@ async def test_a_campaign_shows_its_budget_use_and_refuses_over_allotting(client
     # The budget cannot fall below what is allotted; an allotment rises only as far as the campaign has free.
     assert "10000 allotted" in await _problem(w, "PATCH", path, {"budget_minor": 9999}, 409)
     voucher = f"/api/v1/vouchers/{first['id']}"
-    assert "0 of its budget" in await _problem(w, "PATCH", voucher, {"budget_minor": 6001}, 409)
+    assert "at most 6000 of its budget 10000" in await _problem(w, "PATCH", voucher, {"budget_minor": 6001}, 409)
     await w.api.ok("PATCH", path, json={"budget_minor": 12_000}, who="admin")
     assert (await w.api.ok("PATCH", voucher, json={"budget_minor": 8000}, who="admin"))["budget_minor"] == 8000
     assert (await w.api.ok("GET", path, who="admin"))["unallotted_minor"] == 0
@@ -105,6 +105,33 @@ async def test_concurrent_creates_never_allot_more_than_the_campaign_budget(
     async with session_factory(engine)() as session:
         query = select(func.count(), func.sum(Voucher.budget_minor)).where(Voucher.campaign_id == campaign)
         assert tuple((await session.execute(query)).one()) == (10, 10_000)
+
+
+async def test_concurrent_allotment_raises_never_exceed_the_campaign_budget(
+    client: Client, engine: AsyncEngine
+) -> None:
+    w = await seed_world(client, engine)
+    campaign = await _campaign(w, 15_000)
+    made = [
+        await w.api.ok("POST", f"/api/v1/campaigns/{campaign}/vouchers", who="admin", status=201,
+                       json=_percent_body(budget_minor=1000))
+        for _ in range(8)
+    ]  # fmt: skip
+    admin = Principal(w.ids["admin"], Role.ADMIN)
+
+    async def raise_to(voucher_id: int, budget: int) -> bool:
+        try:
+            async with session_factory(engine).begin() as session:
+                await vouchers.update_voucher(session, admin, voucher_id, {"budget_minor": budget})
+        except Conflict:
+            return False
+        return True
+
+    # Each raise alone fits (8000 + the seven others' 7000); no two together do.
+    results = await asyncio.gather(*(raise_to(v["id"], 8000) for v in made))
+    assert results.count(True) == 1
+    view = await w.api.ok("GET", f"/api/v1/campaigns/{campaign}", who="admin")
+    assert (view["allotted_minor"], view["unallotted_minor"]) == (15_000, 0)
 
 
 async def test_seller_vouchers_are_for_the_brands_own_products(client: Client, engine: AsyncEngine) -> None:

@@ -239,11 +239,25 @@ async def update_campaign(
     ends_at = changes.get("ends_at", campaign.ends_at)
     if "starts_at" in changes or "ends_at" in changes:
         _check_window(starts_at, ends_at, now=utcnow())
+        await _keeps_its_vouchers(session, campaign, starts_at, ends_at)
     for key in ("name", "budget_minor", "starts_at", "ends_at"):
         if key in changes:
             setattr(campaign, key, changes[key])
     await session.flush()
     return view if not changes else CampaignView(campaign, view.allotted_minor)
+
+
+async def _keeps_its_vouchers(
+    session: AsyncSession, campaign: Campaign, starts_at: datetime, ends_at: datetime
+) -> None:
+    """A campaign's window always holds its vouchers' windows."""
+    query = select(func.min(Voucher.starts_at), func.max(Voucher.ends_at)).where(Voucher.campaign_id == campaign.id)
+    first, last = (await session.execute(query)).one()
+    if first is not None and (starts_at > first or ends_at < last):
+        raise Conflict(
+            f"campaign {campaign.id}'s vouchers run from {first.isoformat()} to {last.isoformat()}; its window must "
+            "still hold them: change the vouchers' windows first"
+        )
 
 
 async def end_campaign(session: AsyncSession, who: Principal, campaign_id: int) -> CampaignView:

@@ -69,6 +69,7 @@ async def test_a_campaign_shows_its_budget_use_and_refuses_over_allotting(client
     voucher = f"/api/v1/vouchers/{first['id']}"
     assert "at most 6000 of its budget 10000" in await _problem(w, "PATCH", voucher, {"budget_minor": 6001}, 409)
     await w.api.ok("PATCH", path, json={"budget_minor": 12_000}, who="admin")
+    assert "must still hold them" in await _problem(w, "PATCH", path, {"ends_at": later(300)}, 409)
     assert (await w.api.ok("PATCH", voucher, json={"budget_minor": 8000}, who="admin"))["budget_minor"] == 8000
     assert (await w.api.ok("GET", path, who="admin"))["unallotted_minor"] == 0
     # Down only within the unused part: what the claims hold (from Redis once claims are wired).

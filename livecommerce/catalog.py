@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from livecommerce.access import may_manage_brand, require
 from livecommerce.auth import Principal
 from livecommerce.errors import Conflict, NotFound
-from livecommerce.models import Brand, FlashSale, Order, PlanRate, Product, utcnow
+from livecommerce.models import Brand, FlashSale, Order, PlanRate, Product, Voucher, utcnow
 from livecommerce.paging import cut_page
 
 __all__ = [
@@ -135,6 +135,8 @@ async def delete_product(session: AsyncSession, who: Principal, product_id: int)
     referred = exists().where(FlashSale.product_id == product_id) | exists().where(Order.product_id == product_id)
     if await session.scalar(select(referred)):
         raise Conflict("flash sales or orders refer to this product; set its stock to 0 to stop selling it instead")
+    if await session.scalar(select(exists().where(Voucher.product_id == product_id))):
+        raise Conflict("vouchers refer to this product; end them and set its stock to 0 to stop selling it instead")
     # Its commission rates go with it: no order was sold under them (it never sold), so no history is lost.
     await session.execute(delete(PlanRate).where(PlanRate.product_id == product_id))
     await session.delete(product)

@@ -34,12 +34,14 @@ __all__ = [
     "AccountStatus",
     "Base",
     "Brand",
+    "Campaign",
     "Collaboration",
     "CollaborationStatus",
     "CommissionPlan",
     "FeeBase",
     "FeeRule",
     "FlashSale",
+    "Funding",
     "LedgerAccount",
     "LedgerLine",
     "Order",
@@ -58,6 +60,9 @@ __all__ = [
     "SaleCode",
     "SaleStatus",
     "User",
+    "Voucher",
+    "VoucherKind",
+    "VoucherStatus",
     "sale_invites",
     "sale_rooms",
     "utcnow",
@@ -171,6 +176,26 @@ class LedgerAccount(enum.StrEnum):
 class RefundStatus(enum.StrEnum):
     PENDING = "pending"  # recorded; the provider is being asked (a retry or the worker finishes it)
     DONE = "done"  # refunded by the provider and posted to the ledger
+
+
+class VoucherKind(enum.StrEnum):
+    AMOUNT = "amount"  # a fixed amount off
+    PERCENT = "percent"  # a share of the price off, up to a cap
+
+
+class Funding(enum.StrEnum):
+    """Who bears a voucher's discount: the seller (brand), the platform (from a campaign budget), or both."""
+
+    SELLER = "seller"
+    PLATFORM = "platform"
+    CO = "co"  # the platform funds `platform_share_bps` of it, the seller the rest
+
+
+class VoucherStatus(enum.StrEnum):
+    """Of vouchers and campaigns: an ended one takes no new claims (claims already made keep their terms)."""
+
+    ACTIVE = "active"
+    ENDED = "ended"
 
 
 _NAMING = {
@@ -403,6 +428,19 @@ class Order(Base):
     )
     platform_discount_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # Vouchers, as the hold applied them (`commerce.voucher_price.Price`): `total_minor` stays the goods value,
+    # `platform_discount_minor` the platform-funded part of both vouchers, `seller_discount_minor` the seller's.
+    # Snapshots without foreign keys, like the attribution above.
+    seller_discount_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    seller_voucher_id: Mapped[int | None] = mapped_column(Integer)
+    platform_voucher_id: Mapped[int | None] = mapped_column(Integer)
+    seller_claim_id: Mapped[str | None] = mapped_column(String(40))
+    platform_claim_id: Mapped[str | None] = mapped_column(String(40))
+
+    @property
+    def buyer_paid_minor(self) -> int:
+        """What the buyer was charged: the goods value less both vouchers' discounts."""
+        return self.total_minor - self.seller_discount_minor - self.platform_discount_minor
 
 
 class FeeRule(Base):
@@ -528,3 +566,85 @@ class LedgerLine(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     posted_at: Mapped[datetime]
+
+
+class Campaign(Base):
+    """A platform budget for vouchers: `budget_minor` caps what its vouchers may be allotted in total."""
+
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        CheckConstraint("length(name) >= 1", name="name_not_empty"),
+        CheckConstraint("budget_minor >= 0", name="budget_not_negative"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    currency: Mapped[str] = mapped_column(String(3))
+    budget_minor: Mapped[int] = mapped_column(BigInteger)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    status: Mapped[VoucherStatus] = mapped_column(_enum(VoucherStatus, "campaign_status"), default=VoucherStatus.ACTIVE)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+_VOUCHER_KIND = (
+    "(kind = 'amount' AND amount_minor >= 1 AND percent_bps = 0 AND cap_minor = amount_minor) OR "
+    "(kind = 'percent' AND amount_minor = 0 AND percent_bps >= 1 AND percent_bps <= 10000 AND cap_minor >= 1)"
+)
+_VOUCHER_FUNDING = (
+    "(funding = 'seller' AND platform_share_bps = 0 AND campaign_id IS NULL AND budget_minor = 0 "
+    "AND brand_id IS NOT NULL) OR "
+    "(funding = 'platform' AND platform_share_bps = 10000 AND campaign_id IS NOT NULL) OR "
+    "(funding = 'co' AND platform_share_bps >= 1 AND platform_share_bps <= 9999 AND campaign_id IS NOT NULL "
+    "AND brand_id IS NOT NULL)"
+)
+
+
+class Voucher(Base):
+    """An amount or percent off, claimable by buyers, funded by the seller, the platform or both.
+
+    SELLER vouchers belong to a brand (`campaign_id` null, `budget_minor` 0). PLATFORM and CO vouchers draw the
+    platform's part from a campaign: `budget_minor` is what the campaign allotted to this voucher (claims reserve
+    their worst-case cost from it), and the allotments of a campaign never add up to more than its budget.
+    `brand_id` null (PLATFORM only) means any brand; `product_id` null means any of the brand's products."""
+
+    __tablename__ = "vouchers"
+    __table_args__ = (
+        CheckConstraint("length(title) >= 1", name="title_not_empty"),
+        CheckConstraint(_VOUCHER_KIND, name="kind_terms"),
+        CheckConstraint("min_spend_minor >= 0", name="min_spend_not_negative"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+        CheckConstraint("quota >= 1", name="quota_positive"),
+        CheckConstraint("per_buyer_limit >= 1", name="per_buyer_limit_positive"),
+        CheckConstraint("min_account_age_days >= 0", name="account_age_not_negative"),
+        CheckConstraint(_VOUCHER_FUNDING, name="funding_terms"),
+        CheckConstraint("budget_minor >= 0", name="budget_not_negative"),
+        CheckConstraint("product_id IS NULL OR brand_id IS NOT NULL", name="product_has_brand"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[VoucherKind] = mapped_column(_enum(VoucherKind, "voucher_kind"))
+    amount_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    percent_bps: Mapped[int] = mapped_column(Integer, default=0)
+    cap_minor: Mapped[int] = mapped_column(BigInteger)
+    min_spend_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    currency: Mapped[str] = mapped_column(String(3))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    quota: Mapped[int] = mapped_column(Integer)
+    per_buyer_limit: Mapped[int] = mapped_column(Integer, default=1)
+    min_account_age_days: Mapped[int] = mapped_column(Integer, default=0)
+    funding: Mapped[Funding] = mapped_column(_enum(Funding, "funding"))
+    platform_share_bps: Mapped[int] = mapped_column(Integer)
+    brand_id: Mapped[int | None] = mapped_column(ForeignKey("brands.id", ondelete="RESTRICT"), index=True)
+    product_id: Mapped[int | None] = mapped_column(ForeignKey("products.id", ondelete="RESTRICT"), index=True)
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="RESTRICT"), index=True)
+    budget_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[VoucherStatus] = mapped_column(_enum(VoucherStatus, "voucher_status"), default=VoucherStatus.ACTIVE)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

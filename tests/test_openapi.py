@@ -197,6 +197,8 @@ def _known_ids(ids: Mapping[str, int]) -> dict[str, list[int] | list[str]]:
         "order_id": [ids["order"]],
         "plan_id": [ids["plan"], ids["other_plan"], ids["targeted_plan"]],
         "collaboration_id": [ids["application"], ids["partnership"], ids["offer"]],
+        "campaign_id": [ids["campaign"]],
+        "voucher_id": [ids["seller_voucher"], ids["platform_voucher"], ids["ended_voucher"]],
         "hold_id": [f"s{ids['live_sale']}.1", "p1.1"],  # well-formed; the world holds none in Redis
     }
 

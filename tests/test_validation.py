@@ -31,6 +31,8 @@ PLACEHOLDERS = {
     "order_id": "order",
     "plan_id": "plan",
     "collaboration_id": "application",
+    "campaign_id": "campaign",
+    "voucher_id": "seller_voucher",
 }
 
 
@@ -135,6 +137,44 @@ WRONG_TYPES = {
         {"bps": 2001, "base": "buyer_paid", "effective_from": "2030-01-01T00:00:00Z"},
         "body.bps",
     ),
+    # vouchers
+    "POST /api/v1/campaigns": (
+        {
+            "name": "C",
+            "currency": "usd",
+            "budget_minor": 1,
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-02T00:00:00Z",
+        },
+        "body.currency",
+    ),
+    "PATCH /api/v1/campaigns/{campaign_id}": ({"budget_minor": -1}, "body.budget_minor"),
+    "POST /api/v1/campaigns/{campaign_id}/vouchers": (
+        {
+            "title": "T",
+            "kind": "percent",
+            "percent_bps": 10001,
+            "cap_minor": 1,
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-02T00:00:00Z",
+            "quota": 1,
+            "funding": "platform",
+            "budget_minor": 1,
+        },
+        "body.percent_bps",
+    ),
+    "POST /api/v1/brands/{brand_id}/vouchers": (
+        {
+            "title": "T",
+            "kind": "amount",
+            "amount_minor": "1.00",
+            "starts_at": "2030-01-01T00:00:00Z",
+            "ends_at": "2030-01-02T00:00:00Z",
+            "quota": 1,
+        },
+        "body.amount_minor",
+    ),
+    "PATCH /api/v1/vouchers/{voucher_id}": ({"quota": 0}, "body.quota"),
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from livecommerce.api import marketplace, purchases, rankings, refunds, reports, rest, statements
+from livecommerce.api import marketplace, purchases, rankings, refunds, reports, rest, statements, vouchers
 from livecommerce.api.routing import Endpoint, Router
 
 __all__ = ["ENDPOINTS", "ROUTERS", "install"]
@@ -21,6 +21,7 @@ ROUTERS: tuple[Router, ...] = (
     marketplace.ROUTER,
     statements.ROUTER,
     rankings.ROUTER,
+    vouchers.ROUTER,
 )
 ENDPOINTS: list[Endpoint] = [endpoint for router in ROUTERS for endpoint in router.endpoints]
 

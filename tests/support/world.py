@@ -18,6 +18,7 @@ from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.database import session_factory
 from livecommerce.models import CollaborationStatus, Order, OrderStatus, PlanKind, Role, SaleAudience, SaleCode
 from livecommerce.state import REDIS
+from tests.support.voucher_world import seed_vouchers
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -116,6 +117,7 @@ async def seed_world(client: TestClient[Any, Any], engine: AsyncEngine) -> World
         ids[name] = body["id"]
     await _seed_sales(api, engine, ids)
     await _seed_marketplace(engine, ids)
+    await seed_vouchers(engine, ids)  # campaign, seller_voucher, platform_voucher, ended_voucher
     await TestModeProvider(client.app[REDIS]).charge(f"s{ids['live_sale']}.1", 999, "USD", "4242424242424242")
     return World(api, ids)
 

@@ -124,7 +124,7 @@ end
 
 -- Ends a claimed claim unused: its reservation goes back to the free budget.
 local function expire(keys, claim)
-  redis.call('HINCRBY', keys[BUDGET], 'reserved', -claim.reserved)
+  redis.call('HINCRBY', keys[BUDGET], 'reserved', 0 - claim.reserved)  -- not -x: Lua's -0 is "-0", not an integer
   redis.call('HINCRBY', keys[BUDGET], 'free', claim.reserved)
   redis.call('ZREM', keys[EXPIRY], claim.id)
   claim.state = 'expired'
@@ -371,7 +371,7 @@ local function voucher_redeem(keys, args)
   if claim.state ~= 'applied' then
     return {claim.state, raw}
   end
-  redis.call('HINCRBY', keys[BUDGET], 'reserved', -claim.reserved)
+  redis.call('HINCRBY', keys[BUDGET], 'reserved', 0 - claim.reserved)  -- not -x: Lua's -0 is "-0", not an integer
   redis.call('HINCRBY', keys[BUDGET], 'spent', claim.cost)
   redis.call('HINCRBY', keys[BUDGET], 'free', claim.reserved - claim.cost)
   redis.call('ZREM', keys[EXPIRY], claim.id)

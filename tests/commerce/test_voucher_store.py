@@ -56,7 +56,7 @@ T = TypeVar("T")
 Window = Literal["before", "open", "after"]
 
 VOUCHER = 4
-BUYERS = (1, 2, 3, 4)
+BUYERS = (1, 2, 3, 4, 5, 6)
 HOLDS = ("s1.1", "s1.2", "p9.3")
 HOUR_MS = 3_600_000
 
@@ -190,7 +190,7 @@ class VoucherMachine(RuleBasedStateMachine):
         v = self.v
         return VoucherConfig(v.version, v.quota, v.limit, start, end, v.worst, v.funded)
 
-    @initialize(quota=st.integers(1, 8), limit=st.integers(1, 3), worst=st.integers(0, 40), funded=st.integers(0, 200))
+    @initialize(quota=st.integers(1, 12), limit=st.integers(1, 4), worst=st.integers(0, 40), funded=st.integers(0, 300))
     def load_the_voucher(self, quota: int, limit: int, worst: int, funded: int) -> None:
         self.run(self.redis.flushall())
         self.run(self.store.load_library())
@@ -217,8 +217,8 @@ class VoucherMachine(RuleBasedStateMachine):
     def draw_claim(self, data: st.DataObject, likely: ClaimState) -> tuple[str, ModelClaim | None]:
         ids = sorted(self.v.claims)
         wanted = [i for i in ids if self.v.claims[i].state is likely]
-        pick = data.draw(st.integers(0, 9), label="which claim")
-        choices = wanted if wanted and pick < 6 else ids if ids and pick < 9 else [f"v{VOUCHER}.99"]
+        pick = data.draw(st.integers(0, 19), label="which claim")
+        choices = wanted if wanted and pick < 14 else ids if ids and pick < 19 else [f"v{VOUCHER}.99"]
         claim_id = data.draw(st.sampled_from(choices), label="claim")
         return claim_id, self.v.claims.get(claim_id)
 
@@ -268,10 +268,11 @@ class VoucherMachine(RuleBasedStateMachine):
             self.check_claim(got.claim, self.v.claims[claim_id])
         assert budget == self.v.budget, f"{budget} != model {self.v.budget}"
 
+    @precondition(lambda self: bool(self.v.claims))
     @rule(data=st.data(), discount=st.integers(0, 60), until=st.sampled_from(("past", "future")))
     def apply(self, data: st.DataObject, discount: int, until: str) -> None:
         claim_id, claim = self.draw_claim(data, ClaimState.CLAIMED)
-        who = data.draw(st.sampled_from(("own", "other", "system")), label="actor")
+        who = data.draw(st.sampled_from(("own", "own", "own", "other", "system")), label="actor")
         hold = self.draw_hold(data, claim)
         cost = data.draw(st.integers(0, discount), label="cost")
         buyer = 0 if who == "system" else claim.buyer if claim is not None and who == "own" else 0
@@ -306,14 +307,22 @@ class VoucherMachine(RuleBasedStateMachine):
         )  # fmt: skip
         self.v.outbox.append(("applied", claim.id))
         self.check_reply(reply, ClaimOutcome.OK, claim)
+        then = data.draw(st.sampled_from(("nothing", "redeem", "release")), label="then")
+        if then == "redeem":  # the hold was paid at once (or went unpaid): settle while the claim is applied
+            self.do_redeem(claim.id, claim, hold)
+        elif then == "release":
+            self.do_release(claim.id, claim, hold)
 
     def attached_elsewhere(self, claim: ModelClaim, hold: str) -> bool:
         return claim.state in (ClaimState.APPLIED, ClaimState.USED) and claim.hold != hold
 
+    @precondition(lambda self: bool(self.v.claims))
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         claim_id, claim = self.draw_claim(data, ClaimState.APPLIED)
-        hold = self.draw_hold(data, claim)
+        self.do_release(claim_id, claim, self.draw_hold(data, claim))
+
+    def do_release(self, claim_id: str, claim: ModelClaim | None, hold: str) -> None:
         reply = self.run(self.store.release(VOUCHER, claim_id, hold))
         event(f"release: {reply.status}")
         if claim is None:
@@ -329,10 +338,13 @@ class VoucherMachine(RuleBasedStateMachine):
         self.v.outbox.append(("released", claim.id))
         self.check_reply(reply, ClaimOutcome.OK, claim)
 
+    @precondition(lambda self: bool(self.v.claims))
     @rule(data=st.data())
     def redeem(self, data: st.DataObject) -> None:
         claim_id, claim = self.draw_claim(data, ClaimState.APPLIED)
-        hold = self.draw_hold(data, claim)
+        self.do_redeem(claim_id, claim, self.draw_hold(data, claim))
+
+    def do_redeem(self, claim_id: str, claim: ModelClaim | None, hold: str) -> None:
         reply = self.run(self.store.redeem(VOUCHER, claim_id, hold))
         event(f"redeem: {reply.status}")
         if claim is None:
@@ -369,11 +381,11 @@ class VoucherMachine(RuleBasedStateMachine):
     @rule(
         data=st.data(),
         step=st.sampled_from((-1, 0, 1)),
-        quota=st.integers(1, 8),
-        limit=st.integers(1, 3),
+        quota=st.integers(1, 12),
+        limit=st.integers(1, 4),
         worst=st.integers(0, 40),
-        funded=st.integers(0, 200),
-        kind=st.sampled_from(("before", "open", "after")),
+        funded=st.integers(0, 300),
+        kind=st.sampled_from(("open", "open", "open", "before", "after")),
     )
     def reload(
         self, data: st.DataObject, step: int, quota: int, limit: int, worst: int, funded: int, kind: Window
@@ -404,7 +416,7 @@ class VoucherMachine(RuleBasedStateMachine):
                 "loaded", version, False, v.budget,
             ), result  # fmt: skip
 
-    @precondition(lambda self: not self.v.closed and len(self.tried) >= 4)
+    @precondition(lambda self: not self.v.closed and len(self.tried) >= 12)
     @rule()
     def close(self) -> None:
         budget, still_open = self.run(self.store.close(VOUCHER))

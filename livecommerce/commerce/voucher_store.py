@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 VOUCHER_REGISTRY: Final = "livecommerce:vouchers"  # set of voucher ids the worker sweeps
 MAX_CLAIM_BATCH: Final = 500  # claims per function call (vouchers.lua MAX_BATCH)
 _RELOAD_ATTEMPTS: Final = 3
+_KEY: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 class VoucherKeys(NamedTuple):
@@ -156,6 +158,13 @@ class ClaimRequest:
 
     buyer_id: int
     key: str
+
+    def __post_init__(self) -> None:
+        # Checked here too, so one bad request cannot fail the batch of claims it would share a call with.
+        if not 1 <= self.buyer_id <= 10**15:
+            raise ValueError(f"buyer id {self.buyer_id} is not an account id")
+        if not _KEY.fullmatch(self.key):
+            raise ValueError(f"claim key {self.key!r}: 1-64 characters of A-Z a-z 0-9 _ . : -")
 
 
 class ClaimRefusal(enum.StrEnum):

@@ -367,7 +367,9 @@ class VoucherMachine(RuleBasedStateMachine):
     def sweep(self) -> None:
         swept = self.run(self.store.sweep(VOUCHER))
         now = self.run(redis_ms(self.redis))
-        due = [c for c in self.v.claims.values() if c.state is ClaimState.CLAIMED] if self.v.over else []
+        # Claimed claims all score 0 in the expiry index, which orders them by id as text ("v4.10" < "v4.2").
+        claimed = sorted((c for c in self.v.claims.values() if c.state is ClaimState.CLAIMED), key=lambda c: c.id)
+        due = claimed if self.v.over else []
         event(f"sweep: {len(due)} expired")
         assert swept.expired == [c.id for c in due], f"{swept.expired} != model {[c.id for c in due]}"
         for claim in due:
@@ -551,6 +553,27 @@ async def test_a_burst_of_claims_never_overruns_quota_limit_or_budget(redis: Red
     live = (ClaimState.CLAIMED, ClaimState.APPLIED)
     assert budget.reserved == sum(c.reserved_minor for c in claims if c.state in live)
     assert budget.spent == sum(c.cost_minor for c in claims if c.state is ClaimState.USED)
+
+
+async def test_a_failed_call_reaches_every_claim_it_carried_and_the_batcher_goes_on(redis: Redis) -> None:
+    store = VoucherStore(redis)
+    await store.load_library()
+    now = await redis_ms(redis)
+    await store.load(VOUCHER, VoucherConfig(1, 100, 5, now - HOUR_MS, now + HOUR_MS, 1, 100))
+    await redis.set(voucher_keys(VOUCHER).buyers, "not a hash")
+    batcher = VoucherClaimBatcher(store)
+    failed = await asyncio.gather(
+        *(batcher.claim(VOUCHER, ClaimRequest(b, "a")) for b in range(1, 21)), return_exceptions=True
+    )
+    assert all(isinstance(f, ResponseError) and "WRONGTYPE" in str(f) for f in failed), failed
+    await redis.delete(voucher_keys(VOUCHER).buyers)
+    retried = await asyncio.gather(*(batcher.claim(VOUCHER, ClaimRequest(b, "a")) for b in range(1, 21)))
+    assert [r.claim.buyer_id for r in retried if isinstance(r, Claimed) and not r.replayed] == list(range(1, 21))
+    assert (await store.budget(VOUCHER)).claimed == 20
+    with pytest.raises(ValueError, match="claim key"):
+        ClaimRequest(1, "no spaces")
+    with pytest.raises(ValueError, match="buyer id"):
+        ClaimRequest(0, "a")
 
 
 # --- bad calls ------------------------------------------------------------------------------------------------

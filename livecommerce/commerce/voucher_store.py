@@ -133,6 +133,7 @@ class Claim:
     cost_minor: int  # what the budget pays of the discount (APPLIED: will pay; USED: paid)
     created_at_ms: int
     until_ms: int | None  # APPLIED, USED: the hold's deadline when applied
+    used_at_ms: int | None = None  # USED
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Claim:
@@ -149,6 +150,7 @@ class Claim:
             cost_minor=int(d["cost"]),
             created_at_ms=int(d["created"]),
             until_ms=int(d["until"]) or None,
+            used_at_ms=int(d["used"]) if "used" in d else None,
         )
 
 

@@ -10,7 +10,8 @@
 --                         reserves), state (open|closed), claimed (claims ever made: also the claim sequence),
 --                         top (the most claims one buyer has: a reload may not set limit below it)
 -- KEYS[2] claims   hash   claim id ("v<V>.<n>") -> JSON {id, voucher, buyer, key, state (claimed|applied|used|
---                         expired), reserved, hold, discount, cost, created, until}
+--                         expired), reserved, hold ('' unless applied or used), discount, cost, created, until
+--                         (0 unless applied or used), used (ms, once used)}
 -- KEYS[3] idem     hash   "<buyer>:<key>" -> claim id (a retry returns the same claim)
 -- KEYS[4] budget   hash   funded, reserved, spent, free   (reserved + spent + free = funded, all >= 0, always)
 -- KEYS[5] expiry   zset   claim id -> 0 for a claimed claim (due when the voucher ends or closes), the hold's

@@ -238,6 +238,7 @@ class VoucherMachine(RuleBasedStateMachine):
             claim.id, VOUCHER, claim.buyer, claim.key, claim.state, claim.reserved, claim.hold, claim.discount,
             claim.cost, claim.until,
         ), f"{got} != model {claim}"  # fmt: skip
+        assert (got.used_at_ms is not None) == (claim.state is ClaimState.USED), got
 
     def check_reply(self, reply: ClaimReply, status: ClaimOutcome, claim: ModelClaim | None) -> None:
         assert reply.status is status, f"expected {status}, got {reply}"

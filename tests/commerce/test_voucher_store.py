@@ -703,3 +703,14 @@ async def test_every_key_of_a_voucher_shares_one_hash_tag(redis: Redis) -> None:
     written = {bytes(key).decode() async for key in redis.scan_iter()} - {"livecommerce:vouchers"}
     assert {keys.cfg, keys.claims, keys.idem, keys.budget, keys.buyers, keys.outbox} <= written <= set(keys)
     assert {key_slot(key.encode()) for key in written} == {key_slot(keys.cfg.encode())}
+
+
+async def test_the_outbox_is_bounded(redis: Redis) -> None:
+    store = VoucherStore(redis)
+    now = await redis_ms(redis)
+    await store.load(VOUCHER, VoucherConfig(1, 20_000, 1, now - HOUR_MS, now + HOUR_MS, 0, 0))
+    for start in range(1, 12_001, 500):
+        results, _ = await store.claim(VOUCHER, [ClaimRequest(b, "a") for b in range(start, start + 500)])
+        assert all(isinstance(r, Claimed) for r in results)
+    length = await redis.xlen(voucher_keys(VOUCHER).outbox)
+    assert 10_000 <= length < 10_200, length  # 12001 appended, trimmed near 10000 (MAXLEN ~: whole stream nodes)

@@ -50,7 +50,7 @@ from livecommerce.live.events import Event
 from livecommerce.live.rooms import LiveRooms
 from livecommerce.models import Room
 from livecommerce.outage import Warnings, dependency_down, unavailable
-from livecommerce.shows import Shows
+from livecommerce.shows import Shows, VoucherService
 from livecommerce.wire import validation_problem
 
 __all__ = ["EVENTS", "Hub"]
@@ -120,6 +120,7 @@ class Hub:
         signer: TokenSigner,
         buying: Buying,
         accounts: Accounts,
+        vouchers: VoucherService | None = None,
     ) -> None:
         self.sio = sio
         self.fanout = fanout
@@ -128,7 +129,7 @@ class Hub:
         self.signer = signer
         self.buying = buying
         self.accounts = accounts
-        self.shows = Shows(sessions=sessions, buying=buying, live=live)
+        self.shows = Shows(sessions=sessions, buying=buying, live=live, vouchers=vouchers)
         accounts.subscribe(self._accounts_changed)
         live.listen(self._on_room_event)
         self._connections: dict[str, _Connection] = {}
@@ -340,7 +341,16 @@ class Hub:
 
     @_on("pin", p.Pin)
     async def _pin(self, sid: str, connection: _Connection, event: p.Pin) -> dict[str, Any]:
-        return (await self.shows.pin(connection.who, event.room_id, event.product_id)).live_payload(event.room_id)
+        if event.voucher_id is not None:
+            shown = await self.shows.pin_voucher(connection.who, event.room_id, event.voucher_id)
+        else:
+            assert event.product_id is not None  # the protocol asks for exactly one
+            shown = await self.shows.pin(connection.who, event.room_id, event.product_id)
+        return shown.live_payload(event.room_id)
+
+    @_on("room_vouchers", p.RoomVouchers)
+    async def _room_vouchers(self, sid: str, connection: _Connection, event: p.RoomVouchers) -> dict[str, Any]:
+        return {"room_id": event.room_id, "vouchers": await self.shows.room_vouchers(connection.who, event.room_id)}
 
     @_on("unpin", p.Unpin)
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
@@ -362,6 +372,18 @@ class Hub:
             sale_id=event.sale_id,
         )  # fmt: skip
         return {"hold": hold_wire(hold), "replayed": replayed}
+
+    @_on("claim_voucher", p.ClaimVoucher)
+    async def _claim_voucher(self, sid: str, connection: _Connection, event: p.ClaimVoucher) -> dict[str, Any]:
+        room_rules.require_buyer(connection.who)
+        self._require_member(connection, event.room_id)
+        return await self.shows.claim_voucher(connection.who, event.room_id, event.voucher_id, event.idempotency_key)
+
+    @_on("quote", p.Quote)
+    async def _quote(self, sid: str, connection: _Connection, event: p.Quote) -> dict[str, Any]:
+        room_rules.require_buyer(connection.who)
+        self._require_member(connection, event.room_id)
+        return {"price": await self.shows.quote(connection.who, event.room_id, event.product_id, event.quantity)}
 
     @_on("checkout", p.Checkout)
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:

@@ -29,7 +29,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -80,6 +80,9 @@ from livecommerce.models import (
     sale_rooms,
 )
 from livecommerce.recent import RecentCache
+
+if TYPE_CHECKING:
+    from livecommerce.commerce.voucher_live import VoucherLive
 
 __all__ = [
     "BUYING",
@@ -322,8 +325,20 @@ def product_pool_config(product: Product) -> PoolConfig:
     )  # fmt: skip
 
 
-def hold_wire(hold: Hold) -> dict[str, Any]:
-    """A hold as buyers see it (REST and socket)."""
+def hold_wire(hold: Hold, price: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A hold as buyers see it (REST and socket). `price`: a quote's wire (`voucher_live.Quote.as_wire`); by
+    default the discounts recorded on the hold (none: its total)."""
+    if price is None:
+        disc = hold.disc
+        vouchers = [] if disc is None else [
+            {"voucher_id": v, "claim_id": c, "title": None, "discount_minor": None} for v, c in disc.claims
+        ]  # fmt: skip
+        seller = 0 if disc is None else disc.seller_funded
+        platform = 0 if disc is None else disc.platform_funded
+        price = {
+            "subtotal_minor": hold.total_minor, "seller_discount_minor": seller, "platform_discount_minor": platform,
+            "pay_minor": hold.pay_minor, "vouchers": vouchers,
+        }  # fmt: skip
     return {
         "id": hold.id,
         "state": hold.state.value,
@@ -336,6 +351,7 @@ def hold_wire(hold: Hold) -> dict[str, Any]:
         "currency": hold.currency,
         "expires_at_ms": hold.expires_at_ms,
         "payment_ref": hold.payment_ref,
+        "price": price,
     }
 
 
@@ -361,6 +377,7 @@ class Buying:
         self.provider = provider
         self.payment_grace_ms = payment_grace_ms
         self.guesses = guesses  # None: invite-code guesses are not limited (unit tests of this class)
+        self.vouchers: VoucherLive | None = None  # set by app.py: checkout applies the buyer's vouchers
         self._rooms: RecentCache[int, RoomInfo] = RecentCache(
             _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="room"
         )
@@ -388,6 +405,11 @@ class Buying:
                 brand_ids=frozenset(b for b, _ in brands), title=room.title, host_name=room.host.display_name,
                 brands=tuple(brands), started_at=room.started_at,
             )  # fmt: skip
+
+    async def room_info(self, room_id: int) -> RoomInfo:
+        """The room's cached facts, for the system (no visibility check: callers that act for a person use
+        `room`)."""
+        return await self._rooms.get(room_id, lambda: self._lookup_room(room_id))
 
     def forget_room(self, room_id: int) -> None:
         """The room changed (went live, ended): look it up again next time."""

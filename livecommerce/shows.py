@@ -8,14 +8,12 @@ same action would call the same function.
 The pin card shows a product or a voucher. A voucher may be pinned in a room when it is active and running and
 the room may sell its brand (`rooms.can_sell`: featured, or the host collaborates on its product), or when it
 is a platform voucher for any brand. Pinning it loads it into Redis and marks it pinned in the room for this
-show (`VoucherService`, the live voucher service), so viewers may claim it. A product pin also records the
+show (`VoucherLive`, the live voucher service), so viewers may claim it. A product pin also records the
 room's last pinned product (`livecommerce:{room:ID}:last_product`): a claim's ack quotes the price after
 vouchers for it while the voucher card is shown.
 """
 
 from __future__ import annotations
-
-from typing import Any, Protocol
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -24,7 +22,7 @@ from livecommerce import rooms
 from livecommerce.auth import Principal
 from livecommerce.commerce.buying import Buying
 from livecommerce.commerce.collaborations import terms_for
-from livecommerce.commerce.voucher_store import VoucherStore
+from livecommerce.commerce.voucher_live import VoucherLive, claim_wire
 from livecommerce.commerce.vouchers import get_voucher
 from livecommerce.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from livecommerce.live import events as ev
@@ -33,26 +31,13 @@ from livecommerce.live.rooms import LiveRooms
 from livecommerce.live.store import room_key
 from livecommerce.models import Funding, Product, Room, Voucher, VoucherStatus, utcnow
 
-__all__ = ["MODERATOR_APPOINTMENTS", "Shows", "VoucherService"]
+__all__ = ["MODERATOR_APPOINTMENTS", "Shows"]
 
 # Only the room's host (or an admin) appoints moderators; appointed moderators do the rest.
 MODERATOR_APPOINTMENTS = frozenset({"add_moderator", "remove_moderator"})
 
 
 _LAST_PRODUCT_SECONDS = 24 * 3600  # a show's last pinned product is forgotten a day after it was pinned
-
-
-class _Quote(Protocol):
-    def as_wire(self) -> dict[str, Any]: ...
-
-
-class VoucherService(Protocol):
-    """What the live show needs of the live voucher service (`commerce.voucher_live.VoucherLive`)."""
-
-    async def ensure_loaded(self, voucher_id: int) -> Any: ...
-    async def mark_pinned(self, room_id: int, voucher_id: int) -> None: ...
-    async def claim(self, who: Principal, room_id: int, voucher_id: int, key: str) -> tuple[Any, bool]: ...
-    async def quote(self, buyer_id: int, room_id: int | None, product: Any, quantity: int) -> _Quote: ...
 
 
 class Shows:
@@ -64,13 +49,12 @@ class Shows:
         sessions: async_sessionmaker[AsyncSession],
         buying: Buying,
         live: LiveRooms,
-        vouchers: VoucherService | None = None,
+        vouchers: VoucherLive | None = None,
     ) -> None:
         self.sessions = sessions
         self.buying = buying
         self.live = live
         self.vouchers = vouchers
-        self._store = VoucherStore(buying.inventory.redis)
 
     async def _room(self, who: Principal, room_id: int) -> Room:
         async with self.sessions() as session:
@@ -122,7 +106,8 @@ class Shows:
         """Claims left per voucher: its quota less what Redis counted (the quota while not yet loaded)."""
         left = {}
         for voucher_id in voucher_ids:
-            left[voucher_id] = max(0, quotas[voucher_id] - (await self._store.budget(voucher_id)).claimed)
+            budget = None if self.vouchers is None else await self.vouchers.budget(voucher_id)
+            left[voucher_id] = max(0, quotas[voucher_id] - (0 if budget is None else budget.claimed))
         return left
 
     async def room_vouchers(self, who: Principal, room_id: int) -> list[Payload]:
@@ -178,7 +163,7 @@ class Shows:
         rooms.require_live_runner(who, room, "unpin products")
         return await self.live.publish(room.id, ev.unpinned(room.id))
 
-    def _voucher_service(self) -> VoucherService:
+    def _voucher_service(self) -> VoucherLive:
         if self.vouchers is None:
             raise Conflict("vouchers are not available on this server (the live voucher service is not running)")
         return self.vouchers
@@ -194,7 +179,7 @@ class Shows:
                 quote = await self.quote(who, room_id, product_id, 1)
             except (NotFound, Forbidden, Conflict):
                 quote = None
-        return {"claim": _claim_wire(claim), "replayed": replayed, "quote": quote}
+        return {"claim": claim_wire(claim), "replayed": replayed, "quote": quote}
 
     async def quote(self, who: Principal, room_id: int, product_id: int, quantity: int) -> Payload:
         """The price after the caller's best usable claims for `quantity` of a product the room sells
@@ -248,11 +233,3 @@ class Shows:
             raise InvalidRequest(
                 f"the moderation action {action!r} is unknown or lacks what it needs (docs/protocol.md)"
             )
-
-
-def _claim_wire(claim: Any) -> Payload:
-    """A claim as its owner reads it (`voucher_store.Claim`)."""
-    return {
-        "id": claim.id, "voucher_id": claim.voucher_id, "state": str(claim.state),
-        "created_at_ms": claim.created_at_ms,
-    }  # fmt: skip

@@ -30,6 +30,7 @@ from livecommerce import rooms as room_rules
 from livecommerce.accounts import Account, Accounts
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
+from livecommerce.commerce.voucher_live import VoucherLive
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -50,7 +51,7 @@ from livecommerce.live.events import Event
 from livecommerce.live.rooms import LiveRooms
 from livecommerce.models import Room
 from livecommerce.outage import Warnings, dependency_down, unavailable
-from livecommerce.shows import Shows, VoucherService
+from livecommerce.shows import Shows
 from livecommerce.wire import validation_problem
 
 __all__ = ["EVENTS", "Hub"]
@@ -120,7 +121,7 @@ class Hub:
         signer: TokenSigner,
         buying: Buying,
         accounts: Accounts,
-        vouchers: VoucherService | None = None,
+        vouchers: VoucherLive | None = None,
     ) -> None:
         self.sio = sio
         self.fanout = fanout

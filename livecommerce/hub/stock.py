@@ -1,9 +1,10 @@
 """Stock counters: the live stock of the product pinned in each room with local viewers.
 
 Each room shows the pool of its pinned product (`track_pin`, fed by every `pinned` event and by a join's
-snapshot; a voucher pin leaves the product's pool shown). Ten times a second the stock of every shown pool is read in one round trip and sent as `stock`
-room state, only when it changed, so the rate of updates does not follow the rate of purchases; sold out is
-pushed at once when a reservation here sees it (`reported`, the batcher's callback).
+snapshot; a voucher pin leaves the product's pool shown). Ten times a second the stock of every shown pool is
+read in one round trip and sent as `stock` room state, only when it changed, so the rate of updates does not
+follow the rate of purchases; sold out is pushed at once when a reservation here sees it (`reported`, the
+batcher's callback).
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ export function fundingText(v) {
 export function priceBlock(price, currency, testid = "voucher-price") {
   if (!price || !(price.pay_minor < price.subtotal_minor)) return null;
   const lines = (price.vouchers || []).map((v) =>
-    el("li", { testid: "voucher-price-line", dataset: { voucherId: String(v.voucher_id) } }, `${v.title}: −${money(v.discount_minor, currency)}`),
+    el("li", { testid: "voucher-price-line", dataset: { voucherId: String(v.voucher_id) } },
+      v.discount_minor === null || v.discount_minor === undefined ? (v.title || "Voucher") : `${v.title || "Voucher"}: −${money(v.discount_minor, currency)}`),
   );
   return el(
     "div",

@@ -133,6 +133,7 @@ async def _demo_worker_context(app: web.Application) -> AsyncIterator[None]:
     jobs = worker_jobs(
         app[REDIS], app[SESSIONS], buying.inventory, buying.provider,
         consumer=f"{socket.gethostname()}:{os.getpid()}:web", claim_after_ms=app[SETTINGS].worker_claim_after_ms,
+        vouchers=app[VOUCHERS],
     )  # fmt: skip
     tasks = [asyncio.create_task(job.run(), name=f"demo {job.name}") for job in jobs]
     yield

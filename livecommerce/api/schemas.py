@@ -866,6 +866,9 @@ class RefundOut(BaseModel):
     status: RefundStatus = Field(description="`pending` until the provider gave the money back and it is posted.")
     created_at: datetime
     completed_at: datetime | None
+    note: str | None = Field(
+        default=None, description="Set when the order used a voucher: the voucher is not returned by a refund."
+    )
 
 
 class RefundList(BaseModel):

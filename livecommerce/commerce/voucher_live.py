@@ -609,14 +609,21 @@ class VoucherLive:
 
     async def sweep(self) -> int:
         """One round of the worker's voucher sweeper: every registered voucher's expired claims go back to its
-        budget, applied claims past their `until` are reconciled. Returns the claims handled."""
+        budget, applied claims past their `until` are reconciled. Returns the claims handled. One broken voucher
+        does not stop the others (its error is raised after the round)."""
         handled = 0
+        failed: list[BaseException] = []
         for voucher_id in await self.store.registered():
-            swept = await self.store.sweep(voucher_id)
-            handled += len(swept.expired)
-            for claim in swept.stale_applied:
-                if await self.reconcile(claim) is not None:
-                    handled += 1
+            try:
+                swept = await self.store.sweep(voucher_id)
+                handled += len(swept.expired)
+                for claim in swept.stale_applied:
+                    if await self.reconcile(claim) is not None:
+                        handled += 1
+            except Exception as exc:  # noqa: BLE001 - reported below, after the other vouchers
+                failed.append(exc)
+        if failed:
+            raise failed[0]
         return handled
 
 

@@ -166,6 +166,10 @@ class Checkout(BaseModel):
 
     hold_id: HoldId
     card_number: Annotated[str, StringConstraints(pattern=r"^[0-9 ]{12,23}$")]
+    # Voucher claims to use (at most one seller, one platform voucher); None: the best of the buyer's; []: none.
+    claim_ids: list[Annotated[str, StringConstraints(pattern=r"^v[0-9]{1,15}\.[0-9]{1,12}$")]] | None = Field(
+        default=None, max_length=2
+    )
 
 
 class CancelHold(BaseModel):

@@ -388,7 +388,7 @@ class Hub:
 
     @_on("checkout", p.Checkout)
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:
-        hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number)
+        hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number, claim_ids=event.claim_ids)
         return {"hold": hold_wire(hold)}
 
     @_on("cancel_hold", p.CancelHold)

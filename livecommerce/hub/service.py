@@ -30,6 +30,7 @@ from livecommerce import rooms as room_rules
 from livecommerce.accounts import Account, Accounts
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
+from livecommerce.commerce.pools import Hold, HoldState
 from livecommerce.commerce.voucher_live import VoucherLive
 from livecommerce.errors import (
     ClientError,
@@ -372,7 +373,16 @@ class Hub:
             connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code,
             sale_id=event.sale_id,
         )  # fmt: skip
-        return {"hold": hold_wire(hold), "replayed": replayed}
+        quote = await self._quoted(hold)
+        return {"hold": hold_wire(hold, quote), "replayed": replayed, "quote": quote}
+
+    async def _quoted(self, hold: Hold) -> dict[str, Any] | None:
+        """A held hold not yet priced: its price after the buyer's best vouchers (what checkout will charge), as
+        REST's buy answers it; None without vouchers."""
+        vouchers = self.buying.vouchers
+        if vouchers is None or hold.state is not HoldState.HELD or hold.disc is not None:
+            return None
+        return (await vouchers.quote_hold(hold)).as_wire()
 
     @_on("claim_voucher", p.ClaimVoucher)
     async def _claim_voucher(self, sid: str, connection: _Connection, event: p.ClaimVoucher) -> dict[str, Any]:

@@ -83,9 +83,14 @@ function renderCampaign() {
 }
 
 async function load() {
+  // Lists carry no live figures: each campaign and voucher is read on its own for them.
   const page = await api("/campaigns", { auth: "required" });
-  state.campaigns = page.items;
-  for (const c of state.campaigns) state.vouchers.set(c.id, (await api(`/campaigns/${c.id}/vouchers`, { auth: "required" })).items);
+  const one = (path) => api(path, { auth: "required" });
+  state.campaigns = await Promise.all(page.items.map((c) => one(`/campaigns/${c.id}`)));
+  for (const c of state.campaigns) {
+    const list = (await one(`/campaigns/${c.id}/vouchers`)).items;
+    state.vouchers.set(c.id, await Promise.all(list.map((v) => one(`/vouchers/${v.id}`))));
+  }
   render();
 }
 

@@ -54,7 +54,8 @@ export function startVouchers(brandId, products, show, refuse) {
 
   async function load() {
     const page = await api(`/brands/${brandId}/vouchers`, { auth: "required" });
-    vouchers = page.items;
+    // The list carries no live figures: a voucher you manage (`budget_minor` not null) is read on its own.
+    vouchers = await Promise.all(page.items.map((v) => (v.budget_minor === null ? v : api(`/vouchers/${v.id}`, { auth: "required" }))));
     render();
   }
 

@@ -189,7 +189,6 @@ t("new-campaign-voucher-form").addEventListener("submit", async (event) => {
   } catch (error) {
     return show(error.message, "error", "invalid_request", button.parentElement);
   }
-  body.currency = campaign.currency;
   body.funding = t("voucher-funding").value;
   const brand = t("voucher-brand").value;
   if (brand) body.brand_id = Number(brand);

@@ -377,7 +377,10 @@ class VoucherLive:
         """After a create, change or end committed: read the voucher now and load (or close) it in Redis."""
         self._vouchers.drop(voucher_id)
         self._loaded.pop(voucher_id, None)
-        await self.ensure_loaded(voucher_id, fresh=True)
+        try:
+            await self.ensure_loaded(voucher_id, fresh=True)
+        except (RedisError, OSError):  # loaded lazily on the next pin or claim
+            log.warning("voucher %d: could not load it into Redis after its change", voucher_id, exc_info=True)
 
     async def budget(self, voucher_id: int) -> Budget | None:
         """The voucher's live budget figures from Redis (None: not loaded there, or Redis unreachable)."""

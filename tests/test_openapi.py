@@ -58,7 +58,7 @@ _ALIAS = re.compile(r"\{(\w+)(?::[^{}]*(?:\{[^{}]*\}[^{}]*)*)?\}")
 
 
 _NOT_REST = {"/", "/openapi.json", "/socket.io/", "/signin", "/watch/{room_id}", "/host", "/host/{room_id}", "/brand",
-             "/web"}  # fmt: skip
+             "/rankings", "/admin/vouchers", "/web"}  # fmt: skip
 
 
 def _routes(app: web.Application) -> set[tuple[str, str]]:

@@ -149,6 +149,11 @@ async def test_a_voucher_order_end_to_end(client: Client, engine: AsyncEngine) -
                                           LedgerAccount.PLATFORM_FEE))  # fmt: skip
     assert shares == 1620 + 89
 
+    statement = await api.ok("GET", f"/api/v1/brands/{ids['brand']}/statement", who="staff")
+    usd = {t["currency"]: t for t in statement["totals"]}["USD"]
+    assert (usd["platform_discount_minor"], usd["seller_discount_minor"]) == (89, 290)  # this order's alone
+    assert usd["brand_net_minor"] == sale[LedgerAccount.BRAND_NET]
+
     refund = await api.ok("POST", f"/api/v1/orders/{order.id}/refunds", who="staff", status=201,
                           json={"idempotency_key": "r1"})  # fmt: skip
     assert (refund["amount_minor"], refund["status"]) == (1620, "done")

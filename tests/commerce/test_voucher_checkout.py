@@ -200,8 +200,17 @@ async def test_a_decline_gives_the_claims_back_and_a_later_checkout_uses_them(
     assert redis_hold is not None
     assert redis_hold.state is HoldState.HELD
     assert redis_hold.disc is None
+    await drain(client, engine)  # the order is written as held first: its voucher columns follow when paid
+    assert (await order_of(engine, hold["id"])).seller_voucher_id is None
     paid = await world.api.ok("POST", path, who="viewer", json={"card_number": CARD, "claim_ids": [c["id"]]})
     assert paid["price"]["pay_minor"] == PRODUCT_PRICE - 200
+    await drain(client, engine)
+    order = await order_of(engine, hold["id"])
+    assert (order.status, order.seller_voucher_id, order.seller_claim_id) == (OrderStatus.PAID, seller, c["id"])
+    assert (order.seller_discount_minor, order.platform_discount_minor, order.buyer_paid_minor) == (200, 0, 1799)
+    sale = (await lines_of(engine, order.id))[f"sale:{hold['id']}"]
+    assert sale[LedgerAccount.BUYER_PAID] == -1799
+    assert sum(sale.values()) == 0
     got = await live(client).store.get_claim(seller, c["id"])
     assert got is not None
     assert got.state is ClaimState.USED

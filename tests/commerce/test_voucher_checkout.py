@@ -26,7 +26,7 @@ from livecommerce.commerce.voucher_store import ClaimState
 from livecommerce.database import session_factory
 from livecommerce.models import LedgerAccount, LedgerLine, Order, OrderStatus
 from livecommerce.state import REDIS
-from tests.support.sockets import Client
+from tests.support.sockets import Client, Viewer, viewer_in
 from tests.support.waits import until
 from tests.support.world import World, seed_world
 
@@ -316,3 +316,32 @@ async def test_every_order_balances_after_a_mixed_burst(client: Client, engine: 
     budget = await live(client).store.budget(platform)
     assert budget.reserved + budget.spent + budget.free == budget.funded
     assert budget.spent == sum(o.platform_discount_minor for o in orders if o.platform_voucher_id == platform)
+
+
+async def test_a_socket_checkout_takes_claim_ids_and_acks_the_price(
+    pair: tuple[World, str, str, list[Viewer]], client: Client, engine: AsyncEngine
+) -> None:
+    """`pair` seeds the world and starts `room`; the buyer is on hub A, the claim made over REST."""
+    world, a, _, viewers = pair
+    ids = world.ids
+    now = datetime.now(UTC)
+    body = await world.api.ok(
+        "POST", f"/api/v1/brands/{ids['brand']}/vouchers", who="staff", status=201,
+        json={"title": "200 off", "kind": "amount", "amount_minor": 200, "currency": "USD", "quota": 5,
+              "starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(days=1)).isoformat(),
+              "product_id": ids["product"]},
+    )  # fmt: skip
+    seller = int(body["id"])
+    await live(client).mark_pinned(ids["room"], seller)
+    c = await claim(world, seller, "k1")
+    buyer, _ = await viewer_in(viewers, a, ids["room"], world.api.tokens["viewer"])
+    ack = await buyer.call("buy", {"room_id": ids["room"], "product_id": ids["product"], "idempotency_key": "t1"})
+    assert ack["ok"], ack
+    hold = ack["data"]["hold"]
+    bad = await buyer.call("checkout", {"hold_id": hold["id"], "card_number": CARD, "claim_ids": ["x"]})
+    assert bad["error"]["code"] == "invalid_request", bad
+    paid = await buyer.call("checkout", {"hold_id": hold["id"], "card_number": CARD, "claim_ids": [c["id"]]})
+    assert paid["ok"], paid
+    assert paid["data"]["hold"]["state"] == "paid"
+    assert paid["data"]["hold"]["price"]["pay_minor"] == PRODUCT_PRICE - 200
+    assert paid["data"]["hold"]["price"]["vouchers"][0]["claim_id"] == c["id"]

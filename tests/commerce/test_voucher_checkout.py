@@ -345,3 +345,32 @@ async def test_a_socket_checkout_takes_claim_ids_and_acks_the_price(
     assert paid["data"]["hold"]["state"] == "paid"
     assert paid["data"]["hold"]["price"]["pay_minor"] == PRODUCT_PRICE - 200
     assert paid["data"]["hold"]["price"]["vouchers"][0]["claim_id"] == c["id"]
+
+
+async def test_the_quote_takes_the_best_usable_claim_per_slot(client: Client, engine: AsyncEngine) -> None:
+    world, seller = await setup(client, engine)
+    ids, api = world.ids, world.api
+    now = datetime.now(UTC)
+    window = {"starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(days=1)).isoformat()}
+
+    async def seller_voucher(brand: str, staff: str, **terms: Any) -> int:
+        body = await api.ok("POST", f"/api/v1/brands/{ids[brand]}/vouchers", who=staff, status=201,
+                            json={"title": "V", "currency": "USD", "quota": 5, **window, **terms})  # fmt: skip
+        await live(client).mark_pinned(ids["room"], int(body["id"]))
+        return int(body["id"])
+
+    percent = await seller_voucher("brand", "staff", kind="percent", percent_bps=1500, cap_minor=1000)
+    big_spend = await seller_voucher("brand", "staff", kind="amount", amount_minor=900, min_spend_minor=5000)
+    elsewhere = await seller_voucher("other_brand", "other_staff", kind="amount", amount_minor=1500)
+    for voucher in (seller, percent, big_spend, elsewhere):
+        await claim(world, voucher, f"k{voucher}")
+    hold = await buy(world)
+    # 15% of 1999 is 299: more than 200 off; the 900 off needs 5000 of goods; other_brand's is not for it.
+    assert [v["voucher_id"] for v in hold["price"]["vouchers"]] == [percent]
+    assert hold["price"]["pay_minor"] == 1999 - 299
+    paid = await api.ok("POST", f"/api/v1/holds/{hold['id']}/checkout", who="viewer", json={"card_number": CARD})
+    assert paid["price"]["pay_minor"] == 1700
+    states = {
+        c["voucher_id"]: c["state"] for c in (await api.ok("GET", "/api/v1/me/voucher-claims", who="viewer"))["items"]
+    }
+    assert states == {percent: "used", seller: "claimed", big_spend: "claimed", elsewhere: "claimed"}

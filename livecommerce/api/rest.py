@@ -120,7 +120,7 @@ async def create_user(call: Call, body: s.UserCreate) -> s.UserOut:
 
 
 @route("POST", "/users/{user_id}/token", summary="Issue a bearer token for a user", access="admins",
-       tag="users", response=s.TokenOut, status=201, errors=(401, 403, 404))  # fmt: skip
+       tag="users", response=s.TokenOut, status=201, errors=(401, 403, 404, 409))  # fmt: skip
 async def issue_token(call: Call, user_id: int) -> s.TokenOut:
     user = await users.user_for_token(call.session, call.who, user_id)
     token = call.token_for(user.id, user.role, user.brand_id)

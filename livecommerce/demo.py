@@ -1,5 +1,6 @@
-"""Demo data for `livecommerce serve --demo`: a brand, its staff, a host, a viewer, products and a room, and the
-brand's open commission plan (10% on every product) for the host to apply to.
+"""Demo data for `livecommerce serve --demo`: a brand, its staff, a host, a viewer, products and a room, the
+brand's open commission plan (10% on every product) for the host to apply to, and vouchers for the host to pin:
+the brand's own ($3 off from $15) and a platform campaign's co-funded one (10% off up to $5, half each).
 
 Seeding is idempotent: a second start finds the demo users and adds nothing.
 """
@@ -13,8 +14,21 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce.auth import Principal, TokenSigner
-from livecommerce.commerce import collaborations
-from livecommerce.models import Brand, PlanKind, Product, Role, Room, RoomStatus, RoomVisibility, User, utcnow
+from livecommerce.commerce import collaborations, vouchers
+from livecommerce.commerce.vouchers import VoucherDraft
+from livecommerce.models import (
+    Brand,
+    Funding,
+    PlanKind,
+    Product,
+    Role,
+    Room,
+    RoomStatus,
+    RoomVisibility,
+    User,
+    VoucherKind,
+    utcnow,
+)
 
 __all__ = ["DemoUser", "seed_demo"]
 
@@ -72,6 +86,7 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], signer: TokenSig
                 session, Principal(users[0].id, Role.ADMIN), brand.id, kind=PlanKind.OPEN, name="Aurora creators",
                 rates=[(product_id, _DEMO_RATE_BPS) for product_id in products], creator_ids=[],
             )  # fmt: skip
+            await _seed_vouchers(session, Principal(users[0].id, Role.ADMIN), brand.id)
         room = await session.scalar(
             select(Room).where(Room.host_id == host.id, Room.status != RoomStatus.ENDED).order_by(Room.id)
         )
@@ -84,3 +99,25 @@ async def seed_demo(sessions: async_sessionmaker[AsyncSession], signer: TokenSig
             await session.flush()
         demo = [DemoUser(u.email, u.role, signer.issue(u.id, u.role, u.brand_id)) for u in users]
         return demo, room.id
+
+
+async def _seed_vouchers(session: AsyncSession, admin: Principal, brand_id: int) -> None:
+    """The brand's $3-off voucher and a month-long platform campaign with a co-funded 10% voucher (Redis loads
+    them when the host first pins one)."""
+    now = utcnow()
+    month = now + timedelta(days=30)
+    await vouchers.create_seller_voucher(
+        session, admin, brand_id,
+        VoucherDraft(title="Aurora: $3 off from $15", kind=VoucherKind.AMOUNT, starts_at=now, ends_at=month,
+                     quota=1000, amount_minor=300, min_spend_minor=1500),
+        currency="USD",
+    )  # fmt: skip
+    campaign = await vouchers.create_campaign(
+        session, admin, name="Holiday LIVE deals", currency="USD", budget_minor=50_000, starts_at=now, ends_at=month
+    )
+    await vouchers.create_campaign_voucher(
+        session, admin, campaign.campaign.id,
+        VoucherDraft(title="Holiday: 10% off up to $5", kind=VoucherKind.PERCENT, starts_at=now, ends_at=month,
+                     quota=500, percent_bps=1000, cap_minor=500),
+        funding=Funding.CO, budget_minor=25_000, platform_share_bps=5000, brand_id=brand_id,
+    )  # fmt: skip

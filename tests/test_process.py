@@ -294,6 +294,13 @@ def test_demo_mode_prints_users_and_enables_demo_login(launcher: Launcher, tmp_p
         assert time.monotonic() < deadline, f"the demo's order writer never wrote the paid order: {seen}"
         time.sleep(0.1)
 
+    # The demo seeds vouchers to pin: a platform campaign with a co-funded voucher, and the brand's own.
+    campaigns = http("GET", demo.base + "/api/v1/campaigns", token=tokens[DEMO_ADMIN])[2]["items"]
+    assert [c["name"] for c in campaigns] == ["Holiday LIVE deals"]
+    brand = http("GET", f"{demo.base}/api/v1/products/{product}")[2]["brand_id"]
+    listed = http("GET", f"{demo.base}/api/v1/brands/{brand}/vouchers", token=tokens["brand@demo.livecommerce.dev"])
+    assert "Aurora: $3 off from $15" in [v["title"] for v in listed[2]["items"]], listed
+
     status, content_type, problem = http("POST", plain.base + "/api/v1/auth/demo-login", body={"email": DEMO_HOST})
     assert (status, content_type) == (404, "application/problem+json")
     assert (problem["status"], problem["code"]) == (404, "not_found")

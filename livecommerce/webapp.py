@@ -22,11 +22,11 @@ from aiohttp import web
 
 from livecommerce.errors import ConfigError
 
-__all__ = ["WEB_ROOT", "install"]
+__all__ = ["PAGES", "WEB_ROOT", "install"]
 
 WEB_ROOT: Final = Path(__file__).resolve().parent.parent / "web"
 
-_PAGES: Final = (
+PAGES: Final = (  # (route, file): the pages, which are not REST (tests/test_openapi.py)
     ("/signin", "signin.html"),
     ("/watch/{room_id:[0-9]{1,10}}", "watch.html"),
     ("/host", "host-list.html"),
@@ -51,7 +51,7 @@ def install(app: web.Application, root: Path = WEB_ROOT) -> None:
             f"the web pages directory {root} is missing; run livecommerce from a source checkout "
             "(the pages live in web/ next to the livecommerce package)"
         )
-    for route, name in _PAGES:
+    for route, name in PAGES:
         page = root / name
         if not page.is_file():
             raise ConfigError(f"the web page {page} is missing; the web/ directory is incomplete")

@@ -16,6 +16,10 @@ database (the same schema, this tree's migrations):
 
     .venv/bin/python loadtests/run_writer_bench.py --previous DIR        # DIR: git worktree add --detach DIR REV
     .venv/bin/python loadtests/run_writer_bench.py --targets current --rates 500 --seconds 5 --no-write
+    .venv/bin/python loadtests/run_writer_bench.py ... --timings DIR   # ms per SQL statement and writer phase
+
+Run it with this tree on PYTHONPATH (`PYTHONPATH=.`) when the virtualenv's `livecommerce` is another checkout's:
+the harness migrates each database with the `livecommerce` it imports.
 
 Only 127.0.0.1 is used; every process started is stopped in `finally` blocks, and the invocation stops at
 `--max-seconds`. Results are appended to docs/benchmarks.md unless `--no-write`.

@@ -13,10 +13,12 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from livecommerce.auth import Principal
 from livecommerce.commerce.buying import BUYING, Buying
+from livecommerce.commerce.orders import apply_holds
 from livecommerce.commerce.pools import Hold, PoolId
 from livecommerce.commerce.terms import DEFAULT_FEE_BPS, SaleTerms
 from livecommerce.database import session_factory
@@ -26,9 +28,14 @@ from livecommerce.models import (
     CommissionPlan,
     FeeBase,
     FeeRule,
+    LedgerAccount,
+    LedgerLine,
+    Order,
     PlanKind,
     PlanRate,
+    Role,
 )
+from tests.support.shop import outbox_entries
 from tests.support.sockets import Client, Viewer, viewer_in
 from tests.support.world import World
 
@@ -123,6 +130,28 @@ async def live(world: World, room: str, host: str) -> None:
         await world.api.ok("POST", f"/api/v1/rooms/{world.ids[room]}/live", who=host)
 
 
+async def paid_and_written(client: Client, engine: AsyncEngine, *bodies: Any) -> dict[str, tuple[int, int]]:
+    """Pay the holds, run the order writer over their pool's outbox; returns each order's (commission_bps, creator
+    commission posted) by hold id, as SQL has them."""
+    shop = buying(client)
+    pools = set()
+    for body in bodies:
+        hold = await hold_of(client, body)
+        await shop.checkout(Principal(hold.buyer_id, Role.VIEWER, None), hold.id, "4242 4242 4242 4242")
+        pools.add(hold.pool)
+    async with session_factory(engine).begin() as session:
+        for pool in sorted(pools, key=lambda p: p.name):
+            records = [Hold.from_json(fields[b"data"]) for fields in await outbox_entries(shop.inventory.redis, pool)]
+            await apply_holds(session, records)
+    async with session_factory(engine)() as session:
+        orders = {o.hold_id: o for o in (await session.scalars(select(Order))).all()}
+        lines = (
+            await session.scalars(select(LedgerLine).where(LedgerLine.account == LedgerAccount.CREATOR_COMMISSION))
+        ).all()
+    earned = {line.order_id: line.amount_minor for line in lines}
+    return {body["id"]: (orders[body["id"]].commission_bps, earned.get(orders[body["id"]].id, 0)) for body in bodies}
+
+
 # --- the tests ------------------------------------------------------------------------------------------------
 
 
@@ -195,6 +224,15 @@ async def test_a_rate_change_mid_show_reaches_only_later_holds(pair: Pair, clien
     assert (await hold_of(client, before)).terms == expected, "the earlier hold keeps its rate"
     assert (await hold_of(client, raised)).terms == replace(expected, commission_bps=2000)
     assert (await hold_of(client, during_lock)).terms == replace(expected, commission_bps=2000), "cut not yet due"
+    # The order writer records what each hold carried: each order keeps its own rate, and the commission posted
+    # is that rate of what its buyer paid.
+    price = (await hold_of(client, before)).total_minor
+    written = await paid_and_written(client, engine, before, raised, during_lock)
+    assert written == {
+        before["id"]: (1500, price * 1500 // 10_000),
+        raised["id"]: (2000, price * 2000 // 10_000),
+        during_lock["id"]: (2000, price * 2000 // 10_000),
+    }
 
 
 async def test_an_ended_collaboration_stops_new_sales_and_leaves_old_holds_as_they_were(

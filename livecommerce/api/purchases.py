@@ -6,7 +6,10 @@ the same error codes. Its router is listed with the others in `api/routes.py`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from redis.exceptions import RedisError
 
 from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Router
@@ -14,6 +17,8 @@ from livecommerce.commerce.buying import BUYING, hold_wire
 from livecommerce.commerce.pools import Hold, HoldState
 
 __all__ = ["ROUTER"]
+
+log = logging.getLogger(__name__)
 
 ROUTER = Router(prefix="/api/v1")
 route = ROUTER.route
@@ -28,7 +33,11 @@ async def _quoted(call: Call, hold: Hold) -> dict[str, Any] | None:
     vouchers = call.request.app[BUYING].vouchers
     if vouchers is None or hold.state is not HoldState.HELD or hold.disc is not None:
         return None
-    return (await vouchers.quote_hold(hold)).as_wire()
+    try:
+        return (await vouchers.quote_hold(hold)).as_wire()
+    except (RedisError, OSError):  # the hold stands; its price shows without vouchers until asked again
+        log.warning("hold %s: could not quote its vouchers", hold.id, exc_info=True)
+        return None
 
 
 @route("POST", "/rooms/{room_id}/buy", summary="Reserve a product shown in a live room (a hold)",

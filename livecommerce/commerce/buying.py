@@ -555,7 +555,9 @@ class Buying:
             log.warning("starting the payment of %s failed", hold_id, exc_info=True)
             await self._release_unrecorded(hold_id, applied, None)
             raise ServiceUnavailable("we could not reach the stock service; nothing was charged, try again") from None
-        await self._release_unrecorded(hold_id, applied, begun.hold if begun.status is HoldOutcome.OK else None)
+        # Whatever the answer (a concurrent checkout of this hold may have begun its payment first, with these
+        # claims or others), only the claims the hold did not record go back.
+        await self._release_unrecorded(hold_id, applied, begun.hold)
         if begun.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
         hold = begun.hold
@@ -628,7 +630,8 @@ class Buying:
 
     async def _release_unrecorded(self, hold_id: str, applied: Quote | None, hold: Hold | None) -> None:
         """Release the claims applied now that the hold did not record (its payment had begun with others, or
-        did not begin)."""
+        did not begin: `hold` None). A claim the hold records stays applied to it, even when another checkout
+        of the same hold recorded it."""
         if self.vouchers is None or applied is None:
             return
         recorded = set() if hold is None or hold.disc is None else set(hold.disc.claims)

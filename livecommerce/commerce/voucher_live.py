@@ -603,7 +603,7 @@ class VoucherLive:
             return
         for voucher_id, claim_id in hold.disc.claims:
             try:
-                await self.store.redeem(voucher_id, claim_id, hold.id)
+                await self.store.redeem(voucher_id, claim_id, hold.id, _recorded_cost(hold, voucher_id, claim_id))
             except (RedisError, OSError):
                 log.warning("claim %s: could not redeem it for hold %s", claim_id, hold.id, exc_info=True)
 
@@ -621,7 +621,8 @@ class VoucherLive:
             return None
         paid = hold is not None and hold.state is HoldState.PAID and hold.disc is not None
         if paid and hold is not None and hold.disc is not None and (claim.voucher_id, claim.id) in hold.disc.claims:
-            return (await self.store.redeem(claim.voucher_id, claim.id, claim.hold_id)).status
+            cost = _recorded_cost(hold, claim.voucher_id, claim.id)
+            return (await self.store.redeem(claim.voucher_id, claim.id, claim.hold_id, cost)).status
         return (await self.store.release(claim.voucher_id, claim.id, claim.hold_id)).status
 
     async def sweep(self) -> int:
@@ -705,3 +706,14 @@ def _refusal(refused: ClaimRefused, info: VoucherInfo) -> ClientError:
 
 
 VOUCHERS: web.AppKey[VoucherLive] = web.AppKey("vouchers")
+
+
+def _recorded_cost(hold: Hold, voucher_id: int, claim_id: str) -> int:
+    """What the budget pays for a claim of a paid hold: as the hold recorded it (the order's platform discount is
+    the platform slot's platform part; a seller-slot voucher is the brand's alone), never as some other checkout
+    of the same hold quoted it."""
+    disc = hold.disc
+    assert disc is not None
+    if (disc.platform_voucher_id, disc.platform_claim_id) == (voucher_id, claim_id):
+        return disc.platform_funded
+    return 0

@@ -332,9 +332,12 @@ class VoucherStore:
         """The hold went unpaid: its claim is the buyer's again."""
         return ClaimReply.parse(await self._fcall("voucher_release", voucher_id, claim_id, hold_id))
 
-    async def redeem(self, voucher_id: int, claim_id: str, hold_id: str) -> ClaimReply:
-        """The hold was paid: the claim is used and the budget spends its cost (a retry answers USED)."""
-        return ClaimReply.parse(await self._fcall("voucher_redeem", voucher_id, claim_id, hold_id))
+    async def redeem(self, voucher_id: int, claim_id: str, hold_id: str, cost_minor: int | None = None) -> ClaimReply:
+        """The hold was paid: the claim is used and the budget spends its cost — `cost_minor` when given (what the
+        paid hold recorded; more than the claim reserved answers TOO_MUCH), else the cost it was applied with.
+        A retry answers USED."""
+        extra = () if cost_minor is None else (cost_minor,)
+        return ClaimReply.parse(await self._fcall("voucher_redeem", voucher_id, claim_id, hold_id, *extra))
 
     async def sweep(self, voucher_id: int, max_claims: int = 1000) -> VoucherSweep:
         expired, stale, budget = await self._fcall("voucher_sweep", voucher_id, max_claims)

@@ -358,11 +358,19 @@ local function voucher_release(keys, args)
 end
 
 -- voucher_redeem: the hold an applied claim is applied to was paid: the claim is used and the budget settles,
--- reserved -= claim.reserved, spent += cost, free += reserved - cost. ARGV: claim id, hold id.
+-- reserved -= claim.reserved, spent += cost, free += reserved - cost. ARGV: claim id, hold id, and optionally the
+-- cost as the paid hold recorded it (0..claim.reserved; else {'too_much', claim}): the budget then spends exactly
+-- what the order's platform discount says, whichever checkout's quote the hold recorded.
 -- Returns {'ok', claim} | {'used', claim} (already redeemed for this hold: a retry) | {'not_found'}
 --   | {'in_use', claim} (applied or used by another hold) | {state, claim} (claimed, expired: nothing changed)
 local function voucher_redeem(keys, args)
-  local claim, raw = claim_and_hold('voucher_redeem', keys, args)
+  local fn = 'voucher_redeem'
+  local cost = nil
+  if #args == 3 then
+    cost = int_arg(fn, 'cost', args[3], 0, 1e15)
+    args = {args[1], args[2]}
+  end
+  local claim, raw = claim_and_hold(fn, keys, args)
   if claim == nil then
     return {'not_found'}
   end
@@ -371,6 +379,12 @@ local function voucher_redeem(keys, args)
   end
   if claim.state ~= 'applied' then
     return {claim.state, raw}
+  end
+  if cost ~= nil then
+    if cost > claim.reserved then
+      return {'too_much', raw}
+    end
+    claim.cost = cost
   end
   redis.call('HINCRBY', keys[BUDGET], 'reserved', 0 - claim.reserved)  -- not -x: Lua's -0 is "-0", not an integer
   redis.call('HINCRBY', keys[BUDGET], 'spent', claim.cost)

@@ -374,3 +374,52 @@ async def test_the_quote_takes_the_best_usable_claim_per_slot(client: Client, en
         c["voucher_id"]: c["state"] for c in (await api.ok("GET", "/api/v1/me/voucher-claims", who="viewer"))["items"]
     }
     assert states == {percent: "used", seller: "claimed", big_spend: "claimed", elsewhere: "claimed"}
+
+
+async def test_two_checkouts_of_one_hold_at_once_leave_each_claim_used_once(
+    client: Client, engine: AsyncEngine
+) -> None:
+    """A double tap on Pay: both checkouts apply the buyer's claims before either begins the payment (held at a
+    barrier in front of the real `begin_payment`, so the interleaving is certain). Whichever begins first
+    records the claims; the other must not give them back. Then the claims are used by this hold, the budget
+    spent what the order's platform discount says, and a second order gets no discount from them."""
+    world, seller = await setup(client, engine)
+    ids, api = world.ids, world.api
+    platform = ids["platform_voucher"]
+    s_claim, p_claim = await claim(world, seller, "k1"), await claim(world, platform, "k2")
+    hold = await buy(world)
+    inventory = client.app[BUYING].inventory
+    real = inventory.begin_payment
+    arrived = 0
+    both = asyncio.Event()
+
+    async def after_both_applied(*args: Any, **kwargs: Any) -> Any:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 2:
+            both.set()
+        await asyncio.wait_for(both.wait(), 10)
+        return await real(*args, **kwargs)
+
+    inventory.begin_payment = after_both_applied  # type: ignore[method-assign]
+    try:
+        path = f"/api/v1/holds/{hold['id']}/checkout"
+        answers = await asyncio.gather(
+            *(api.call("POST", path, who="viewer", json={"card_number": CARD}) for _ in range(2))
+        )
+    finally:
+        inventory.begin_payment = real  # type: ignore[method-assign]
+    assert arrived == 2
+    assert any(status == 200 and body["state"] == "paid" for status, body in answers), answers
+    for voucher, mine in ((seller, s_claim), (platform, p_claim)):
+        used = await live(client).store.get_claim(voucher, mine["id"])
+        assert used is not None
+        assert (used.state, used.hold_id) == (ClaimState.USED, hold["id"])
+    await drain(client, engine)
+    order = await order_of(engine, hold["id"])
+    budget = await live(client).store.budget(platform)
+    assert (budget.reserved, budget.spent) == (0, order.platform_discount_minor)
+    again = await buy(world)
+    assert again["price"]["vouchers"] == []  # the claims are spent: nothing to apply to a second order
+    paid = await api.ok("POST", f"/api/v1/holds/{again['id']}/checkout", who="viewer", json={"card_number": CARD})
+    assert paid["price"]["pay_minor"] == PRODUCT_PRICE

@@ -684,6 +684,28 @@ async def test_refusals_for_a_voucher_not_loaded_or_not_covered(redis: Redis) ->
     assert await store.budget(VOUCHER) == Budget(30, 30, 0, 0, 1)  # the library was loaded again
 
 
+async def test_a_redemption_spends_the_cost_the_paid_hold_recorded(redis: Redis) -> None:
+    """The paid hold's own figure settles the budget (never more than the claim reserved), whatever cost the claim
+    was applied with."""
+    store = VoucherStore(redis)
+    now = await redis_ms(redis)
+    await store.load(VOUCHER, VoucherConfig(1, 5, 1, now - HOUR_MS, now + HOUR_MS, 30, 100))
+    (first, second), _ = await store.claim(VOUCHER, [ClaimRequest(1, "a"), ClaimRequest(2, "a")])
+    assert isinstance(first, Claimed)
+    assert isinstance(second, Claimed)
+    for claimed, hold in ((first, "s1.1"), (second, "s1.2")):
+        applied = await store.apply(
+            VOUCHER, claimed.claim.id, buyer_id=claimed.claim.buyer_id, hold_id=hold, discount=50, cost=25, until_ms=now
+        )
+        assert applied.status is ClaimOutcome.OK
+    assert (await store.redeem(VOUCHER, first.claim.id, "s1.1", 31)).status is ClaimOutcome.TOO_MUCH
+    assert await store.budget(VOUCHER) == Budget(100, 60, 0, 40, 2)  # refused: nothing changed
+    done = await store.redeem(VOUCHER, first.claim.id, "s1.1", 20)
+    assert (done.status, done.claim and done.claim.cost_minor) == (ClaimOutcome.OK, 20)
+    assert (await store.redeem(VOUCHER, second.claim.id, "s1.2")).status is ClaimOutcome.OK  # as applied: 25
+    assert await store.budget(VOUCHER) == Budget(100, 0, 45, 55, 2)
+
+
 # --- one hash tag ---------------------------------------------------------------------------------------------
 
 

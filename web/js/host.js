@@ -40,6 +40,11 @@ let live = null;
 
 // --- room status ------------------------------------------------------------------------------------------------
 
+// A room's status only moves forward (scheduled → live → ended): an answer computed before a change (a join's
+// snapshot that crossed the go-live request) never puts it back.
+const STATUS_ORDER = ["scheduled", "live", "ended"];
+const laterStatus = (a, b) => (STATUS_ORDER.indexOf(b) >= STATUS_ORDER.indexOf(a) ? b : a);
+
 function renderStatus() {
   const status = state.room?.status;
   const badge = t("room-status");
@@ -500,7 +505,7 @@ function connect() {
       t("offline-banner").hidden = up;
     },
     snapshot(snapshot) {
-      state.room = { ...state.room, status: snapshot.room.status };
+      state.room = { ...state.room, status: laterStatus(state.room?.status, snapshot.room.status) };
       state.viewers = snapshot.viewers;
       state.likes = snapshot.likes;
       onPinned(snapshot.pinned || { product: null });
@@ -515,7 +520,7 @@ function connect() {
     pinned: onPinned,
     stock: onStock,
     room_status(payload) {
-      state.room = { ...state.room, status: payload.status };
+      state.room = { ...state.room, status: laterStatus(state.room?.status, payload.status) };
       renderStatus();
       renderProducts();
       renderVouchers();

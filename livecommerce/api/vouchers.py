@@ -191,9 +191,12 @@ async def get_voucher(call: Call, voucher_id: int) -> s.VoucherOut:
              "unallotted budget or fall below what its claims use.")  # fmt: skip
 async def update_voucher(call: Call, voucher_id: int, body: s.VoucherUpdate) -> s.VoucherOut:
     changes = body.model_dump(exclude_unset=True)
-    budget = await call.request.app[VOUCHERS].budget(voucher_id)
+    live = call.request.app[VOUCHERS]
+    budget = await live.budget(voucher_id)
     used = 0 if budget is None else budget.reserved + budget.spent
+    funded_before = (await vouchers.get_voucher(call.session, call.who, voucher_id)).budget_minor
     voucher = await vouchers.update_voucher(call.session, call.who, voucher_id, changes, used_minor=used)
+    await live.apply_before_commit(voucher, funded_before=funded_before)  # Redis has the last word on cuts
     _reload_after_commit(call, voucher_id)
     return _voucher(voucher, call.who)
 

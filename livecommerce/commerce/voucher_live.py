@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from aiohttp import web
@@ -54,7 +54,7 @@ from livecommerce.commerce.voucher_store import (
     VoucherStore,
 )
 from livecommerce.commerce.vouchers import voucher_terms
-from livecommerce.errors import ClientError, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from livecommerce.errors import ClientError, Conflict, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
 from livecommerce.live import codec
 from livecommerce.models import Funding, RoomStatus, User, Voucher, VoucherKind, VoucherStatus
 from livecommerce.recent import RecentCache
@@ -371,12 +371,41 @@ class VoucherLive:
         if self._loaded.get(voucher_id) == info.version:
             return info
         result = await self.store.load(voucher_id, info.config())
-        if result.status not in ("loaded", "stale", "closed"):
-            log.warning("voucher %d: Redis refused the load (%s)", voucher_id, result.status)
         if info.status is VoucherStatus.ENDED:
             await self.store.close(voucher_id)
+        if result.status not in ("loaded", "stale", "closed"):  # tried again next time: never marked loaded
+            log.warning("voucher %d: Redis refused the load (%s)", voucher_id, result.status)
+            return info
         self._loaded[voucher_id] = info.version
         return info
+
+    async def apply_before_commit(self, voucher: Voucher, *, funded_before: int) -> None:
+        """A change to a voucher, made in Redis before its SQL transaction commits, so Redis refuses (409) what
+        its live figures do not allow — an allotment below what claims reserve or have spent, a quota below the
+        claims made, a per-buyer limit below one buyer's claims — and nothing commits. A raise of the allotment
+        is held back to `funded_before` here and reaches Redis only once SQL has committed it (`reload`): Redis
+        never funds more than SQL allots, whichever step fails."""
+        config = VoucherInfo.of(voucher).config()
+        config = replace(config, funded_minor=min(config.funded_minor, funded_before))
+        try:
+            result = await self.store.load(voucher.id, config)
+        except (RedisError, OSError):
+            log.warning("voucher %d: could not check a change against Redis", voucher.id, exc_info=True)
+            raise ServiceUnavailable(
+                "we could not reach the voucher service to check this change against the live claims; nothing "
+                "was changed: try again in a moment"
+            ) from None
+        if result.status == "short" and result.budget is not None:
+            held = result.budget.reserved + result.budget.spent
+            raise Conflict(f"claims reserve or have spent {held} of voucher {voucher.id}'s allotment now; it can "
+                           f"be cut to {held} at the least")  # fmt: skip
+        if result.status == "quota_short":
+            raise Conflict(f"{result.count} claims of voucher {voucher.id} have been made; its quota cannot go "
+                           "below that")  # fmt: skip
+        if result.status == "limit_short":
+            raise Conflict(f"a buyer has {result.count} claims of voucher {voucher.id}; its per-buyer limit "
+                           "cannot go below that")  # fmt: skip
+        self._loaded.pop(voucher.id, None)
 
     async def reload(self, voucher_id: int) -> None:
         """After a create, change or end committed: read the voucher now and load (or close) it in Redis."""

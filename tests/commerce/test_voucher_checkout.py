@@ -12,10 +12,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from livecommerce.auth import Principal
+from livecommerce.commerce import vouchers
 from livecommerce.commerce.buying import BUYING
 from livecommerce.commerce.orders import OrderWriter, pool_drained
 from livecommerce.commerce.payments import DECLINED, TestModeProvider
@@ -24,7 +27,8 @@ from livecommerce.commerce.voucher_live import VOUCHERS, VoucherLive
 from livecommerce.commerce.voucher_price import price_after, worst_cost
 from livecommerce.commerce.voucher_store import ClaimState
 from livecommerce.database import session_factory
-from livecommerce.models import LedgerAccount, LedgerLine, Order, OrderStatus
+from livecommerce.errors import Conflict
+from livecommerce.models import LedgerAccount, LedgerLine, Order, OrderStatus, Role
 from livecommerce.state import REDIS
 from tests.support.sockets import Client, Viewer, viewer_in
 from tests.support.waits import until
@@ -423,3 +427,33 @@ async def test_two_checkouts_of_one_hold_at_once_leave_each_claim_used_once(
     assert again["price"]["vouchers"] == []  # the claims are spent: nothing to apply to a second order
     paid = await api.ok("POST", f"/api/v1/holds/{again['id']}/checkout", who="viewer", json={"card_number": CARD})
     assert paid["price"]["pay_minor"] == PRODUCT_PRICE
+
+
+async def test_redis_has_the_last_word_on_a_cut_of_a_voucher(client: Client, engine: AsyncEngine) -> None:
+    """A change checked against figures read a moment earlier (claims landed since): Redis refuses a cut below
+    what claims now reserve, so the transaction is not committed and SQL never allots less than Redis funds; a
+    raise reaches Redis only after it commits."""
+    world, _ = await setup(client, engine)
+    ids = world.ids
+    platform = ids["platform_voucher"]
+    for key in ("k1", "k2"):
+        await claim(world, platform, key, who="viewer" if key == "k1" else "other_host")
+    budget = await live(client).store.budget(platform)
+    assert budget is not None
+    admin = Principal(ids["admin"], Role.ADMIN)
+    async with session_factory(engine)() as session:
+        voucher = await vouchers.update_voucher(
+            session, admin, platform, {"budget_minor": budget.reserved - 1}, used_minor=0
+        )  # the domain's check passes on a stale figure
+        with pytest.raises(Conflict, match=f"cut to {budget.reserved} at the least"):
+            await live(client).apply_before_commit(voucher, funded_before=budget.funded)
+        await session.rollback()
+    assert await live(client).store.budget(platform) == budget
+    async with session_factory(engine)() as session:
+        raised = await vouchers.update_voucher(session, admin, platform, {"budget_minor": budget.funded + 100})
+        await live(client).apply_before_commit(raised, funded_before=budget.funded)
+        assert (await live(client).store.budget(platform)) == budget  # not before the commit
+        await session.commit()
+    await live(client).reload(platform)
+    after = await live(client).store.budget(platform)
+    assert (after.funded, after.free) == (budget.funded + 100, budget.free + 100)

@@ -35,6 +35,8 @@ from livecommerce.commerce.guesses import CodeGuesses
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
+from livecommerce.commerce.voucher_live import VOUCHERS, VoucherLive
+from livecommerce.commerce.voucher_store import VoucherClaimBatcher, VoucherStore
 from livecommerce.database import open_database, session_factory
 from livecommerce.embedded_redis import MIN_REDIS_MAJOR
 from livecommerce.errors import ConfigError
@@ -109,11 +111,18 @@ async def _commerce_context(app: web.Application) -> AsyncIterator[None]:
     await inventory.load_library()
     batcher = ReservationBatcher(inventory)
     provider = TestModeProvider(app[REDIS], delay_s=app[SETTINGS].payment_delay_ms / 1000)
-    app[BUYING] = Buying(
+    app[BUYING] = buying = Buying(
         sessions=app[SESSIONS], inventory=inventory, batcher=batcher, provider=provider,
         guesses=CodeGuesses(app[REDIS]),
     )  # fmt: skip
+    store = VoucherStore(app[REDIS])
+    await store.load_library()
+    claims = VoucherClaimBatcher(store)
+    app[VOUCHERS] = buying.vouchers = VoucherLive(
+        sessions=app[SESSIONS], store=store, batcher=claims, inventory=inventory, buying=buying
+    )
     yield
+    await claims.close()
     await batcher.close()
 
 
@@ -124,6 +133,7 @@ async def _demo_worker_context(app: web.Application) -> AsyncIterator[None]:
     jobs = worker_jobs(
         app[REDIS], app[SESSIONS], buying.inventory, buying.provider,
         consumer=f"{socket.gethostname()}:{os.getpid()}:web", claim_after_ms=app[SETTINGS].worker_claim_after_ms,
+        vouchers=app[VOUCHERS],
     )  # fmt: skip
     tasks = [asyncio.create_task(job.run(), name=f"demo {job.name}") for job in jobs]
     yield

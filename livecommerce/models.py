@@ -171,6 +171,10 @@ class LedgerAccount(enum.StrEnum):
     BRAND_NET = "brand_net"
     CREATOR_COMMISSION = "creator_commission"
     PLATFORM_FEE = "platform_fee"
+    # A memo pair when the brand's own vouchers took part of the price off (migration 0007): `seller_discount`
+    # (funding, negative) and `brand_discount` (the brand's cost of it, positive); they sum to 0 by themselves.
+    SELLER_DISCOUNT = "seller_discount"
+    BRAND_DISCOUNT = "brand_discount"
 
 
 class RefundStatus(enum.StrEnum):

@@ -6,6 +6,7 @@
     GET /host/{room_id}      web/host.html        (host console)
     GET /brand               web/brand.html       (brand dashboard)
     GET /rankings            web/rankings.html    (creator and brand leaderboards)
+    GET /admin/vouchers      web/admin-vouchers.html (campaigns, platform vouchers, budget use)
     GET /web/...             static files (ES modules, CSS, the vendored Socket.IO client)
 
 The pages are plain HTML, CSS and ES modules with no build step; they talk to `/api/v1` and `/socket.io/`
@@ -33,6 +34,7 @@ PAGES: Final = (  # (route, file): the pages, which are not REST (tests/test_ope
     ("/host/{room_id:[0-9]{1,10}}", "host.html"),
     ("/brand", "brand.html"),
     ("/rankings", "rankings.html"),
+    ("/admin/vouchers", "admin-vouchers.html"),
 )
 _NO_CACHE: Final = {"Cache-Control": "no-cache"}
 

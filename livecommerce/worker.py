@@ -21,6 +21,8 @@ from livecommerce.commerce import rankings
 from livecommerce.commerce.jobs import worker_jobs
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.pools import Inventory
+from livecommerce.commerce.voucher_live import VoucherLive
+from livecommerce.commerce.voucher_store import VoucherStore
 from livecommerce.database import open_database, session_factory
 from livecommerce.errors import ConfigError
 from livecommerce.server import wait_for_signal
@@ -73,6 +75,9 @@ async def run_worker(settings: Settings, redis_url: str) -> None:
         await inventory.load_library()
         await _repair_rankings(session_factory(engine), redis)
         provider = TestModeProvider(redis, delay_s=settings.payment_delay_ms / 1000)
+        store = VoucherStore(redis)
+        await store.load_library()
+        vouchers = VoucherLive(sessions=session_factory(engine), store=store, inventory=inventory)
         jobs = worker_jobs(
             redis,
             session_factory(engine),
@@ -80,6 +85,7 @@ async def run_worker(settings: Settings, redis_url: str) -> None:
             provider,
             consumer=name,
             claim_after_ms=settings.worker_claim_after_ms,
+            vouchers=vouchers,
         )
         tasks = [asyncio.create_task(_heartbeat(redis, key), name="heartbeat")]
         tasks += [asyncio.create_task(job.run(), name=job.name) for job in jobs]

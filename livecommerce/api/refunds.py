@@ -10,7 +10,7 @@ from livecommerce.api import schemas as s
 from livecommerce.api.routing import Call, Replay, Router
 from livecommerce.commerce import refunds
 from livecommerce.commerce.buying import BUYING
-from livecommerce.models import Refund
+from livecommerce.models import Order, Refund
 from livecommerce.state import SESSIONS
 
 __all__ = ["ROUTER"]
@@ -19,14 +19,16 @@ ROUTER = Router(prefix="/api/v1")
 route = ROUTER.route
 
 
-def _refund(refund: Refund) -> s.RefundOut:
-    return s.RefundOut(**{name: getattr(refund, name) for name in s.RefundOut.model_fields})
+def _refund(refund: Refund, order: Order | None = None) -> s.RefundOut:
+    fields = {name: getattr(refund, name) for name in s.RefundOut.model_fields if name != "note"}
+    return s.RefundOut(**fields, note=None if order is None else refunds.voucher_note(order))
 
 
 @route("POST", "/orders/{order_id}/refunds", summary="Refund all or part of a paid order",
        access="the order's brand's staff, admins", tag="orders", body=s.RefundIn, response=s.RefundOut, status=201,
        replay_status=200, errors=(400, 401, 403, 404, 409, 413, 415, 422),
-       notes="At most what is left (the total less every refund made or under way); `amount_minor` omitted "
+       notes="At most what is left (what the buyer paid, after vouchers, less every refund made or under way; "
+             "a voucher is never returned: `note` says so); `amount_minor` omitted "
              "refunds all that is left. A retry with the same `idempotency_key` answers 200 with the same refund "
              "(finishing it if it was interrupted).")  # fmt: skip
 async def create_refund(call: Call, order_id: int, body: s.RefundIn) -> s.RefundOut | Replay:
@@ -35,7 +37,9 @@ async def create_refund(call: Call, order_id: int, body: s.RefundIn) -> s.Refund
         app[SESSIONS], app[BUYING].provider, call.who, order_id, key=body.idempotency_key,
         amount_minor=body.amount_minor, reason=body.reason,
     )  # fmt: skip
-    return Replay(_refund(refund)) if replayed else _refund(refund)
+    order = await call.session.get(Order, order_id)
+    out = _refund(refund, order)
+    return Replay(out) if replayed else out
 
 
 @route("GET", "/orders/{order_id}/refunds", summary="An order's refunds, oldest first",

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from livecommerce.api import marketplace, purchases, rankings, refunds, reports, rest, statements, vouchers
+from livecommerce.api import (
+    marketplace,
+    purchases,
+    rankings,
+    refunds,
+    reports,
+    rest,
+    statements,
+    voucher_claims,
+    vouchers,
+)
 from livecommerce.api.routing import Endpoint, Router
 
 __all__ = ["ENDPOINTS", "ROUTERS", "install"]
@@ -22,6 +32,7 @@ ROUTERS: tuple[Router, ...] = (
     statements.ROUTER,
     rankings.ROUTER,
     vouchers.ROUTER,
+    voucher_claims.ROUTER,
 )
 ENDPOINTS: list[Endpoint] = [endpoint for router in ROUTERS for endpoint in router.endpoints]
 

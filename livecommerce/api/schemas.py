@@ -646,12 +646,37 @@ class BuyIn(BaseModel):
     )
 
 
+ClaimId = Annotated[str, StringConstraints(pattern=r"^v[0-9]{1,15}\.[0-9]{1,12}$")]
+
+
 class CheckoutIn(BaseModel):
     model_config = _STRICT
 
     card_number: Annotated[str, StringConstraints(pattern=r"^[0-9 ]{12,23}$")] = Field(
         description="Test mode: 4242 4242 4242 4242 approves, 4000 0000 0000 0002 is declined."
     )
+    claim_ids: list[ClaimId] | None = Field(
+        default=None, max_length=2,
+        description="Your voucher claims to use (at most one seller and one platform voucher); absent: the best "
+        "of your claims for this hold; [] uses none.",
+    )  # fmt: skip
+
+
+class PriceVoucherOut(BaseModel):
+    voucher_id: int
+    claim_id: str
+    title: str | None
+    discount_minor: int | None
+
+
+class PriceOut(BaseModel):
+    """A price after vouchers: `pay_minor = subtotal_minor - seller_discount_minor - platform_discount_minor`."""
+
+    subtotal_minor: int
+    seller_discount_minor: int = Field(description="The part of the discounts the seller funds.")
+    platform_discount_minor: int = Field(description="The part of the discounts the platform funds.")
+    pay_minor: int = Field(description="What the buyer pays.")
+    vouchers: list[PriceVoucherOut]
 
 
 class HoldOut(BaseModel):
@@ -668,6 +693,9 @@ class HoldOut(BaseModel):
     currency: str
     expires_at_ms: int
     payment_ref: str | None
+    price: PriceOut | None = Field(
+        default=None, description="The price after vouchers: what checkout charges (or charged)."
+    )
     replayed: bool = Field(description="True when this answers a retry: the hold the key already had.")
 
 
@@ -838,6 +866,9 @@ class RefundOut(BaseModel):
     status: RefundStatus = Field(description="`pending` until the provider gave the money back and it is posted.")
     created_at: datetime
     completed_at: datetime | None
+    note: str | None = Field(
+        default=None, description="Set when the order used a voucher: the voucher is not returned by a refund."
+    )
 
 
 class RefundList(BaseModel):

@@ -17,6 +17,7 @@ __all__ = [
     "CampaignOut",
     "CampaignUpdate",
     "CampaignVoucherCreate",
+    "LiveBudgetOut",
     "SellerVoucherCreate",
     "VoucherList",
     "VoucherOut",
@@ -55,6 +56,16 @@ class CampaignUpdate(BaseModel):
     ends_at: AwareDatetime | None = None
 
 
+class LiveBudgetOut(BaseModel):
+    """A budget as Redis holds it now: `reserved + spent + free = funded`; `claimed` claims made so far."""
+
+    funded_minor: int
+    reserved_minor: int = Field(description="The worst cost of claims not yet used or expired.")
+    spent_minor: int = Field(description="The true cost of claims used in paid orders.")
+    free_minor: int
+    claimed: int
+
+
 class CampaignOut(BaseModel):
     id: int
     name: str
@@ -67,6 +78,9 @@ class CampaignOut(BaseModel):
     status: VoucherStatus
     created_at: datetime
     updated_at: datetime
+    live: LiveBudgetOut | None = Field(
+        default=None, description="Managers, on reading one: the budget's live figures (null: not loaded yet)."
+    )
 
 
 class CampaignList(BaseModel):
@@ -157,6 +171,9 @@ class VoucherOut(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+    live: LiveBudgetOut | None = Field(
+        default=None, description="Managers, on reading one: the budget's live figures (null: not loaded yet)."
+    )
 
 
 class VoucherList(BaseModel):

@@ -11,7 +11,9 @@ from livecommerce.api import voucher_schemas as s
 from livecommerce.api.routing import Call, Router
 from livecommerce.auth import Principal
 from livecommerce.commerce import vouchers
+from livecommerce.commerce.voucher_live import VOUCHERS
 from livecommerce.commerce.voucher_price import worst_cost
+from livecommerce.commerce.voucher_store import Budget
 from livecommerce.models import Voucher
 
 __all__ = ["ROUTER"]
@@ -49,6 +51,31 @@ def _voucher(v: Voucher, who: Principal) -> s.VoucherOut:
     )  # fmt: skip
 
 
+def _live(budgets: list[Budget | None]) -> s.LiveBudgetOut | None:
+    """The live figures of one budget, or the sum of several (a campaign's vouchers; None: none loaded)."""
+    found = [b for b in budgets if b is not None]
+    if not found:
+        return None
+    return s.LiveBudgetOut(
+        funded_minor=sum(b.funded for b in found), reserved_minor=sum(b.reserved for b in found),
+        spent_minor=sum(b.spent for b in found), free_minor=sum(b.free for b in found),
+        claimed=sum(b.claimed for b in found),
+    )  # fmt: skip
+
+
+async def _with_budget(call: Call, out: s.VoucherOut) -> s.VoucherOut:
+    """A manager's view of one voucher gains its live budget figures from Redis."""
+    if out.budget_minor is None:  # not a manager
+        return out
+    return out.model_copy(update={"live": _live([await call.request.app[VOUCHERS].budget(out.id)])})
+
+
+def _reload_after_commit(call: Call, voucher_id: int) -> None:
+    """Once the change commits, Redis follows it (load, update or close the voucher)."""
+    live = call.request.app[VOUCHERS]
+    call.on_commit(lambda: live.reload(voucher_id))
+
+
 def _draft(body: s.SellerVoucherCreate | s.CampaignVoucherCreate) -> vouchers.VoucherDraft:
     return vouchers.VoucherDraft(
         title=body.title, kind=body.kind, starts_at=body.starts_at, ends_at=body.ends_at, quota=body.quota,
@@ -81,7 +108,10 @@ async def list_campaigns(call: Call) -> s.CampaignList:
 @route("GET", "/campaigns/{campaign_id}", summary="A campaign and its budget use", access="admins",
        tag="vouchers", response=s.CampaignOut, errors=(401, 403, 404))  # fmt: skip
 async def get_campaign(call: Call, campaign_id: int) -> s.CampaignOut:
-    return _campaign(await vouchers.get_campaign(call.session, call.who, campaign_id))
+    out = _campaign(await vouchers.get_campaign(call.session, call.who, campaign_id))
+    found = await vouchers.list_campaign_vouchers(call.session, call.who, campaign_id)
+    live = call.request.app[VOUCHERS]
+    return out.model_copy(update={"live": _live([await live.budget(v.id) for v in found])})
 
 
 @route("PATCH", "/campaigns/{campaign_id}", summary="Change a campaign's name, budget or window", access="admins",
@@ -97,7 +127,10 @@ async def update_campaign(call: Call, campaign_id: int, body: s.CampaignUpdate) 
        access="admins", tag="vouchers", response=s.CampaignOut, errors=_ACTION,
        notes="409 `conflict` when it has already ended. Claims already made keep their terms.")  # fmt: skip
 async def end_campaign(call: Call, campaign_id: int) -> s.CampaignOut:
-    return _campaign(await vouchers.end_campaign(call.session, call.who, campaign_id))
+    view = await vouchers.end_campaign(call.session, call.who, campaign_id)
+    for voucher in await vouchers.list_campaign_vouchers(call.session, call.who, campaign_id):
+        _reload_after_commit(call, voucher.id)
+    return _campaign(view)
 
 
 @route("GET", "/campaigns/{campaign_id}/vouchers", summary="A campaign's vouchers", access="admins",
@@ -118,6 +151,7 @@ async def create_campaign_voucher(call: Call, campaign_id: int, body: s.Campaign
         call.session, call.who, campaign_id, _draft(body), funding=body.funding, budget_minor=body.budget_minor,
         platform_share_bps=body.platform_share_bps, brand_id=body.brand_id,
     )  # fmt: skip
+    _reload_after_commit(call, voucher.id)
     return _voucher(voucher, call.who)
 
 
@@ -132,6 +166,7 @@ async def create_seller_voucher(call: Call, brand_id: int, body: s.SellerVoucher
     voucher = await vouchers.create_seller_voucher(
         call.session, call.who, brand_id, _draft(body), currency=body.currency
     )
+    _reload_after_commit(call, voucher.id)
     return _voucher(voucher, call.who)
 
 
@@ -147,7 +182,7 @@ async def list_brand_vouchers(call: Call, brand_id: int) -> s.VoucherList:
        access="anyone: an active voucher's public terms; its managers: every voucher, with its budget",
        tag="vouchers", response=s.VoucherOut, errors=(404,))  # fmt: skip
 async def get_voucher(call: Call, voucher_id: int) -> s.VoucherOut:
-    return _voucher(await vouchers.get_voucher(call.session, call.who, voucher_id), call.who)
+    return await _with_budget(call, _voucher(await vouchers.get_voucher(call.session, call.who, voucher_id), call.who))
 
 
 @route("PATCH", "/vouchers/{voucher_id}", summary="Change a voucher's window, quota, limits or allotment",
@@ -156,11 +191,17 @@ async def get_voucher(call: Call, voucher_id: int) -> s.VoucherOut:
              "unallotted budget or fall below what its claims use.")  # fmt: skip
 async def update_voucher(call: Call, voucher_id: int, body: s.VoucherUpdate) -> s.VoucherOut:
     changes = body.model_dump(exclude_unset=True)
-    return _voucher(await vouchers.update_voucher(call.session, call.who, voucher_id, changes), call.who)
+    budget = await call.request.app[VOUCHERS].budget(voucher_id)
+    used = 0 if budget is None else budget.reserved + budget.spent
+    voucher = await vouchers.update_voucher(call.session, call.who, voucher_id, changes, used_minor=used)
+    _reload_after_commit(call, voucher_id)
+    return _voucher(voucher, call.who)
 
 
 @route("POST", "/vouchers/{voucher_id}/end", summary="End a voucher: no new claims", access=_SELLER,
        tag="vouchers", response=s.VoucherOut, errors=_ACTION,
        notes="409 `conflict` when it has already ended. Claims already made keep their terms.")  # fmt: skip
 async def end_voucher(call: Call, voucher_id: int) -> s.VoucherOut:
-    return _voucher(await vouchers.end_voucher(call.session, call.who, voucher_id), call.who)
+    voucher = await vouchers.end_voucher(call.session, call.who, voucher_id)
+    _reload_after_commit(call, voucher_id)
+    return _voucher(voucher, call.who)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +63,7 @@ from livecommerce.commerce.pools import (
     ReserveRequest,
 )
 from livecommerce.commerce.terms import SaleTerms
+from livecommerce.commerce.voucher_live import Quote, VoucherLive, VoucherNotUsable
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -322,8 +324,20 @@ def product_pool_config(product: Product) -> PoolConfig:
     )  # fmt: skip
 
 
-def hold_wire(hold: Hold) -> dict[str, Any]:
-    """A hold as buyers see it (REST and socket)."""
+def hold_wire(hold: Hold, price: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A hold as buyers see it (REST and socket). `price`: a quote's wire (`voucher_live.Quote.as_wire`); by
+    default the discounts recorded on the hold (none: its total)."""
+    if price is None:
+        disc = hold.disc
+        vouchers = [] if disc is None else [
+            {"voucher_id": v, "claim_id": c, "title": None, "discount_minor": None} for v, c in disc.claims
+        ]  # fmt: skip
+        seller = 0 if disc is None else disc.seller_funded
+        platform = 0 if disc is None else disc.platform_funded
+        price = {
+            "subtotal_minor": hold.total_minor, "seller_discount_minor": seller, "platform_discount_minor": platform,
+            "pay_minor": hold.pay_minor, "vouchers": vouchers,
+        }  # fmt: skip
     return {
         "id": hold.id,
         "state": hold.state.value,
@@ -336,6 +350,7 @@ def hold_wire(hold: Hold) -> dict[str, Any]:
         "currency": hold.currency,
         "expires_at_ms": hold.expires_at_ms,
         "payment_ref": hold.payment_ref,
+        "price": price,
     }
 
 
@@ -361,6 +376,7 @@ class Buying:
         self.provider = provider
         self.payment_grace_ms = payment_grace_ms
         self.guesses = guesses  # None: invite-code guesses are not limited (unit tests of this class)
+        self.vouchers: VoucherLive | None = None  # set by app.py: checkout applies the buyer's vouchers
         self._rooms: RecentCache[int, RoomInfo] = RecentCache(
             _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_KEEP_SECONDS, name="room"
         )
@@ -388,6 +404,11 @@ class Buying:
                 brand_ids=frozenset(b for b, _ in brands), title=room.title, host_name=room.host.display_name,
                 brands=tuple(brands), started_at=room.started_at,
             )  # fmt: skip
+
+    async def room_info(self, room_id: int) -> RoomInfo:
+        """The room's cached facts, for the system (no visibility check: callers that act for a person use
+        `room`)."""
+        return await self._rooms.get(room_id, lambda: self._lookup_room(room_id))
 
     def forget_room(self, room_id: int) -> None:
         """The room changed (went live, ended): look it up again next time."""
@@ -515,45 +536,59 @@ class Buying:
             raise Conflict("this hold is paid; ask the brand for a refund instead")
         raise Conflict(f"this hold is already {reply.status}")
 
-    async def checkout(self, who: Principal, hold_id: str, card_number: str) -> Hold:
+    async def checkout(
+        self, who: Principal, hold_id: str, card_number: str, *, claim_ids: Sequence[str] | None = None
+    ) -> Hold:
         """Pay for a hold. Idempotent: paying a paid hold returns it; the provider is asked with the hold id as
-        its idempotency key, so no path charges twice."""
+        its idempotency key, so no path charges twice. With vouchers (`self.vouchers`), the buyer's claims are
+        applied first (`claim_ids`, else the best of them: `VoucherLive.quote_hold`) and the discount is
+        recorded on the hold as its payment begins; the provider charges `Hold.pay_minor`."""
         if not who.authenticated or who.user_id is None:
             raise Unauthorized("sign in to check out")
         pool = _pool_of(hold_id)
+        applied = await self._apply_vouchers(who.user_id, pool, hold_id, claim_ids)
         try:
-            begun = await self.inventory.begin_payment(pool, hold_id, who.user_id, self.payment_grace_ms)
+            begun = await self.inventory.begin_payment(
+                pool, hold_id, who.user_id, self.payment_grace_ms, None if applied is None else applied.discount()
+            )
         except (RedisError, OSError):
             log.warning("starting the payment of %s failed", hold_id, exc_info=True)
+            await self._release_unrecorded(hold_id, applied, None)
             raise ServiceUnavailable("we could not reach the stock service; nothing was charged, try again") from None
+        await self._release_unrecorded(hold_id, applied, begun.hold if begun.status is HoldOutcome.OK else None)
         if begun.hold is None:
             raise NotFound(f"no hold {hold_id} of yours")
         hold = begun.hold
         if begun.status is HoldOutcome.PAYING:  # a retry: the hub that began it may have died; the provider knows
             settled = await settle_by_provider(self.inventory, self.provider, pool, hold_id, expire=False)
             if settled.status is HoldOutcome.PAID and settled.hold is not None:
+                await self._redeem(settled.hold)
                 return settled.hold
             if settled.status is not HoldOutcome.PAYING:
                 raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
             begun = HoldReply(HoldOutcome.OK, hold)  # not charged: charge the hold's key (the provider charges it once)
         if begun.status is HoldOutcome.PAID:
+            await self._redeem(hold)
             return hold
         if begun.status is HoldOutcome.EXPIRED or hold.state is HoldState.EXPIRED:
             raise HoldExpired("your hold expired before payment and its units went back on sale; tap Buy again")
         if begun.status is not HoldOutcome.OK:
             raise Conflict(f"this hold was {hold.state.value}; tap Buy again")
         try:
-            charge = await self.provider.charge(hold_id, hold.total_minor, hold.currency, card_number)
+            charge = await self.provider.charge(hold_id, hold.pay_minor, hold.currency, card_number)
         except (PaymentDeclined, InvalidCard):
             try:
-                await self.inventory.abort_payment(pool, hold_id)  # held again until its own expiry
+                await self.inventory.abort_payment(pool, hold_id)  # held again until its own expiry, no vouchers
             except (RedisError, OSError):  # the decline still stands; the worker settles the hold (unpaid)
                 log.warning("hold %s: could not put it back to held after a decline", hold_id, exc_info=True)
+            if self.vouchers is not None and hold.disc is not None:
+                await self.vouchers.release_claims(hold_id, hold.disc.claims)
             raise
         # Any other failure leaves the hold "paying": the worker asks the provider after the deadline.
         try:
             done = await self.inventory.complete_payment(pool, hold_id, charge.ref)
             if done.status in (HoldOutcome.OK, HoldOutcome.PAID) and done.hold is not None:
+                await self._redeem(done.hold)
                 return done.hold
             await refund_owed(self.inventory.redis, self.provider, hold_id)
         except (RedisError, OSError):
@@ -563,6 +598,47 @@ class Buying:
                 "(it will be paid, or refunded if its units were released) — you will not be charged twice"
             ) from None
         raise HoldExpired("your hold was released before the payment arrived; the charge was refunded")
+
+    async def _apply_vouchers(
+        self, buyer_id: int, pool: PoolId, hold_id: str, claim_ids: Sequence[str] | None
+    ) -> Quote | None:
+        """Apply the buyer's chosen (or best) claims to a held hold not yet priced; None: no vouchers."""
+        if self.vouchers is None or claim_ids == []:
+            return None
+        try:
+            hold = await self.inventory.hold(pool, hold_id)
+        except (RedisError, OSError):
+            return None  # begin_payment reports the outage
+        if hold is None or hold.buyer_id != buyer_id or hold.state is not HoldState.HELD or hold.disc is not None:
+            return None
+        quote = await self.vouchers.quote_hold(hold, claim_ids)
+        if not quote.vouchers:
+            return None
+        try:
+            applied = await self.vouchers.apply(hold, quote, self.payment_grace_ms)
+        except (RedisError, OSError):
+            log.warning("hold %s: could not apply vouchers; checking out without them", hold_id, exc_info=True)
+            if claim_ids is not None:
+                raise ServiceUnavailable("we could not reach the voucher service; nothing was charged") from None
+            return None
+        if claim_ids is not None and len(applied.vouchers) < len(quote.vouchers):
+            await self.vouchers.release_claims(hold_id, [(q.voucher.id, q.claim_id) for q in applied.vouchers])
+            raise VoucherNotUsable("a voucher you chose was used or taken meanwhile; check out again")
+        return applied if applied.vouchers else None
+
+    async def _release_unrecorded(self, hold_id: str, applied: Quote | None, hold: Hold | None) -> None:
+        """Release the claims applied now that the hold did not record (its payment had begun with others, or
+        did not begin)."""
+        if self.vouchers is None or applied is None:
+            return
+        recorded = set() if hold is None or hold.disc is None else set(hold.disc.claims)
+        left = [(q.voucher.id, q.claim_id) for q in applied.vouchers if (q.voucher.id, q.claim_id) not in recorded]
+        if left:
+            await self.vouchers.release_claims(hold_id, left)
+
+    async def _redeem(self, hold: Hold) -> None:
+        if self.vouchers is not None:
+            await self.vouchers.redeem_claims(hold)
 
 
 async def _sale_terms(session: AsyncSession, room: RoomInfo, product: Product, at: datetime) -> SaleTerms:

@@ -35,6 +35,7 @@ from livecommerce.commerce.payments import (
 )
 from livecommerce.commerce.pools import Inventory, PoolId
 from livecommerce.commerce.product_stock import give_units
+from livecommerce.commerce.voucher_live import VoucherLive
 from livecommerce.errors import ClientError
 from livecommerce.models import FlashSale, Order, OrderStatus, SaleStatus, utcnow
 
@@ -47,6 +48,7 @@ __all__ = [
     "SaleCloser",
     "SaleLoader",
     "Sweeper",
+    "VoucherSweeper",
     "worker_jobs",
 ]
 
@@ -203,6 +205,22 @@ class SaleCloser(Job):
         return True
 
 
+class VoucherSweeper(Job):
+    """Returns the reservations of claims that expired unused to their voucher's budget, and settles claims
+    applied to a hold past its payment deadline: the hold paid with the claim → redeemed, otherwise released
+    (`VoucherLive.sweep`): a crash between applying a voucher and the payment is reconciled here."""
+
+    name = "voucher sweeper"
+
+    def __init__(self, vouchers: VoucherLive, interval: float = 1.0) -> None:
+        self.vouchers = vouchers
+        self.interval = interval
+
+    async def step(self) -> bool:
+        await self.vouchers.sweep()
+        return False
+
+
 class Sweeper(Job):
     """Returns expired holds to stock in every registered pool, and settles holds whose payment outlived its
     deadline by asking the payment provider: charged → paid, otherwise → expired."""
@@ -354,10 +372,11 @@ def worker_jobs(
     *,
     consumer: str,
     claim_after_ms: int,
+    vouchers: VoucherLive | None = None,
 ) -> Sequence[Job]:
-    """The worker's jobs, ready to `run`."""
+    """The worker's jobs, ready to `run` (`vouchers`: also sweep the vouchers' claims)."""
     writer = OrderWriter(redis, sessions, inventory, consumer=consumer, claim_after_ms=claim_after_ms)
-    return [
+    jobs: list[Job] = [
         SaleLoader(sessions, inventory),
         SaleCloser(redis, sessions, inventory),
         Sweeper(inventory, provider),
@@ -365,3 +384,6 @@ def worker_jobs(
         RefundFinisher(sessions, provider),
         ChargeAudit(redis, sessions, provider),
     ]
+    if vouchers is not None:
+        jobs.append(VoucherSweeper(vouchers))
+    return jobs

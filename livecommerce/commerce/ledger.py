@@ -6,6 +6,12 @@ given the money back). Its lines come from `commerce.split`: funding lines negat
 `platform_discount`), shares positive (`platform_fee`, `creator_commission`, `brand_net`), so every posting
 sums to 0; a refund posts the same accounts with the signs turned. Lines of amount 0 are not written.
 
+Vouchers (issue 14): `platform_discount` is the platform-funded part of the order's vouchers (the order's
+`platform_discount_minor`); the seller-funded part posts a memo pair, `seller_discount` = -s (funding: the part
+of the price the brand's vouchers took off) and `brand_discount` = +s (the brand's cost of it), which sums to 0
+by itself, so `buyer_paid + platform_discount = brand_net + creator_commission + platform_fee` still holds per
+posting. A refund reverses the pair pro rata like the other shares; no refund ever credits a campaign budget.
+
 Lines are only ever INSERTed, with ``ON CONFLICT DO NOTHING`` on `(posting, account)`: posting the same thing
 again (a replayed outbox, a retried refund) writes nothing, and a trigger refuses any UPDATE (migration 0004).
 A batch's lines are one statement (`post_lines`), so the writer's cost per order stays a few index entries.
@@ -54,6 +60,8 @@ class SaleFacts:
     currency: str
     terms: SaleTerms
     paid_at: datetime
+    platform_discount: int = 0  # the platform-funded part of the hold's vouchers
+    seller_discount: int = 0  # the seller-funded part
 
 
 def _signed(split: Split, sign: int) -> list[tuple[LedgerAccount, int]]:
@@ -64,6 +72,8 @@ def _signed(split: Split, sign: int) -> list[tuple[LedgerAccount, int]]:
         (LedgerAccount.PLATFORM_FEE, split.platform_fee * sign),
         (LedgerAccount.CREATOR_COMMISSION, split.creator_commission * sign),
         (LedgerAccount.BRAND_NET, split.brand_net * sign),
+        (LedgerAccount.SELLER_DISCOUNT, -split.seller_discount * sign),
+        (LedgerAccount.BRAND_DISCOUNT, split.seller_discount * sign),
     ]
 
 
@@ -81,8 +91,9 @@ def sale_lines(sale: SaleFacts) -> list[dict[str, Any]]:
     """The rows of one order's sale posting (lines of 0 left out)."""
     terms = sale.terms
     split = split_sale(
-        sale.buyer_paid, commission_bps=terms.commission_bps, fee_bps=terms.fee_bps, fee_base=terms.fee_base
-    )
+        sale.buyer_paid, commission_bps=terms.commission_bps, fee_bps=terms.fee_bps, fee_base=terms.fee_base,
+        platform_discount=sale.platform_discount, seller_discount=sale.seller_discount,
+    )  # fmt: skip
     base = {
         "order_id": sale.order_id, "refund_id": None, "brand_id": sale.brand_id,
         "creator_id": terms.creator_id or None, "room_id": sale.room_id, "currency": sale.currency,
@@ -94,8 +105,9 @@ def sale_lines(sale: SaleFacts) -> list[dict[str, Any]]:
 def order_split(order: Order) -> Split:
     """The sale split of an order, from the terms it snapshotted (the same arithmetic its sale posting used)."""
     return split_sale(
-        order.total_minor, commission_bps=order.commission_bps, fee_bps=order.fee_bps, fee_base=order.fee_base,
-        platform_discount=order.platform_discount_minor,
+        order.buyer_paid_minor, commission_bps=order.commission_bps, fee_bps=order.fee_bps,
+        fee_base=order.fee_base, platform_discount=order.platform_discount_minor,
+        seller_discount=order.seller_discount_minor,
     )  # fmt: skip
 
 

@@ -138,7 +138,7 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
             "expires_at": _when(h.expires_at_ms), **_ending(h),
             "creator_id": h.terms.creator_id or None, "collaboration_id": h.terms.collaboration_id,
             "commission_bps": h.terms.commission_bps, "fee_rule_id": h.terms.fee_rule_id,
-            "fee_bps": h.terms.fee_bps, "fee_base": h.terms.fee_base,
+            "fee_bps": h.terms.fee_bps, "fee_base": h.terms.fee_base, **_vouchers(h),
         }
         for h in records
     ]  # fmt: skip
@@ -170,9 +170,20 @@ async def apply_holds(session: AsyncSession, holds: Iterable[Hold]) -> list[Hold
         await session.execute(
             update(_ORDERS)
             .where(_ORDERS.c.hold_id == bindparam("b_hold"))
-            .values(payment_ref=bindparam("b_ref"), paid_at=bindparam("b_paid"), updated_at=bindparam("b_updated")),
+            .values(
+                payment_ref=bindparam("b_ref"),
+                paid_at=bindparam("b_paid"),
+                updated_at=bindparam("b_updated"),
+                **{column: bindparam(f"b_{column}") for column in _VOUCHER_COLUMNS},
+            ),
             [
-                {"b_hold": h.id, "b_ref": e["payment_ref"], "b_paid": e["paid_at"], "b_updated": e["updated_at"]}
+                {
+                    "b_hold": h.id,
+                    "b_ref": e["payment_ref"],
+                    "b_paid": e["paid_at"],
+                    "b_updated": e["updated_at"],
+                    **{f"b_{column}": value for column, value in _vouchers(h).items()},
+                }
                 for h in changed
                 for e in (_ending(h),)
             ],
@@ -222,10 +233,32 @@ def _ending(hold: Hold) -> dict[str, Any]:
     }
 
 
+_VOUCHER_COLUMNS: Final = (
+    "seller_discount_minor", "platform_discount_minor", "seller_voucher_id", "platform_voucher_id",
+    "seller_claim_id", "platform_claim_id",
+)  # fmt: skip
+
+
+def _vouchers(hold: Hold) -> dict[str, Any]:
+    """The order's voucher columns, from the discount recorded on the hold when its payment began (`disc`)."""
+    d = hold.disc
+    if d is None:
+        return dict.fromkeys(_VOUCHER_COLUMNS[:2], 0) | dict.fromkeys(_VOUCHER_COLUMNS[2:])
+    return {
+        "seller_discount_minor": d.seller_funded, "platform_discount_minor": d.platform_funded,
+        "seller_voucher_id": d.seller_voucher_id, "platform_voucher_id": d.platform_voucher_id,
+        "seller_claim_id": d.seller_claim_id, "platform_claim_id": d.platform_claim_id,
+    }  # fmt: skip
+
+
 def _sale(hold: Hold, order_id: int) -> SaleFacts:
     paid_at = _when(hold.paid_at_ms) or utcnow()
-    return SaleFacts(order_id, hold.id, hold.brand_id, hold.room_id, hold.total_minor, hold.currency, hold.terms,
-                     paid_at)  # fmt: skip
+    disc = hold.disc
+    return SaleFacts(
+        order_id, hold.id, hold.brand_id, hold.room_id, hold.pay_minor, hold.currency, hold.terms, paid_at,
+        platform_discount=0 if disc is None else disc.platform_funded,
+        seller_discount=0 if disc is None else disc.seller_funded,
+    )  # fmt: skip
 
 
 async def _retain_buyers(session: AsyncSession, insert: Any, buyer_ids: Sequence[int]) -> None:

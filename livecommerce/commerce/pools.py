@@ -34,6 +34,7 @@ __all__ = [
     "POOL_NAME_PATTERN",
     "POOL_REGISTRY",
     "Hold",
+    "HoldDiscount",
     "HoldOutcome",
     "HoldReply",
     "HoldState",
@@ -191,6 +192,48 @@ class HoldOutcome(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class HoldDiscount:
+    """The vouchers applied to a hold when its payment began (hold JSON field `disc`; `pool_begin_payment`
+    records it once). `seller_funded` and `platform_funded` are the parts of the discounts each party bears
+    (`commerce.voucher_price.Price`); the buyer pays the rest of the hold's total."""
+
+    seller_voucher_id: int | None = None
+    seller_claim_id: str | None = None
+    platform_voucher_id: int | None = None
+    platform_claim_id: str | None = None
+    seller_funded: int = 0
+    platform_funded: int = 0
+
+    @property
+    def claims(self) -> list[tuple[int, str]]:
+        """(voucher id, claim id) of each voucher applied."""
+        out: list[tuple[int, str]] = []
+        if self.seller_voucher_id is not None and self.seller_claim_id:
+            out.append((self.seller_voucher_id, self.seller_claim_id))
+        if self.platform_voucher_id is not None and self.platform_claim_id:
+            out.append((self.platform_voucher_id, self.platform_claim_id))
+        return out
+
+    def args(self) -> list[str | int]:
+        """`pool_begin_payment`'s six optional arguments (0 and "" for an empty slot)."""
+        return [
+            self.seller_voucher_id or 0, self.seller_claim_id or "", self.platform_voucher_id or 0,
+            self.platform_claim_id or "", self.seller_funded, self.platform_funded,
+        ]  # fmt: skip
+
+    @classmethod
+    def parse(cls, d: dict[str, Any]) -> HoldDiscount:
+        return cls(
+            seller_voucher_id=int(d.get("sv") or 0) or None,
+            seller_claim_id=d.get("sc") or None,
+            platform_voucher_id=int(d.get("pv") or 0) or None,
+            platform_claim_id=d.get("pc") or None,
+            seller_funded=int(d.get("sf") or 0),
+            platform_funded=int(d.get("pf") or 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Hold:
     """Units taken from a pool for one buyer, as Redis recorded them (also the outbox's payload)."""
 
@@ -216,10 +259,20 @@ class Hold:
     # The attribution and fee snapshot taken when the hold was made (`commerce.terms`); a record written
     # before terms existed reads as no creator, no collaboration and the default fee.
     terms: SaleTerms = field(default_factory=SaleTerms.default)
+    # The vouchers applied when its payment began (None: none, or not yet); cleared by a decline.
+    disc: HoldDiscount | None = None
 
     @property
     def total_minor(self) -> int:
+        """The goods value: unit price x quantity, before vouchers."""
         return self.quantity * self.unit_price_minor
+
+    @property
+    def pay_minor(self) -> int:
+        """What the buyer pays (what the provider charges and refunds): the total less the vouchers' parts."""
+        if self.disc is None:
+            return self.total_minor
+        return self.total_minor - self.disc.seller_funded - self.disc.platform_funded
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Hold:
@@ -250,6 +303,7 @@ class Hold:
             ended_at_ms=opt("ended"),
             deadline_ms=opt("deadline"),
             terms=SaleTerms.parse(d["terms"]) if d.get("terms") else _NO_TERMS,
+            disc=HoldDiscount.parse(d["disc"]) if isinstance(d.get("disc"), dict) else None,
         )
 
 
@@ -468,8 +522,13 @@ class Inventory:
                 out[pool] = ([_reserve_result(r) for r in reply[:-1]], _stock(reply[-1]))
         return out
 
-    async def begin_payment(self, pool: PoolId, hold_id: str, buyer_id: int, grace_ms: int) -> HoldReply:
-        return HoldReply.parse(await self._fcall("pool_begin_payment", pool, hold_id, buyer_id, grace_ms))
+    async def begin_payment(
+        self, pool: PoolId, hold_id: str, buyer_id: int, grace_ms: int, disc: HoldDiscount | None = None
+    ) -> HoldReply:
+        """A held hold becomes paying; `disc` records the vouchers applied (a retry keeps what was recorded
+        first: the reply's hold says what stands)."""
+        extra = [] if disc is None or not disc.claims else disc.args()
+        return HoldReply.parse(await self._fcall("pool_begin_payment", pool, hold_id, buyer_id, grace_ms, *extra))
 
     async def complete_payment(self, pool: PoolId, hold_id: str, payment_ref: str) -> HoldReply:
         return HoldReply.parse(await self._fcall("pool_complete_payment", pool, hold_id, payment_ref))

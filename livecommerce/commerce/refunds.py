@@ -3,9 +3,9 @@
 A refund is three steps, each safe to repeat:
 
 1. one transaction, with the order row locked (``SELECT … FOR UPDATE``; SQLite serialises writers): check
-   the caller may refund it, that it is paid and that the amount fits in what is left (the total less every
-   refund recorded, pending or done), and insert the refund as ``pending`` under its key (unique per order:
-   a retry of the key finds it and carries on from where it stopped);
+   the caller may refund it, that it is paid and that the amount fits in what is left (what the buyer paid,
+   `Order.buyer_paid_minor`, less every refund recorded, pending or done), and insert the refund as
+   ``pending`` under its key (unique per order: a retry of the key finds it and carries on from where it stopped);
 2. ask the payment provider to give the amount back under the refund key ``refund:<id>`` (idempotent at the
    provider, so asking again never refunds twice);
 3. one transaction, the order locked again: post the reversal to the ledger (`commerce.ledger`, pro rata
@@ -15,6 +15,10 @@ A refund is three steps, each safe to repeat:
 A crash between 1 and 3 leaves the refund ``pending``: a retry with the same key resumes it, and the worker
 (`jobs.RefundFinisher`) finishes refunds left pending for over a minute. A paid order stays ``paid``; its
 `refunded_minor` says how much went back.
+
+An order paid with vouchers refunds at most what the buyer paid; its ledger reversal takes back the platform's
+and the seller's discount lines pro rata, and nothing goes back to a campaign budget: the voucher was used and
+is not returned (`voucher_note`, which the refund reply carries).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "list_refunds",
     "request_refund",
     "stale_refunds",
+    "voucher_note",
 ]
 
 log = logging.getLogger(__name__)
@@ -107,15 +112,16 @@ async def _record(
     recorded = await session.scalar(
         select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(Refund.order_id == order_id)
     )
-    left = order.total_minor - int(recorded or 0)
+    paid = order.buyer_paid_minor  # the goods value less the vouchers: what the buyer's card was charged
+    left = paid - int(recorded or 0)
     if left <= 0:
-        raise RefundTooLarge(f"order {order_id} is already refunded in full ({order.total_minor} {order.currency})")
+        raise RefundTooLarge(f"order {order_id} is already refunded in full ({paid} {order.currency})")
     amount = left if amount_minor is None else amount_minor
     if amount > left:
+        voucher = f"; the buyer paid {paid} after vouchers" if paid != order.total_minor else ""
         raise RefundTooLarge(
             f"at most {left} {order.currency} of order {order_id} is left to refund "
-            f"(total {order.total_minor}, refunded or being refunded {order.total_minor - left}); "
-            f"ask for {left} or less"
+            f"(paid {paid}, refunded or being refunded {paid - left}{voucher}); ask for {left} or less"
         )
     refund = Refund(
         order_id=order_id, key=key, amount_minor=amount, currency=order.currency, reason=reason,
@@ -124,6 +130,17 @@ async def _record(
     session.add(refund)
     await session.flush()
     return refund, False
+
+
+def voucher_note(order: Order) -> str | None:
+    """What a refund reply says of the order's vouchers: they are not returned (each was used; a campaign
+    budget is never credited by a refund)."""
+    if order.seller_voucher_id is None and order.platform_voucher_id is None:
+        return None
+    return (
+        f"this order used a voucher ({order.total_minor - order.buyer_paid_minor} {order.currency} off); the "
+        "refund gives back what the buyer paid, and the voucher is not returned"
+    )
 
 
 async def request_refund(

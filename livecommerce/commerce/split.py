@@ -1,14 +1,17 @@
 """The split of an order's money, and of each refund, in integer minor units: no rounding creates or loses a cent.
 
-A sale of `buyer_paid` (what the buyer's card was charged) with a `platform_discount` (what the platform
-funds; 0 until vouchers) splits into
+A sale of `buyer_paid` (what the buyer's card was charged) with a `platform_discount` (the platform-funded
+part of the order's vouchers) splits into
 
     platform_fee       = floor(fee_base * fee_bps / 10 000)     fee_base = buyer_paid, or buyer_paid + discount
     creator_commission = floor(buyer_paid * commission_bps / 10 000)
     brand_net          = buyer_paid + platform_discount - platform_fee - creator_commission
 
 so `buyer_paid + platform_discount = brand_net + creator_commission + platform_fee` exactly: each share rounds
-down and the brand takes the remainder (at most one minor unit per share).
+down and the brand takes the remainder (at most one minor unit per share). The seller-funded part of the
+vouchers (`seller_discount`) is money nobody paid: the brand bears it by receiving less (it is already out of
+`buyer_paid`), and the split carries it only for the ledger's memo pair (`seller_discount` / `brand_discount`,
+which sum to 0 by themselves). The goods value is `buyer_paid + platform_discount + seller_discount`.
 
 A refund of `amount` (after `refunded` was already given back) reverses each share pro rata *cumulatively*:
 after refunds totalling R, the share reversed is floor(share * R / buyer_paid), and this refund reverses the
@@ -39,6 +42,7 @@ class Split:
     platform_fee: int
     creator_commission: int
     brand_net: int
+    seller_discount: int = 0  # the memo pair's amount (not part of the balance: see the module docstring)
 
     @property
     def balanced(self) -> bool:
@@ -46,14 +50,16 @@ class Split:
 
 
 def split_sale(
-    buyer_paid: int, *, commission_bps: int, fee_bps: int, fee_base: FeeBase, platform_discount: int = 0
-) -> Split:
-    if buyer_paid < 0 or platform_discount < 0:
+    buyer_paid: int, *, commission_bps: int, fee_bps: int, fee_base: FeeBase, platform_discount: int = 0,
+    seller_discount: int = 0,
+) -> Split:  # fmt: skip
+    if buyer_paid < 0 or platform_discount < 0 or seller_discount < 0:
         raise ValueError("amounts must not be negative")
     base = buyer_paid + (platform_discount if fee_base is FeeBase.BUYER_PAID_PLUS_DISCOUNT else 0)
     fee = base * fee_bps // _BPS
     commission = buyer_paid * commission_bps // _BPS
-    return Split(buyer_paid, platform_discount, fee, commission, buyer_paid + platform_discount - fee - commission)
+    brand = buyer_paid + platform_discount - fee - commission
+    return Split(buyer_paid, platform_discount, fee, commission, brand, seller_discount)
 
 
 def split_refund(sale: Split, *, refunded: int, amount: int) -> Split:
@@ -69,4 +75,5 @@ def split_refund(sale: Split, *, refunded: int, amount: int) -> Split:
     discount = reversed_by(sale.platform_discount)
     fee = reversed_by(sale.platform_fee)
     commission = reversed_by(sale.creator_commission)
-    return Split(amount, discount, fee, commission, amount + discount - fee - commission)
+    seller = reversed_by(sale.seller_discount)
+    return Split(amount, discount, fee, commission, amount + discount - fee - commission, seller)

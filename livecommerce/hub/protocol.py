@@ -26,11 +26,14 @@ __all__ = [
     "CancelHold",
     "Chat",
     "Checkout",
+    "ClaimVoucher",
     "Join",
     "Leave",
     "Like",
     "Moderate",
     "Pin",
+    "Quote",
+    "RoomVouchers",
     "Unpin",
     "error_ack",
     "ok_ack",
@@ -77,10 +80,19 @@ class Like(BaseModel):
 
 
 class Pin(BaseModel):
+    """Show a product or a voucher on the room's pin card: exactly one of `product_id` and `voucher_id`."""
+
     model_config = _STRICT
 
     room_id: RoomId
-    product_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    product_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+    voucher_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+
+    @model_validator(mode="after")
+    def _one_card(self) -> Pin:
+        if (self.product_id is None) == (self.voucher_id is None):
+            raise ValueError("pin one thing: send either `product_id` or `voucher_id`")
+        return self
 
 
 class Unpin(BaseModel):
@@ -93,6 +105,35 @@ HoldId = Annotated[str, StringConstraints(pattern=f"^{HOLD_ID_PATTERN}$")]
 
 
 IdempotencyKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+
+
+class RoomVouchers(BaseModel):
+    """The vouchers the room's host may pin now (host or admin)."""
+
+    model_config = _STRICT
+
+    room_id: RoomId
+
+
+class ClaimVoucher(BaseModel):
+    """Claim a voucher pinned in the room this show. `idempotency_key` identifies the tap: a retry with it
+    returns the same claim (`replayed`)."""
+
+    model_config = _STRICT
+
+    room_id: RoomId
+    voucher_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    idempotency_key: IdempotencyKey
+
+
+class Quote(BaseModel):
+    """The price after the caller's best usable claims, for a product of the room."""
+
+    model_config = _STRICT
+
+    room_id: RoomId
+    product_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    quantity: Annotated[int, Field(ge=1, le=100)] = 1
 
 
 class Buy(BaseModel):
@@ -125,6 +166,10 @@ class Checkout(BaseModel):
 
     hold_id: HoldId
     card_number: Annotated[str, StringConstraints(pattern=r"^[0-9 ]{12,23}$")]
+    # Voucher claims to use (at most one seller, one platform voucher); None: the best of the buyer's; []: none.
+    claim_ids: list[Annotated[str, StringConstraints(pattern=r"^v[0-9]{1,15}\.[0-9]{1,12}$")]] | None = Field(
+        default=None, max_length=2
+    )
 
 
 class CancelHold(BaseModel):

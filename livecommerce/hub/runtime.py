@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from livecommerce.accounts import ACCOUNTS
 from livecommerce.aio import cancel_and_wait
 from livecommerce.commerce.buying import BUYING
+from livecommerce.commerce.voucher_live import VOUCHERS
 from livecommerce.hub import transport
 from livecommerce.hub.admission import Admission
 from livecommerce.hub.fanout import Fanout
@@ -105,6 +106,7 @@ def install(app: web.Application) -> None:
             signer=app[SIGNER],
             buying=app[BUYING],
             accounts=app[ACCOUNTS],
+            vouchers=app.get(VOUCHERS),
         )
         app[HUB] = hub
         task = asyncio.create_task(hub.run(), name="hub")

@@ -30,6 +30,8 @@ from livecommerce import rooms as room_rules
 from livecommerce.accounts import Account, Accounts
 from livecommerce.auth import ANONYMOUS, Principal, TokenSigner
 from livecommerce.commerce.buying import Buying, RoomInfo, hold_wire
+from livecommerce.commerce.pools import Hold, HoldState
+from livecommerce.commerce.voucher_live import VoucherLive
 from livecommerce.errors import (
     ClientError,
     Conflict,
@@ -120,6 +122,7 @@ class Hub:
         signer: TokenSigner,
         buying: Buying,
         accounts: Accounts,
+        vouchers: VoucherLive | None = None,
     ) -> None:
         self.sio = sio
         self.fanout = fanout
@@ -128,7 +131,7 @@ class Hub:
         self.signer = signer
         self.buying = buying
         self.accounts = accounts
-        self.shows = Shows(sessions=sessions, buying=buying, live=live)
+        self.shows = Shows(sessions=sessions, buying=buying, live=live, vouchers=vouchers)
         accounts.subscribe(self._accounts_changed)
         live.listen(self._on_room_event)
         self._connections: dict[str, _Connection] = {}
@@ -340,7 +343,16 @@ class Hub:
 
     @_on("pin", p.Pin)
     async def _pin(self, sid: str, connection: _Connection, event: p.Pin) -> dict[str, Any]:
-        return (await self.shows.pin(connection.who, event.room_id, event.product_id)).live_payload(event.room_id)
+        if event.voucher_id is not None:
+            shown = await self.shows.pin_voucher(connection.who, event.room_id, event.voucher_id)
+        else:
+            assert event.product_id is not None  # the protocol asks for exactly one
+            shown = await self.shows.pin(connection.who, event.room_id, event.product_id)
+        return shown.live_payload(event.room_id)
+
+    @_on("room_vouchers", p.RoomVouchers)
+    async def _room_vouchers(self, sid: str, connection: _Connection, event: p.RoomVouchers) -> dict[str, Any]:
+        return {"room_id": event.room_id, "vouchers": await self.shows.room_vouchers(connection.who, event.room_id)}
 
     @_on("unpin", p.Unpin)
     async def _unpin(self, sid: str, connection: _Connection, event: p.Unpin) -> dict[str, Any]:
@@ -361,11 +373,32 @@ class Hub:
             connection.who, event.room_id, event.product_id, quantity=event.quantity, key=event.key, code=event.code,
             sale_id=event.sale_id,
         )  # fmt: skip
-        return {"hold": hold_wire(hold), "replayed": replayed}
+        quote = await self._quoted(hold)
+        return {"hold": hold_wire(hold, quote), "replayed": replayed, "quote": quote}
+
+    async def _quoted(self, hold: Hold) -> dict[str, Any] | None:
+        """A held hold not yet priced: its price after the buyer's best vouchers (what checkout will charge), as
+        REST's buy answers it; None without vouchers."""
+        vouchers = self.buying.vouchers
+        if vouchers is None or hold.state is not HoldState.HELD or hold.disc is not None:
+            return None
+        return (await vouchers.quote_hold(hold)).as_wire()
+
+    @_on("claim_voucher", p.ClaimVoucher)
+    async def _claim_voucher(self, sid: str, connection: _Connection, event: p.ClaimVoucher) -> dict[str, Any]:
+        room_rules.require_buyer(connection.who)
+        self._require_member(connection, event.room_id)
+        return await self.shows.claim_voucher(connection.who, event.room_id, event.voucher_id, event.idempotency_key)
+
+    @_on("quote", p.Quote)
+    async def _quote(self, sid: str, connection: _Connection, event: p.Quote) -> dict[str, Any]:
+        room_rules.require_buyer(connection.who)
+        self._require_member(connection, event.room_id)
+        return {"price": await self.shows.quote(connection.who, event.room_id, event.product_id, event.quantity)}
 
     @_on("checkout", p.Checkout)
     async def _checkout(self, sid: str, connection: _Connection, event: p.Checkout) -> dict[str, Any]:
-        hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number)
+        hold = await self.buying.checkout(connection.who, event.hold_id, event.card_number, claim_ids=event.claim_ids)
         return {"hold": hold_wire(hold)}
 
     @_on("cancel_hold", p.CancelHold)

@@ -1,9 +1,10 @@
 """Stock counters: the live stock of the product pinned in each room with local viewers.
 
 Each room shows the pool of its pinned product (`track_pin`, fed by every `pinned` event and by a join's
-snapshot). Ten times a second the stock of every shown pool is read in one round trip and sent as `stock`
-room state, only when it changed, so the rate of updates does not follow the rate of purchases; sold out is
-pushed at once when a reservation here sees it (`reported`, the batcher's callback).
+snapshot; a voucher pin leaves the product's pool shown). Ten times a second the stock of every shown pool is
+read in one round trip and sent as `stock` room state, only when it changed, so the rate of updates does not
+follow the rate of purchases; sold out is pushed at once when a reservation here sees it (`reported`, the
+batcher's callback).
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class StockCounters:
         batcher.on_stock = self.reported
 
     def track_pin(self, room: int, pinned: dict[str, Any] | None) -> None:
-        """Remember which pool a room's pinned product sells from (a `pinned` payload; None: nothing pinned)."""
+        """Remember which pool a room's pinned product sells from (a `pinned` payload; None: nothing pinned).
+        A voucher pin is ignored: the product pinned before it still sells, and its stock still counts."""
+        if (pinned or {}).get("voucher"):
+            return
         offer = (pinned or {}).get("offer") if (pinned or {}).get("product") else None
         pool = offer.get("pool") if isinstance(offer, dict) else None
         if isinstance(pool, str):

@@ -22,7 +22,7 @@ import orjson
 
 from livecommerce.clock import now_ms
 from livecommerce.errors import ClientError
-from livecommerce.models import Product, RoomStatus
+from livecommerce.models import Product, RoomStatus, Voucher, VoucherKind
 
 __all__ = [
     "ACCESS_REVOKED",
@@ -50,11 +50,13 @@ __all__ = [
     "counters",
     "live_payload",
     "pinned",
+    "pinned_voucher",
     "resync",
     "room_status",
     "stock",
     "unpinned",
     "video",
+    "voucher_card",
 ]
 
 Payload = dict[str, Any]
@@ -124,18 +126,42 @@ def room_status(room: int, status: str) -> ServerEvent:
 
 
 def pinned(room: int, product: Product, *, price_minor: int, stock: int, offer: Mapping[str, Any]) -> ServerEvent:
-    """`pinned`: the product shown, at the price a buyer pays now, and the offer it sells under."""
+    """`pinned`: the product shown, at the price a buyer pays now, and the offer it sells under (`voucher` null:
+    the pin card shows a product or a voucher, never both)."""
     shown = {
         "id": product.id, "brand_id": product.brand_id, "title": product.title, "image_url": product.image_url,
         "price_minor": price_minor, "currency": product.currency, "stock": stock,
     }  # fmt: skip
-    payload = {"room_id": room, "product": shown, "offer": dict(offer), "ts": now_ms()}
+    payload = {"room_id": room, "product": shown, "offer": dict(offer), "voucher": None, "ts": now_ms()}
+    return ServerEvent(PINNED, payload, state=PINNED)
+
+
+def voucher_card(voucher: Voucher, *, left: int) -> Payload:
+    """A voucher as a viewer reads it: its terms and the claims `left` (quota less claimed). An amount voucher
+    carries `amount_minor`, a percent one `percent_bps`; both carry `cap_minor` (the most it takes off)."""
+    terms: Payload = {"id": voucher.id, "title": voucher.title, "kind": str(voucher.kind)}
+    if voucher.kind is VoucherKind.AMOUNT:
+        terms["amount_minor"] = voucher.amount_minor
+    else:
+        terms["percent_bps"] = voucher.percent_bps
+    terms |= {
+        "cap_minor": voucher.cap_minor, "min_spend_minor": voucher.min_spend_minor, "currency": voucher.currency,
+        "ends_at_ms": int(voucher.ends_at.timestamp() * 1000), "left": max(0, left),
+    }  # fmt: skip
+    return terms
+
+
+def pinned_voucher(room: int, voucher: Voucher, *, left: int) -> ServerEvent:
+    """`pinned` with a voucher card (`voucher_card`, `product` null): the one shape, live, in a snapshot and in a
+    replay."""
+    payload = {"room_id": room, "product": None, "voucher": voucher_card(voucher, left=left), "ts": now_ms()}
     return ServerEvent(PINNED, payload, state=PINNED)
 
 
 def unpinned(room: int) -> ServerEvent:
-    """`pinned` with no product: the room shows nothing (a snapshot then shows null)."""
-    return ServerEvent(PINNED, {"room_id": room, "product": None, "ts": now_ms()}, state=PINNED, clears=True)
+    """`pinned` with neither a product nor a voucher: the room shows nothing (a snapshot then shows null)."""
+    payload = {"room_id": room, "product": None, "voucher": None, "ts": now_ms()}
+    return ServerEvent(PINNED, payload, state=PINNED, clears=True)
 
 
 def countdown(room: int, sale_id: int, starts_at_ms: int) -> ServerEvent:

@@ -334,14 +334,42 @@ local function hold_and_buyer(fn, keys, args, nargs)
   return hold, raw
 end
 
+-- The six optional arguments of pool_begin_payment: the vouchers applied (seller voucher id, claim id,
+-- platform voucher id, claim id: 0 and '' for an empty slot) and the parts of the discount each side funds.
+-- Checked against the hold: at least one voucher, the buyer still pays at least 1 minor unit.
+local function disc_args(fn, args, hold)
+  local sv = int_arg(fn, 'seller voucher', args[4], 0, 1e15)
+  local sc = args[5] == '' and '' or token_arg(fn, 'seller claim', args[5], 40, false)
+  local pv = int_arg(fn, 'platform voucher', args[6], 0, 1e15)
+  local pc = args[7] == '' and '' or token_arg(fn, 'platform claim', args[7], 40, false)
+  local sf = int_arg(fn, 'seller_funded', args[8], 0, 1e13)
+  local pf = int_arg(fn, 'platform_funded', args[9], 0, 1e13)
+  if (sv == 0) ~= (sc == '') or (pv == 0) ~= (pc == '') or (sv == 0 and pv == 0) then
+    fail(fn, 'each voucher needs its claim, and at least one voucher')
+  end
+  if hold ~= nil and sf + pf >= hold.qty * hold.price then
+    fail(fn, 'the discounts must leave the buyer at least 1 to pay')
+  end
+  return {sv = sv, sc = sc, pv = pv, pc = pc, sf = sf, pf = pf}
+end
+
 -- pool_begin_payment: a held hold becomes paying until a deadline, so the sweeper leaves it alone while the
--- payment provider answers. ARGV: hold id, buyer id (0 = any), grace_ms.
+-- payment provider answers. ARGV: hold id, buyer id (0 = any), grace_ms [, the six discount arguments of
+-- `disc_args`: recorded as the hold's `disc`, unless it has one already (a retry keeps the first)].
 -- Returns {'ok', hold} | {'not_found'} | {'expired', hold} (it was past its expiry: released now)
 --         | {state, hold} for a hold already paying, paid, cancelled or expired.
 local function pool_begin_payment(keys, args)
   local fn = 'pool_begin_payment'
-  local hold, raw = hold_and_buyer(fn, keys, args, 3)
+  check_keys(fn, keys)
+  if #args ~= 3 and #args ~= 9 then
+    fail(fn, 'expected 3 arguments, or 9 with a discount')
+  end
+  local hold, raw = hold_and_buyer(fn, keys, {args[1], args[2], args[3]}, 3)
   local grace = int_arg(fn, 'grace_ms', args[3], 1, 36e5)
+  local disc = nil
+  if #args == 9 then
+    disc = disc_args(fn, args, hold)
+  end
   if hold == nil then
     return {'not_found'}
   end
@@ -355,6 +383,9 @@ local function pool_begin_payment(keys, args)
   end
   hold.state = 'paying'
   hold.deadline = now + grace
+  if disc ~= nil and hold.disc == nil then
+    hold.disc = disc
+  end
   redis.call('ZADD', keys[EXPIRY], hold.deadline, hold.id)
   return hold_reply('ok', save_hold(keys, hold))
 end
@@ -416,6 +447,7 @@ local function pool_abort_payment(keys, args)
   end
   hold.state = 'held'
   hold.deadline = nil
+  hold.disc = nil  -- declined: the vouchers go back to the buyer (the caller releases the claims)
   redis.call('ZADD', keys[EXPIRY], hold.exp, hold.id)
   return hold_reply('held', save_hold(keys, hold))
 end

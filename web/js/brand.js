@@ -1,8 +1,10 @@
 // The brand dashboard, /brand: products, flash sales (with invite lists or codes), a live sale panel with a
-// chart, orders with a CSV export, and (brand-market.js) collaborations and the statement.
+// chart, orders with a CSV export, (brand-market.js) collaborations and the statement, and (brand-vouchers.js)
+// vouchers.
 
 import { ApiError, api, byTestId as t, dateTime, el, fromMinor, localInputValue, money, renderAccount, requireRole, sayAt, timeOfDay, toMinor } from "/web/js/api.js";
 import { startMarket } from "/web/js/brand-market.js";
+import { startVouchers } from "/web/js/brand-vouchers.js";
 import { startBrandDashboard } from "/web/js/dashboard-panel.js";
 import { legend, lineChart } from "/web/js/chart.js";
 
@@ -440,6 +442,7 @@ async function main() {
     await loadProducts();
     await Promise.all([loadSales({ force: true }), loadRooms()]);
     startMarket(state.brandId, state.products, show, refuse);
+    startVouchers(state.brandId, state.products, show, refuse);
     startBrandDashboard(document.querySelector(".dash"), state.brandId);
   } catch (error) {
     refuse(error);

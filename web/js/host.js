@@ -7,6 +7,7 @@ import { chatList } from "/web/js/chat.js";
 import { joinRoom } from "/web/js/live.js";
 import { publish, whipUrl } from "/web/js/webrtc.js";
 import { startRoomDashboard } from "/web/js/dashboard-panel.js";
+import { fundingText, voucherTerms } from "/web/js/vouchers.js";
 
 const roomId = Number(location.pathname.split("/")[2]);
 const MUTE_SECONDS = 300;
@@ -19,6 +20,8 @@ const state = {
   products: new Map(),
   sales: [],
   pinned: null,
+  pinnedVoucher: null, // the pinned voucher card, or null
+  vouchers: [], // the room's usable vouchers (socket `room_vouchers`)
   viewers: 0,
   likes: 0,
   pools: new Map(), // pool -> {sold, price_minor, currency}
@@ -216,6 +219,8 @@ async function unpin() {
 
 function onPinned(payload) {
   state.pinned = payload.product ? payload : null;
+  state.pinnedVoucher = payload.voucher || null;
+  renderVouchers();
   if (payload.product && payload.offer) {
     const pool = state.pools.get(payload.offer.pool) || { sold: 0 };
     pool.price_minor = payload.offer.price_minor;
@@ -247,6 +252,60 @@ async function loadProducts() {
     }
   }
   renderProducts();
+}
+
+// --- vouchers ---------------------------------------------------------------------------------------------------
+
+function voucherRow(voucherId) {
+  return document.querySelector(`[data-testid=voucher-row][data-voucher-id="${voucherId}"]`);
+}
+
+function renderVouchers() {
+  const box = t("voucher-list");
+  box.replaceChildren();
+  const pinnedId = state.pinnedVoucher?.id;
+  const isLive = state.room?.status === "live";
+  if (!state.vouchers.length) box.append(el("p", { class: "empty", text: "No voucher can be pinned in this room now." }));
+  for (const v of state.vouchers) {
+    const pinned = v.id === pinnedId;
+    const left = pinned ? state.pinnedVoucher.left : v.left;
+    box.append(
+      el(
+        "div",
+        { class: "item" + (pinned ? " pinned" : ""), testid: "voucher-row", dataset: { voucherId: String(v.id), pinned: pinned ? "true" : "false" } },
+        el(
+          "div",
+          { class: "grow" },
+          el("div", { class: "name", title: v.title, text: v.title }),
+          el("div", { class: "sub", text: `${voucherTerms(v)} · ${fundingText(v)} · ${left} left` }),
+        ),
+        pinned
+          ? el("button", { type: "button", class: "secondary small", testid: "voucher-unpin-button", text: "Unpin", disabled: !isLive, onclick: unpinVoucher })
+          : el("button", { type: "button", class: "small", testid: "voucher-pin-button", text: "Pin", disabled: !isLive, onclick: () => pinVoucher(v.id) }),
+      ),
+    );
+  }
+  t("pinned-voucher-name").textContent = state.pinnedVoucher ? "Pinned: " + state.pinnedVoucher.title : "";
+}
+
+async function loadVouchers() {
+  const ack = await live.request("room_vouchers", { room_id: roomId });
+  if (ack.ok) state.vouchers = ack.data.vouchers;
+  else refuse(ack.error, t("voucher-list"));
+  renderVouchers();
+}
+
+async function pinVoucher(voucherId) {
+  const ack = await live.request("pin", { room_id: roomId, voucher_id: voucherId });
+  if (ack.ok) onPinned(ack.data);
+  else refuse(ack.error, voucherRow(voucherId));
+}
+
+async function unpinVoucher() {
+  const pinnedId = state.pinnedVoucher?.id;
+  const ack = await live.request("unpin", { room_id: roomId });
+  if (ack.ok) onPinned(ack.data);
+  else refuse(ack.error, voucherRow(pinnedId));
 }
 
 // --- flash sales ------------------------------------------------------------------------------------------------
@@ -459,6 +518,7 @@ function connect() {
       state.room = { ...state.room, status: payload.status };
       renderStatus();
       renderProducts();
+      renderVouchers();
     },
     countdown() {
       loadSales().catch(() => {});
@@ -514,6 +574,7 @@ async function main() {
   document.title = state.room.title + " · Host console";
   renderStatus();
   connect();
+  loadVouchers().catch((error) => refuse(error, t("voucher-list")));
   startRoomDashboard(t("metrics-chart").closest("section"), roomId);
   try {
     await loadProducts();

@@ -1,9 +1,10 @@
 // The viewer page, /watch/{room_id}: video (WHEP), chat, likes, the pinned product and buying.
 
-import { api, byTestId as t, clock, compact, el, getToken, goSignIn, icon, initial, money, renderAccount, say, sayAt, tapKey, whoAmI } from "/web/js/api.js";
+import { api, byTestId as t, clock, compact, el, getToken, goSignIn, icon, initial, money, renderAccount, say, sayAt, tapKey, timeOfDay, whoAmI } from "/web/js/api.js";
 import { chatList } from "/web/js/chat.js";
 import { joinRoom } from "/web/js/live.js";
 import { watch } from "/web/js/webrtc.js";
+import { priceBlock, voucherTerms } from "/web/js/vouchers.js";
 
 const roomId = Number(location.pathname.split("/")[2]);
 const LIKE_FLUSH_MS = 250; // at most 4 like events a second, well under the 20 events/s budget
@@ -15,7 +16,11 @@ const state = {
   me: null,
   roomStatus: null,
   videoState: null,
-  pinned: null, // {product, offer}
+  pinned: null, // {product, offer}: the product pinned last (kept while a voucher card is shown)
+  voucher: null, // the pinned voucher card, or null
+  claims: new Map(), // voucher id -> this viewer's claim (from claim acks)
+  claiming: false,
+  quote: null, // {product_id, price}: the price after this viewer's vouchers for the pinned product
   stock: null, // the pinned pool's latest stock event
   saleStarts: new Map(), // sale id -> starts_at (server ms), from countdown events and the sales list
   hold: null,
@@ -288,7 +293,74 @@ function renderPinned() {
   ui.code.hidden = offer.sale?.audience !== "invite_codes";
   renderStock();
   renderCountdown();
+  renderQuote();
 }
+
+// --- vouchers ---------------------------------------------------------------------------------------------------
+
+function renderVoucher() {
+  const card = t("voucher-card");
+  const v = state.voucher;
+  card.hidden = !v || state.gone;
+  if (!v) return;
+  card.dataset.voucherId = String(v.id);
+  const claim = state.claims.get(v.id);
+  card.dataset.state = claim ? "claimed" : "open";
+  t("voucher-title").textContent = v.title;
+  t("voucher-terms").textContent = voucherTerms(v);
+  t("voucher-left").textContent = v.left > 0 ? `${v.left} left` : "None left";
+  t("voucher-ends").textContent = "until " + timeOfDay(v.ends_at_ms);
+  const button = t("claim-button");
+  if (claim) {
+    button.textContent = "Claimed";
+    button.disabled = true;
+  } else if (!state.me) {
+    button.textContent = "Sign in to claim";
+    button.disabled = false;
+  } else {
+    button.textContent = state.claiming ? "Claiming…" : "Claim";
+    button.disabled = state.claiming || state.roomStatus !== "live";
+  }
+}
+
+/** The price after this viewer's vouchers for the pinned product (`quote`), shown on the product card. */
+async function requestQuote() {
+  const product = state.pinned?.product;
+  if (!product || !state.me || !state.claims.size || state.roomStatus !== "live") return renderQuote();
+  const ack = await live.request("quote", { room_id: roomId, product_id: product.id, quantity: 1 });
+  if (ack.ok && state.pinned?.product?.id === product.id) state.quote = { product_id: product.id, price: ack.data.price };
+  renderQuote();
+}
+
+function renderQuote() {
+  const box = t("voucher-price-box");
+  const product = state.pinned?.product;
+  const quote = state.quote && product && state.quote.product_id === product.id ? state.quote.price : null;
+  box.replaceChildren(...[priceBlock(quote, product?.currency)].filter(Boolean));
+}
+
+t("claim-button").addEventListener("click", async () => {
+  const v = state.voucher;
+  if (!v) return;
+  if (!state.me) return goSignIn();
+  const payload = { room_id: roomId, voucher_id: v.id, idempotency_key: tapKey() };
+  state.claiming = true;
+  say(ui.message, "");
+  renderVoucher();
+  let ack = await live.request("claim_voucher", payload);
+  if (!ack.ok && ack.error.code === "timeout") ack = await live.request("claim_voucher", payload); // same key: one claim
+  state.claiming = false;
+  if (ack.ok) {
+    state.claims.set(v.id, ack.data.claim);
+    const product = state.pinned?.product;
+    if (ack.data.quote && product) state.quote = { product_id: product.id, price: ack.data.quote };
+    show(ack.data.replayed ? "You already claimed this voucher." : "Voucher claimed: it comes off at checkout.", "ok", undefined, t("claim-button"));
+    renderQuote();
+  } else {
+    refuse(ack.error, t("claim-button"));
+  }
+  renderVoucher();
+});
 
 function poolStock() {
   const pool = state.pinned?.offer?.pool;
@@ -360,6 +432,11 @@ function renderBuy() {
 
 let holdTicker = null;
 
+/** What the buyer pays for a hold: after vouchers when the hold records them (`price`), else its total. */
+function payMinor(hold) {
+  return hold.price?.pay_minor ?? hold.pay_minor ?? hold.total_minor;
+}
+
 function renderHold() {
   const hold = state.hold;
   const active = hold && (hold.state === "held" || hold.state === "paying");
@@ -368,7 +445,8 @@ function renderHold() {
   clearInterval(holdTicker);
   if (active) {
     t("hold-title").textContent = `Reserved: ${state.holdProduct || "your item"}${hold.quantity > 1 ? " × " + hold.quantity : ""}`;
-    ui.pay.textContent = hold.state === "paying" ? "Paying…" : "Pay " + money(hold.total_minor, hold.currency);
+    ui.pay.textContent = hold.state === "paying" ? "Paying…" : "Pay " + money(payMinor(hold), hold.currency);
+    t("hold-price-box").replaceChildren(...[priceBlock(hold.price, hold.currency, "hold-price")].filter(Boolean));
     ui.pay.disabled = hold.state === "paying";
     const tick = () => {
       // The server's clock is estimated from events' `ts`, which arrive late: the estimate runs behind, and
@@ -389,7 +467,7 @@ function renderHold() {
   if (hold && hold.state === "paid") {
     ui.confirmation.replaceChildren(
       el("span", { class: "confirmed" }, icon("check"), "Paid — your order is confirmed"),
-      el("span", { class: "small", text: `${state.holdProduct || "Item"} × ${hold.quantity} · ${money(hold.total_minor, hold.currency)}` }),
+      el("span", { class: "small", testid: "paid-amount", dataset: { minor: String(payMinor(hold)) }, text: `${state.holdProduct || "Item"} × ${hold.quantity} · ${money(payMinor(hold), hold.currency)}` }),
       hold.payment_ref ? el("span", { class: "small", testid: "payment-ref", text: "Payment ref " + hold.payment_ref }) : null,
     );
   }
@@ -489,6 +567,8 @@ function connect() {
     snapshot(snapshot) {
       renderRoom(snapshot.room);
       state.pinned = snapshot.pinned && snapshot.pinned.product ? snapshot.pinned : null;
+      state.voucher = snapshot.pinned?.voucher || null;
+      renderVoucher();
       state.stock = snapshot.stock;
       state.likes = Math.max(state.likes, snapshot.likes);
       renderLikes();
@@ -508,13 +588,18 @@ function connect() {
       renderAccount(document.getElementById("account"), null);
       renderComposer();
       renderBuy();
+      renderVoucher();
       show(message || "Your session expired. Sign in again to chat and buy.", "warn", "unauthorized");
     },
     pinned(payload) {
+      state.voucher = payload.voucher || null;
+      renderVoucher();
+      if (payload.voucher) return; // the product pinned before still sells: its card stays
       state.pinned = payload.product ? payload : null;
       if (!payload.product) ui.card.hidden = !state.hold;
       renderPinned();
       renderBuy();
+      requestQuote();
     },
     stock(payload) {
       state.stock = payload;
@@ -523,6 +608,7 @@ function connect() {
     room_status(payload) {
       setRoomStatus(payload.status);
       renderComposer();
+      renderVoucher();
     },
     countdown(payload) {
       state.saleStarts.set(payload.sale_id, payload.starts_at);
@@ -564,7 +650,7 @@ function roomGone(title, why, code) {
   ui.placeholder.hidden = false;
   ui.placeholder.textContent = why;
   say(ui.message, "");
-  for (const id of ["room-status", "pinned-card", "composer", "offline-banner"]) t(id).hidden = true;
+  for (const id of ["room-status", "pinned-card", "voucher-card", "composer", "offline-banner"]) t(id).hidden = true;
   document.querySelector(".chat-panel").hidden = true;
   document.querySelector(".watch-head .stat").hidden = true;
 }

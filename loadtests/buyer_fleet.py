@@ -64,6 +64,8 @@ class FleetConfig:
     host: str = "127.0.0.1"
     connect_concurrency: int = 64  # handshakes in flight per process
     connect_timeout: float = 30.0
+    event: str = "buy"  # or "claim_voucher" (of `voucher_id`): what a tap sends
+    voucher_id: int = 0
 
 
 @dataclass
@@ -354,6 +356,10 @@ class _Process:
         self.buy_prefix = b'["buy",{"room_id":%d,"product_id":%d,"quantity":1,"key":"b' % (
             self.room_id, self.config.product_id,
         )  # fmt: skip
+        if self.config.event == "claim_voucher":
+            self.buy_prefix = b'["claim_voucher",{"room_id":%d,"voucher_id":%d,"idempotency_key":"b' % (
+                self.room_id, self.config.voucher_id,
+            )  # fmt: skip
         self.done = asyncio.get_running_loop().create_future()
         self.pushed = 0
         cpu0 = time.process_time()
@@ -407,7 +413,7 @@ class _Process:
                 self.replayed += 1
             else:
                 self.successes += 1
-                hold = data.get("hold") or {}
+                hold = data.get("hold") or data.get("claim") or {}  # a claim counts as 1
                 self.units[buyer.index] += int(hold.get("quantity", 1))
                 self.holds.add(str(hold.get("id")))
             self.codes["ok"] += 1

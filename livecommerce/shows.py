@@ -112,7 +112,7 @@ class Shows:
 
     async def room_vouchers(self, who: Principal, room_id: int) -> list[Payload]:
         """The vouchers the room's host may pin now (host or admin): active, running, usable in the room; each
-        as its pin card with `funding`, `brand_id` and `product_id` added."""
+        as its pin card with `funding`, `platform_share_bps`, `brand_id` and `product_id` added."""
         now = utcnow()
         async with self.sessions() as session:
             room = await rooms.get_room(session, who, room_id)
@@ -129,8 +129,8 @@ class Shows:
             usable = [v for v in (await session.scalars(query)).all() if await self._usable(session, room, v)]
         left = await self._left([v.id for v in usable], {v.id: v.quota for v in usable})
         return [
-            {**ev.voucher_card(v, left=left[v.id]), "funding": str(v.funding), "brand_id": v.brand_id,
-             "product_id": v.product_id}
+            {**ev.voucher_card(v, left=left[v.id]), "funding": str(v.funding),
+             "platform_share_bps": v.platform_share_bps, "brand_id": v.brand_id, "product_id": v.product_id}
             for v in usable
         ]  # fmt: skip
 

@@ -395,6 +395,21 @@ CASES = [
     Case("DELETE", "/api/v1/users/{admin}", None, only({"admin": 409})),
     # demo login exists only in demo mode
     Case("POST", "/api/v1/auth/demo-login", lambda w: {"email": "admin@t.dev"}, everyone(404), mutates=False),
+    # voucher claims: room is not live yet, so those who may see it are told so (a claim needs the show on);
+    # private_room does not exist to those who cannot see it; one's own claims to anyone signed in
+    Case(
+        "POST",
+        "/api/v1/rooms/{room}/vouchers/{seller_voucher}/claims",
+        lambda w: {"idempotency_key": "k1"},
+        only({c: 409 for c in CALLERS if c != "anonymous"}),
+    ),
+    Case(
+        "POST",
+        "/api/v1/rooms/{private_room}/vouchers/{platform_voucher}/claims",
+        lambda w: {"idempotency_key": "k1"},
+        only({"admin": 409, "host": 409, "staff": 409}, others=404),
+    ),
+    Case("GET", "/api/v1/me/voucher-claims", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),
     # rankings: leaderboards to anyone signed in; a room's dashboard to its host, its brands' staff and admins
     # (every seeded room features brand); a brand's to its staff; a creator's to that creator (and admins)
     Case("GET", "/api/v1/rankings/creators", None, only({c: 200 for c in CALLERS if c != "anonymous"}), mutates=False),

@@ -125,6 +125,7 @@ WRONG_TYPES = {
     "POST /api/v1/sales/{sale_id}/countdown": ({"room_id": 1, "seconds": 301}, "body.seconds"),
     "POST /api/v1/rooms/{room_id}/buy": ({"product_id": 1, "quantity": "two"}, "body.quantity"),
     "POST /api/v1/holds/{hold_id}/checkout": ({"card_number": 4242424242424242}, "body.card_number"),
+    # (a second checkout case, for `claim_ids`, is in test_checkout_claim_ids_are_checked below)
     "POST /api/v1/orders/{order_id}/refunds": ({"idempotency_key": "k", "amount_minor": "1.00"}, "body.amount_minor"),
     # marketplace
     "POST /api/v1/brands/{brand_id}/plans": ({"kind": "closed", "name": "P"}, "body.kind"),
@@ -175,6 +176,8 @@ WRONG_TYPES = {
         "body.amount_minor",
     ),
     "PATCH /api/v1/vouchers/{voucher_id}": ({"quota": 0}, "body.quota"),
+    # voucher claims
+    "POST /api/v1/rooms/{room_id}/vouchers/{voucher_id}/claims": ({"idempotency_key": "a b"}, "body.idempotency_key"),
 }
 
 
@@ -298,3 +301,13 @@ async def test_times_out_of_range_are_refused_with_the_field_named(
     )
     assert (status, "body.effective_from" in problem["detail"]) == (422, True), problem
     assert await snapshot(engine) == before
+
+
+async def test_checkout_claim_ids_are_checked(client: TestClient[Request, Application], engine: AsyncEngine) -> None:
+    world = await seed_world(client, engine)
+    path = f"/api/v1/holds/s{world.ids['live_sale']}.1/checkout"
+    for claim_ids, field in ((["nope"], "body.claim_ids.0"), (["v1.1", "v2.1", "v3.1"], "body.claim_ids")):
+        payload = {"card_number": "4242424242424242", "claim_ids": claim_ids}
+        status, problem = await world.api.call("POST", path, who="viewer", json=payload)
+        assert status == 422, problem
+        assert [error["field"] for error in problem["errors"]] == [field]

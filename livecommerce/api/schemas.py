@@ -575,6 +575,12 @@ class StatementTotals(BaseModel):
         description="The brand's share after refunds (null in a creator's statement: it is the brand's business)."
     )
     net_minor: int = Field(description="The party's share after refunds: commission (creator) or brand net.")
+    platform_discount_minor: int = Field(
+        default=0, description="The platform-funded part of vouchers on these sales, after refunds."
+    )
+    seller_discount_minor: int | None = Field(
+        default=0, description="What the brand's own vouchers took off, after refunds (null in a creator's statement)."
+    )
 
 
 class CreatorSalesOut(BaseModel):

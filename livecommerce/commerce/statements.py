@@ -15,6 +15,9 @@ same accounts with the signs turned. So, per currency:
     fees_reversed_minor       -SUM(platform_fee)           of refunds
     brand_net_minor           SUM(brand_net)               sales and refunds
     net_minor                 the party's share after reversals: commission for a creator, brand_net for a brand
+    platform_discount_minor   -SUM(platform_discount)      sales and refunds: the platform-funded voucher parts
+    seller_discount_minor     SUM(brand_discount)          sales and refunds: the brand's own voucher cost (the
+                                                           memo pair's positive side; brands only)
 
 A brand's statement also splits its sales `by_creator` (orders, GMV, commission before reversals, as in the
 totals); sales without a creator (no room host) are only in the totals.
@@ -146,6 +149,8 @@ class Totals:
     fees_reversed_minor: int
     brand_net_minor: int | None  # None in a creator's statement: the brand's share is the brand's business
     net_minor: int
+    platform_discount_minor: int = 0
+    seller_discount_minor: int | None = 0  # None in a creator's statement, like brand_net_minor
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +198,8 @@ async def statement(session: AsyncSession, party: Party, span: Period) -> Statem
             _sum(fee, sale),
             _sum(fee, refund),
             _sum(LedgerAccount.BRAND_NET),
+            _sum(LedgerAccount.PLATFORM_DISCOUNT),
+            _sum(LedgerAccount.BRAND_DISCOUNT),
         )
         .where(party.lines(), span.lines())
         .group_by(LedgerLine.currency)
@@ -201,11 +208,26 @@ async def statement(session: AsyncSession, party: Party, span: Period) -> Statem
     totals = []
     for row in (await session.execute(query)).all():
         currency, orders, *sums = row
-        gmv, refunds, comm, comm_back, fees, fees_back, brand_net = (int(value) for value in sums)
+        gmv, refunds, comm, comm_back, fees, fees_back, brand_net, platform_off, seller_off = (int(v) for v in sums)
         creator = party.kind is PartyKind.CREATOR
         net = comm + comm_back if creator else brand_net
         shown = None if creator else brand_net
-        totals.append(Totals(currency, int(orders), -gmv, refunds, comm, -comm_back, fees, -fees_back, shown, net))
+        totals.append(
+            Totals(
+                currency,
+                int(orders),
+                -gmv,
+                refunds,
+                comm,
+                -comm_back,
+                fees,
+                -fees_back,
+                shown,
+                net,
+                -platform_off,
+                None if creator else seller_off,
+            )
+        )
     by_creator = await _by_creator(session, party, span) if party.kind is PartyKind.BRAND else None
     return Statement(party, span, totals, by_creator)
 

@@ -342,6 +342,9 @@ class VoucherLive:
             60.0, 600.0, keep_seconds=3600.0, name="account created at (ms)"
         )
         self._loaded: dict[int, int] = {}  # voucher id -> the version this process loaded into Redis
+        self._pins: RecentCache[int, frozenset[int]] = RecentCache(
+            _CACHE_SECONDS, _STALE_SECONDS, keep_seconds=_STALE_SECONDS, name="room voucher pins"
+        )
 
     @property
     def redis(self) -> Any:
@@ -404,12 +407,21 @@ class VoucherLive:
         """The voucher was pinned in the room's current show: claimable there until the show ends."""
         show = await self._show_ms(room_id)
         await self.redis.hset(room_pins_key(room_id), str(voucher_id), str(show))
+        self._pins.drop(room_id)
 
-    async def pinned(self, room_id: int) -> list[int]:
-        """The vouchers pinned in the room's current show."""
-        show = str(await self._show_ms(room_id))
-        raw = await self.redis.hgetall(room_pins_key(room_id))
-        return sorted(int(codec.text(k)) for k, v in raw.items() if codec.text(v) == show)
+    async def pinned(self, room_id: int, *, fresh: bool = False) -> frozenset[int]:
+        """The vouchers pinned in the room's current show (cached for a second: `fresh` reads Redis now)."""
+
+        async def load() -> frozenset[int]:
+            show = str(await self._show_ms(room_id))
+            raw = await self.redis.hgetall(room_pins_key(room_id))
+            return frozenset(int(codec.text(k)) for k, v in raw.items() if codec.text(v) == show)
+
+        return await self._pins.get(room_id, load, fresh=fresh)
+
+    async def _is_pinned(self, room_id: int, voucher_id: int) -> bool:
+        """Pinned in this show; a miss asks Redis again (another process may have pinned it this second)."""
+        return voucher_id in await self.pinned(room_id) or voucher_id in await self.pinned(room_id, fresh=True)
 
     # --- claims -----------------------------------------------------------------------------------------------
 
@@ -437,7 +449,7 @@ class VoucherLive:
         room = await self.buying.room(room_id, who)  # NotFound unless the caller can see it
         if room.status is not RoomStatus.LIVE:
             raise room_rules.RoomNotLive("the room is not live; vouchers are claimed while the show is on")
-        if voucher_id not in await self.pinned(room_id):
+        if not await self._is_pinned(room_id, voucher_id):
             raise VoucherNotInRoom("this voucher has not been offered in this show; claim the vouchers the host pins")
         info = await self.ensure_loaded(voucher_id)
         if info.status is VoucherStatus.ENDED:

@@ -17,6 +17,7 @@ from livecommerce.commerce.batcher import ReservationBatcher
 from livecommerce.commerce.pools import (
     ADJUST_ONCE_MS,
     Hold,
+    HoldDiscount,
     HoldState,
     Inventory,
     PoolConfig,
@@ -207,6 +208,67 @@ async def test_payment_states(redis: Redis, inventory: Inventory) -> None:
     assert (audit.stock.paid, audit.stock.held) == (1, 0)
     types = await outbox_types(redis)
     assert types == [b"reserved", b"paid"]
+
+
+async def test_begin_payment_records_the_vouchers_once_and_a_decline_clears_them(
+    redis: Redis, inventory: Inventory
+) -> None:
+    await inventory.load(POOL, await open_config(redis))
+    hold = await reserve_one(inventory, ReserveRequest(5, "a", 2))  # 2 x 1999
+    assert isinstance(hold, Reserved)
+    hold_id = hold.hold.id
+    assert hold.hold.disc is None
+    assert hold.hold.pay_minor == 3998
+    both = HoldDiscount(seller_voucher_id=4, seller_claim_id="v4.1", platform_voucher_id=9, platform_claim_id="v9.2",
+                        seller_funded=290, platform_funded=89)  # fmt: skip
+    begun = await inventory.begin_payment(POOL, hold_id, 5, 60_000, both)
+    assert begun.status == "ok"
+    assert begun.hold is not None
+    assert begun.hold.disc == both
+    assert begun.hold.pay_minor == 3998 - 290 - 89
+    other = HoldDiscount(seller_voucher_id=4, seller_claim_id="v4.7", seller_funded=200)
+    again = await inventory.begin_payment(POOL, hold_id, 5, 60_000, other)  # a retry keeps the first
+    assert again.status == "paying"
+    assert again.hold is not None
+    assert again.hold.disc == both
+    declined = await inventory.abort_payment(POOL, hold_id)
+    assert declined.hold is not None
+    assert declined.hold.disc is None
+    assert declined.hold.pay_minor == 3998
+    plain = await inventory.begin_payment(POOL, hold_id, 5, 60_000)  # and then without vouchers
+    assert plain.hold is not None
+    assert plain.hold.disc is None
+    await inventory.abort_payment(POOL, hold_id)
+    await inventory.begin_payment(POOL, hold_id, 5, 60_000, other)
+    done = await inventory.complete_payment(POOL, hold_id, "ref-1")
+    assert done.hold is not None
+    assert done.hold.disc == other
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(POOL.outbox)  # type: ignore[assignment]
+    assert Hold.from_json(entries[-1][1][b"data"]).disc == other  # the order writer reads it from the outbox
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["0", "", "0", "", "0", "0"], "at least one voucher"),
+        (["4", "", "0", "", "1", "0"], "each voucher needs its claim"),
+        (["4", "v4.1", "0", "", "3998", "0"], "at least 1 to pay"),
+        (["4", "v4.1", "0", "", "-1", "0"], "seller_funded"),
+        (["4", "v 4", "0", "", "1", "0"], "seller claim"),
+    ],
+)
+async def test_begin_payment_refuses_bad_discounts_before_any_write(
+    redis: Redis, inventory: Inventory, args: list[str], message: str
+) -> None:
+    await inventory.load(POOL, await open_config(redis))
+    hold = await reserve_one(inventory, ReserveRequest(5, "a", 2))
+    assert isinstance(hold, Reserved)
+    before = await redis.hget(POOL.keys.holds, hold.hold.id)
+    with pytest.raises(ResponseError, match=message):
+        await redis.fcall("pool_begin_payment", len(POOL.keys), *POOL.keys, hold.hold.id, 5, 60_000, *args)
+    assert await redis.hget(POOL.keys.holds, hold.hold.id) == before
+    with pytest.raises(ResponseError, match="9 with a discount"):
+        await redis.fcall("pool_begin_payment", len(POOL.keys), *POOL.keys, hold.hold.id, 5, 60_000, "4")
 
 
 async def test_expired_holds_return_to_stock_and_cannot_be_paid(redis: Redis, inventory: Inventory) -> None:

@@ -93,11 +93,14 @@ async def _expected(engine: AsyncEngine, column: str, party_id: int) -> dict[str
             "fees_minor": s["sale.platform_fee"],
             "fees_reversed_minor": -s["refund.platform_fee"],
             "brand_net_minor": s["sale.brand_net"] + s["refund.brand_net"],
+            "platform_discount_minor": -(s["sale.platform_discount"] + s["refund.platform_discount"]),
+            "seller_discount_minor": s["sale.brand_discount"] + s["refund.brand_discount"],
         }
         own = "creator_commission" if column == "creator_id" else "brand_net"
         out[currency]["net_minor"] = s[f"sale.{own}"] + s[f"refund.{own}"]
         if column == "creator_id":  # the brand's share is not shown to the creator
             out[currency]["brand_net_minor"] = None
+            out[currency]["seller_discount_minor"] = None
     return out
 
 

@@ -147,3 +147,21 @@ async def test_a_voucher_pin_leaves_the_pinned_products_stock_counting(pair: Pai
     bought = await fan.call("buy", {"room_id": room, "product_id": product, "idempotency_key": "buy-1"})
     assert bought["ok"], bought
     await fan.wait_for("stock", lambda d: d["pool"] == pool and d["available"] == 9, within=3)
+
+
+async def test_a_claim_quotes_nothing_before_a_product_is_pinned(pair: Pair) -> None:
+    world, a, _, viewers = pair
+    room, voucher = world.ids["room"], world.ids["seller_voucher"]
+    host, _ = await viewer_in(viewers, a, room, world.api.tokens["host"])
+    fan, _ = await viewer_in(viewers, a, room, world.api.tokens["viewer"])
+    assert (await host.call("pin", _pin(room, voucher_id=voucher)))["ok"]
+    ack = await fan.call("claim_voucher", {"room_id": room, "voucher_id": voucher, "idempotency_key": "k1"})
+    assert ack["ok"], ack
+    assert ack["data"]["quote"] is None
+    assert ack["data"]["claim"]["voucher"] is None or ack["data"]["claim"]["voucher"]["id"] == voucher
+    # Unpinned, it can still be claimed this show (another buyer), and the card is gone for everyone.
+    assert (await host.call("unpin", {"room_id": room}))["ok"]
+    _, snapshot = await viewer_in(viewers, a, room)
+    assert snapshot["snapshot"]["pinned"] is None
+    again = await host.call("claim_voucher", {"room_id": room, "voucher_id": voucher, "idempotency_key": "k2"})
+    assert again["ok"], again

@@ -18,7 +18,7 @@ from playwright.async_api import expect
 from livecommerce.commerce.payments import TestModeProvider
 from livecommerce.commerce.voucher_live import VOUCHERS
 from livecommerce.state import REDIS
-from tests.support.browser import DESKTOP, Pages, Site
+from tests.support.browser import DESKTOP, Pages, Site, screenshot
 from tests.support.waits import eventually
 
 pytestmark = pytest.mark.parametrize("database", ["sqlite"], indirect=True)
@@ -68,6 +68,8 @@ async def test_a_pinned_voucher_is_claimed_and_paid_for_at_the_price_after_it(pa
         await expect(page.get_by_test_id("message")).to_contain_text("Voucher claimed")
         await expect(page.get_by_test_id("voucher-price-pay")).to_have_text(f"${PAYS / 100:.2f}")
         await expect(page.get_by_test_id("pinned-price")).to_have_text(f"${PRICE / 100:.2f}")
+    await screenshot(buyer, "vouchers-viewer-claimed")
+    await screenshot(console, "vouchers-host-console")
     live = site.app[VOUCHERS]
     budget = await live.budget(voucher)
     assert budget is not None
@@ -77,10 +79,12 @@ async def test_a_pinned_voucher_is_claimed_and_paid_for_at_the_price_after_it(pa
     await buyer.get_by_test_id("buy-button").click()
     await expect(buyer.get_by_test_id("hold-price-pay")).to_have_text(f"${PAYS / 100:.2f}")
     await expect(buyer.get_by_test_id("pay-button")).to_have_text(f"Pay ${PAYS / 100:.2f}")
+    await screenshot(buyer, "vouchers-viewer-hold")
     await buyer.get_by_test_id("card-input").fill(TEST_CARD)
     await buyer.get_by_test_id("pay-button").click()
     await expect(buyer.get_by_test_id("order-confirmation")).to_contain_text("Paid")
     await expect(buyer.get_by_test_id("paid-amount")).to_have_attribute("data-minor", str(PAYS))
+    await expect(buyer.get_by_test_id("voucher-price")).to_have_count(0)  # the claim is used: full price again
     charges, _ = await TestModeProvider(site.app[REDIS]).charges(None, 100)
     ref = (await buyer.get_by_test_id("payment-ref").inner_text()).removeprefix("Payment ref ")
     assert [c.amount_minor for c in charges if c.ref == ref] == [PAYS], "the provider charged the price after it"
@@ -168,3 +172,5 @@ async def test_the_brand_and_the_admin_create_vouchers_and_campaigns_on_their_pa
     await expect(row.get_by_test_id("voucher-free")).to_have_attribute("data-minor", "10000")
     campaign = admin.locator("[data-testid=campaign-row]", has_text="Double 12")
     await expect(campaign.get_by_test_id("campaign-allotted")).to_have_attribute("data-minor", "10000")
+    await screenshot(admin, "vouchers-admin")
+    await screenshot(brand, "vouchers-brand")

@@ -301,7 +301,8 @@ function renderPinned() {
 function renderVoucher() {
   const card = t("voucher-card");
   const v = state.voucher;
-  card.hidden = !v || state.gone;
+  const paying = state.hold && (state.hold.state === "held" || state.hold.state === "paying"); // the hold shows its price
+  card.hidden = !v || state.gone || Boolean(paying);
   if (!v) return;
   card.dataset.voucherId = String(v.id);
   const claim = state.claims.get(v.id);
@@ -354,10 +355,10 @@ t("claim-button").addEventListener("click", async () => {
     state.claims.set(v.id, ack.data.claim);
     const product = state.pinned?.product;
     if (ack.data.quote && product) state.quote = { product_id: product.id, price: ack.data.quote };
-    show(ack.data.replayed ? "You already claimed this voucher." : "Voucher claimed: it comes off at checkout.", "ok", undefined, t("claim-button"));
+    show(ack.data.replayed ? "You already claimed this voucher." : "Voucher claimed: it comes off at checkout.", "ok", undefined, t("voucher-card"));
     renderQuote();
   } else {
-    refuse(ack.error, t("claim-button"));
+    refuse(ack.error, t("voucher-card"));
   }
   renderVoucher();
 });
@@ -473,6 +474,7 @@ function renderHold() {
   }
   if (state.pinned?.product || hold) ui.card.hidden = false;
   renderBuy();
+  renderVoucher();
 }
 
 ui.buy.addEventListener("click", async () => {
@@ -526,6 +528,8 @@ ui.holdPanel.addEventListener("submit", async (event) => {
     ui.card_input.value = "";
     ui.code.value = ""; // a code buys once: left in the box, the next tap would be refused as used
     say(ui.message, "");
+    state.quote = null; // the claims this order used are spent: ask again for what is left
+    requestQuote();
   } else {
     hold.state = "held";
     if (["hold_expired", "not_found"].includes(ack.error.code)) state.hold = null;

@@ -102,6 +102,7 @@ class VoucherAudit:
     buyers: int = 0
     outbox: int = 0
     watch_reads: int = 0  # budget reads during the burst
+    unacknowledged: int = 0  # claims made whose ack said `unavailable` (a retry with the key returns them)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -110,13 +111,14 @@ class VoucherAudit:
 
     def line(self) -> str:
         verdict = "**conservation held**" if self.ok else "**VIOLATED: " + "; ".join(self.problems) + "**"
+        unacked = f"; {self.unacknowledged} claims made whose ack said `unavailable`" if self.unacknowledged else ""
         return (
             f"claimed {self.claimed:,} of quota {self.quota:,} ({self.claim_records:,} claim records, {self.idem:,} "
             f"keys) over {self.buyers:,} buyers, at most {self.max_per_buyer} per buyer (limit {self.limit}); budget "
             f"reserved {self.reserved:,} + spent {self.spent:,} + free {self.free:,} = "
             f"{self.reserved + self.spent + self.free:,} of funded {self.funded:,} (worst cost {self.worst} per "
-            f"claim), and so at each of {self.watch_reads:,} reads during the burst; {self.outbox:,} outbox entries "
-            f"— {verdict}"
+            f"claim), and so at each of {self.watch_reads:,} reads during the burst; {self.outbox:,} outbox entries"
+            f"{unacked} — {verdict}"
         )
 
 
@@ -169,7 +171,12 @@ class BudgetWatch:
 
 
 async def audit_voucher(
-    redis_url: str, voucher_id: int, acked_by_buyer: dict[int, int], acked_ids: int, watch: BudgetWatch | None
+    redis_url: str,
+    voucher_id: int,
+    acked_by_buyer: dict[int, int],
+    acked_ids: int,
+    unavailable: int,
+    watch: BudgetWatch | None,
 ) -> VoucherAudit:
     """What must hold after a burst of claims, from Redis, and the acknowledged claims against it."""
     keys = voucher_keys(voucher_id)
@@ -214,11 +221,14 @@ async def audit_voucher(
         p.append(f"during the burst: {watch.problem}")
     if states.get("claimed", 0) * audit.worst != audit.reserved:
         p.append(f"reserved {audit.reserved} != {states.get('claimed', 0)} claims x worst cost {audit.worst}")
-    if acked_by_buyer != buyers:
-        differ = sum(1 for b in set(acked_by_buyer) | set(buyers) if acked_by_buyer.get(b, 0) != buyers.get(b, 0))
-        p.append(f"the acknowledged claims differ from Redis for {differ} buyers")
-    if acked_ids != audit.claimed:
-        p.append(f"{acked_ids} distinct claims acknowledged but claimed = {audit.claimed}")
+    # A claim answered `unavailable` (the hub's Redis call failed after Redis had run it) may stand in Redis: the
+    # buyer's retry with the same key gets it back. Anything else must match the acknowledgements exactly.
+    over = sum(1 for b, n in acked_by_buyer.items() if n > buyers.get(b, 0))
+    if over:
+        p.append(f"{over} buyers were acknowledged more claims than Redis holds")
+    audit.unacknowledged = audit.claimed - acked_ids
+    if not 0 <= audit.unacknowledged <= unavailable:
+        p.append(f"{acked_ids} distinct claims acknowledged but claimed = {audit.claimed} ({unavailable} unavailable)")
     return audit
 
 
@@ -255,12 +265,13 @@ async def _drive_claims(
     chunks = [taps[i : i + batch] for i in range(0, len(taps), batch)]
     cursor = iter(chunks)
     counts: Counter[str] = Counter()
+    users = max(plan) + 1
 
     async def lane(conn: _RawRedis) -> None:
         async def one(chunk: list[tuple[int, int]]) -> None:
             args = [*head, b"%d" % len(chunk)]
-            for r, n in chunk:
-                args += [b"%d" % (plan[n] + 1), b"c%d-%d" % (r, n)]
+            for r, n in chunk:  # each round is a new crowd of buyers (ids offset by `users`)
+                args += [b"%d" % (r * users + plan[n] + 1), b"c%d-%d" % (r, n)]
             reply = await conn.call(_resp(args))
             if isinstance(reply, Exception):
                 raise reply

@@ -87,11 +87,12 @@ class ClaimHubResult(HubResult):
 
 
 def voucher_plans(args: argparse.Namespace) -> dict[str, VoucherPlan]:
-    total = args.attempts * 3  # the ceiling sends the attempt list 3 times: enough for every shape
+    """`claims`: quota and budget far above any run's claims; `claims-out`: a budget for `--units` claims."""
+    big = 10_000_000
     return {
-        "claims": VoucherPlan("quota and budget for every claim", quota=total, limit=args.cap, budget_claims=total),
+        "claims": VoucherPlan("quota and budget for every claim", quota=big, limit=args.cap, budget_claims=big),
         "claims-out": VoucherPlan(
-            f"budget for {args.units:,} claims", quota=total, limit=args.cap, budget_claims=args.units
+            f"budget for {args.units:,} claims", quota=big, limit=args.cap, budget_claims=args.units
         ),
     }
 
@@ -164,7 +165,10 @@ def run_claims(
             result.profile = summarise_profile(profile_path)
     b = result.burst
     if b is not None:
-        result.voucher_audit = asyncio.run(audit_voucher(redis.url, voucher_id, b.units_by_buyer, b.hold_ids, watch))
+        unavailable = b.refusals.get("unavailable", 0)
+        result.voucher_audit = asyncio.run(
+            audit_voucher(redis.url, voucher_id, b.units_by_buyer, b.hold_ids, unavailable, watch)
+        )
     return result
 
 
@@ -216,16 +220,24 @@ def _verdict(hubs: Sequence[HubResult], claim_ceilings: Sequence[CeilingResult],
         same = [c for c in claim_ceilings if r.plan is not None and r.plan.label in c.label]
         if same:
             best = max(same, key=lambda c: c.rate)
-            out.append(f"- `{r.label}`: {r.rate / best.rate:.0%} of the Redis ceiling of `voucher_claim` for this "
-                       f"voucher ({best.rate:,.0f}/s, {best.label.split(': ', 1)[1]}).")  # fmt: skip
+            bound = max(_redis_bound(c) for c in same)
+            out.append(f"- `{r.label}`: {r.rate / best.rate:.0%} of what the minimal client got through "
+                       f"`voucher_claim` for this voucher ({best.rate:,.0f}/s, {best.label.split(': ', 1)[1]}), "
+                       f"{r.rate / bound:.0%} of Redis's own bound (1 s / its CPU per claim at the best batching: "
+                       f"{bound:,.0f}/s).")  # fmt: skip
         if r.voucher_audit is not None:
             out.append(f"- Audit after `{r.label}`: {r.voucher_audit.line()}.")
     if buys is not None and buy_ceilings:
         best = max(buy_ceilings, key=lambda c: c.rate)
-        out.append(
-            f"- `buys`: {buys.rate / best.rate:.0%} of the Redis ceiling of `pool_reserve` ({best.rate:,.0f}/s)."
-        )
+        bound = max(_redis_bound(c) for c in buy_ceilings)
+        out.append(f"- `buys`: {buys.rate / best.rate:.0%} of what the minimal client got through `pool_reserve` "
+                   f"({best.rate:,.0f}/s), {buys.rate / bound:.0%} of Redis's own bound ({bound:,.0f}/s).")  # fmt: skip
     return "\n".join(out) + "\n"
+
+
+def _redis_bound(c: CeilingResult) -> float:
+    """What Redis alone could complete per second: 1 s over its CPU per attempt (the client may be the limit)."""
+    return c.attempts / c.redis_cpu_s if c.redis_cpu_s > 0 else math.nan
 
 
 def _cpu_ratio(r: HubResult, peer: HubResult) -> float:
@@ -302,6 +314,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = buy_parser()
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(parts=",".join(PARTS), users=5_000, attempts=20_000, out=DEFAULT_OUT)
+    parser.add_argument("--ceiling-attempts", type=int, default=100_000, help="claims per ceiling shape (at least)")
     for action in parser._actions:
         if action.dest == "parts":
             action.help = f"comma-separated, of: {', '.join(PARTS)}"
@@ -366,7 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with RedisServer(logs / "redis-ceiling", args.server_cpu) as redis:
                 if "claim-ceiling" in parts:
                     budget.bound(120)
-                    found = asyncio.run(run_claim_ceiling(redis.url, redis.pid, plan, list(plans.values()), rounds=3))
+                    rounds = max(3, math.ceil(args.ceiling_attempts / len(plan)))
+                    found = asyncio.run(run_claim_ceiling(redis.url, redis.pid, plan, list(plans.values()), rounds))
                     for c in found:
                         ceilings.append(c)
                         print(c.row(), c.refusals, flush=True)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import math
@@ -75,7 +76,7 @@ from run_hub_bench import Budget, BudgetExceeded, _machine, server_process, wait
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE.parent / "docs" / "benchmarks.md"
-PARTS = ("buys", "claims", "claims-out", "claims-bare", "claim-ceiling", "buy-ceiling")
+PARTS = ("buys", "buys-open", "claims", "claims-out", "claims-bare", "claim-ceiling", "buy-ceiling")
 SECTION = "## Voucher claims: through one hub, against buy taps and the Redis ceiling"
 
 
@@ -151,8 +152,8 @@ def run_claims(
             if not pinned.get("ok"):
                 raise RuntimeError(f"the host could not pin the {what}: {pinned}")
         card = (pinned.get("data") or {}).get("voucher") or {}
-        print(f"[{label}] pinned product {world.product_id}, then voucher {voucher_id} ({card.get('left')} left)",
-              flush=True)  # fmt: skip
+        print(f"[{label}] pinned {', then '.join(what for what, _ in pins)}: voucher {voucher_id} "
+              f"({card.get('left')} left)", flush=True)  # fmt: skip
         tokens = world.tokens()[: args.buyers]
         buyer_ids = [world.first_user + i for i in range(args.buyers)]
         config = FleetConfig(
@@ -237,12 +238,13 @@ def _verdict(hubs: Sequence[HubResult], claim_ceilings: Sequence[CeilingResult],
     for r in hubs:
         if not isinstance(r, ClaimHubResult) or r.burst is None:
             continue
-        if buys is not None and buys.rate:
-            ratio = r.rate / buys.rate
-            by_cpu = 1 / _cpu_ratio(r, buys)
-            out.append(f"- `{r.label}`: {r.rate:,.0f} claims/s against {buys.rate:,.0f} buy taps/s through one hub = "
-                       f"**{ratio:.0%}** as measured; by CPU (hub + its Redis per operation: "
-                       f"{_per_op_us(r):.0f} µs a claim, {_per_op_us(buys):.0f} µs a buy tap), what one core would "
+        peers = [b for b in hubs if b.label in ("buys", "buys-open") and b.burst and b.rate]
+        for peer in peers:
+            ratio = r.rate / peer.rate
+            by_cpu = 1 / _cpu_ratio(r, peer)
+            out.append(f"- `{r.label}` against `{peer.label}`: {r.rate:,.0f} claims/s against {peer.rate:,.0f} buy "
+                       f"taps/s through one hub = **{ratio:.0%}** as measured; by CPU (hub + its Redis per operation: "
+                       f"{_per_op_us(r):.0f} µs a claim, {_per_op_us(peer):.0f} µs a buy tap), what one core would "
                        f"do: **{by_cpu:.0%} — target ≥ 70%: {'met' if by_cpu >= 0.7 else 'missed'}**.")  # fmt: skip
         base = "claims-out" if r.label == "claims-out" else "claims"
         same = [c for c in claim_ceilings if plans[base].label + ":" in c.label]
@@ -298,8 +300,9 @@ def report(
         f"tapping 4 times early, the rest 2 to 3 times, each tap with its own idempotency key; at most "
         f"{args.window:,} in flight, one per buyer at a time; the hub on CPU {args.server_cpu} with its Redis "
         f"(`taskset`), the generator on the other CPU. `buys`: `buy` of a flash sale of {args.units:,} units, cap "
-        f"{args.cap} per buyer. `claims*`: the host pins the product, then a platform voucher ({500} off, any "
-        f"brand, per-buyer limit {args.cap}); `claim_voucher` acks carry the claim and the quote for the pinned "
+        f"{args.cap} per buyer; `buys-open`: a sale of {args.attempts:,} units (every tap within the cap takes "
+        f"one). `claims*`: the host pins the product, then a platform voucher ({500} off, any brand, per-buyer "
+        f"limit {args.cap}); `claim_voucher` acks carry the claim and the quote for the pinned "
         f"product; `claims-bare` pins only the voucher (the ack quotes nothing). Each run on a fresh Redis.\n",
     ]
     if world is not None:
@@ -393,16 +396,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(db.note, flush=True)
         busy = wait_for_quiet(budget, args.quiet_wait)
         print(f"machine {busy:.0%} busy before the start", flush=True)
-        for part in [p for p in parts if p in ("buys", "claims", "claims-out", "claims-bare")]:
+        for part in [p for p in parts if p in ("buys", "buys-open", "claims", "claims-out", "claims-bare")]:
             with RedisServer(logs / f"redis-{part}", args.server_cpu) as redis:
+                units = args.attempts if part == "buys-open" else args.units  # buys-open: a unit for every tap
                 if world is None:
-                    world = asyncio.run(seed(db.url, redis.url, users=args.users, units=args.units, cap=args.cap))
+                    world = asyncio.run(seed(db.url, redis.url, users=args.users, units=units, cap=args.cap))
                 else:
-                    world = asyncio.run(new_sale(db.url, redis.url, world))
+                    world = asyncio.run(new_sale(db.url, redis.url, dataclasses.replace(world, units=units)))
                 result: HubResult
                 try:
-                    if part == "buys":
-                        result = run_hub("buys", world, db, redis, plan, args, logs, budget, 1)
+                    if part in ("buys", "buys-open"):
+                        result = run_hub(part, world, db, redis, plan, args, logs, budget, 1)
                         stats[part] = commandstats(redis.url)
                     else:
                         result = run_claims(part, world, db, redis, plan, plans[part], args, logs, budget)

@@ -75,6 +75,8 @@ __all__ = [
     "VoucherNotStarted",
     "VoucherNotUsable",
     "buyer_claims_key",
+    "claim_wire",
+    "price_wire",
     "room_pins_key",
 ]
 

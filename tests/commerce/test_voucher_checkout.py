@@ -26,7 +26,7 @@ from livecommerce.commerce.voucher_store import ClaimState
 from livecommerce.database import session_factory
 from livecommerce.models import LedgerAccount, LedgerLine, Order, OrderStatus
 from livecommerce.state import REDIS
-from tests.support.sockets import Client
+from tests.support.sockets import Client, Viewer, viewer_in
 from tests.support.waits import until
 from tests.support.world import World, seed_world
 
@@ -200,8 +200,17 @@ async def test_a_decline_gives_the_claims_back_and_a_later_checkout_uses_them(
     assert redis_hold is not None
     assert redis_hold.state is HoldState.HELD
     assert redis_hold.disc is None
+    await drain(client, engine)  # the order is written as held first: its voucher columns follow when paid
+    assert (await order_of(engine, hold["id"])).seller_voucher_id is None
     paid = await world.api.ok("POST", path, who="viewer", json={"card_number": CARD, "claim_ids": [c["id"]]})
     assert paid["price"]["pay_minor"] == PRODUCT_PRICE - 200
+    await drain(client, engine)
+    order = await order_of(engine, hold["id"])
+    assert (order.status, order.seller_voucher_id, order.seller_claim_id) == (OrderStatus.PAID, seller, c["id"])
+    assert (order.seller_discount_minor, order.platform_discount_minor, order.buyer_paid_minor) == (200, 0, 1799)
+    sale = (await lines_of(engine, order.id))[f"sale:{hold['id']}"]
+    assert sale[LedgerAccount.BUYER_PAID] == -1799
+    assert sum(sale.values()) == 0
     got = await live(client).store.get_claim(seller, c["id"])
     assert got is not None
     assert got.state is ClaimState.USED
@@ -307,3 +316,61 @@ async def test_every_order_balances_after_a_mixed_burst(client: Client, engine: 
     budget = await live(client).store.budget(platform)
     assert budget.reserved + budget.spent + budget.free == budget.funded
     assert budget.spent == sum(o.platform_discount_minor for o in orders if o.platform_voucher_id == platform)
+
+
+async def test_a_socket_checkout_takes_claim_ids_and_acks_the_price(
+    pair: tuple[World, str, str, list[Viewer]], client: Client, engine: AsyncEngine
+) -> None:
+    """`pair` seeds the world and starts `room`; the buyer is on hub A, the claim made over REST."""
+    world, a, _, viewers = pair
+    ids = world.ids
+    now = datetime.now(UTC)
+    body = await world.api.ok(
+        "POST", f"/api/v1/brands/{ids['brand']}/vouchers", who="staff", status=201,
+        json={"title": "200 off", "kind": "amount", "amount_minor": 200, "currency": "USD", "quota": 5,
+              "starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(days=1)).isoformat(),
+              "product_id": ids["product"]},
+    )  # fmt: skip
+    seller = int(body["id"])
+    await live(client).mark_pinned(ids["room"], seller)
+    c = await claim(world, seller, "k1")
+    buyer, _ = await viewer_in(viewers, a, ids["room"], world.api.tokens["viewer"])
+    ack = await buyer.call("buy", {"room_id": ids["room"], "product_id": ids["product"], "idempotency_key": "t1"})
+    assert ack["ok"], ack
+    hold = ack["data"]["hold"]
+    bad = await buyer.call("checkout", {"hold_id": hold["id"], "card_number": CARD, "claim_ids": ["x"]})
+    assert bad["error"]["code"] == "invalid_request", bad
+    paid = await buyer.call("checkout", {"hold_id": hold["id"], "card_number": CARD, "claim_ids": [c["id"]]})
+    assert paid["ok"], paid
+    assert paid["data"]["hold"]["state"] == "paid"
+    assert paid["data"]["hold"]["price"]["pay_minor"] == PRODUCT_PRICE - 200
+    assert paid["data"]["hold"]["price"]["vouchers"][0]["claim_id"] == c["id"]
+
+
+async def test_the_quote_takes_the_best_usable_claim_per_slot(client: Client, engine: AsyncEngine) -> None:
+    world, seller = await setup(client, engine)
+    ids, api = world.ids, world.api
+    now = datetime.now(UTC)
+    window = {"starts_at": (now - timedelta(minutes=1)).isoformat(), "ends_at": (now + timedelta(days=1)).isoformat()}
+
+    async def seller_voucher(brand: str, staff: str, **terms: Any) -> int:
+        body = await api.ok("POST", f"/api/v1/brands/{ids[brand]}/vouchers", who=staff, status=201,
+                            json={"title": "V", "currency": "USD", "quota": 5, **window, **terms})  # fmt: skip
+        await live(client).mark_pinned(ids["room"], int(body["id"]))
+        return int(body["id"])
+
+    percent = await seller_voucher("brand", "staff", kind="percent", percent_bps=1500, cap_minor=1000)
+    big_spend = await seller_voucher("brand", "staff", kind="amount", amount_minor=900, min_spend_minor=5000)
+    elsewhere = await seller_voucher("other_brand", "other_staff", kind="amount", amount_minor=1500)
+    for voucher in (seller, percent, big_spend, elsewhere):
+        await claim(world, voucher, f"k{voucher}")
+    hold = await buy(world)
+    # 15% of 1999 is 299: more than 200 off; the 900 off needs 5000 of goods; other_brand's is not for it.
+    assert [v["voucher_id"] for v in hold["price"]["vouchers"]] == [percent]
+    assert hold["price"]["pay_minor"] == 1999 - 299
+    paid = await api.ok("POST", f"/api/v1/holds/{hold['id']}/checkout", who="viewer", json={"card_number": CARD})
+    assert paid["price"]["pay_minor"] == 1700
+    states = {
+        c["voucher_id"]: c["state"] for c in (await api.ok("GET", "/api/v1/me/voucher-claims", who="viewer"))["items"]
+    }
+    assert states == {percent: "used", seller: "claimed", big_spend: "claimed", elsewhere: "claimed"}

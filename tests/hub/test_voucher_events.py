@@ -125,6 +125,8 @@ async def test_viewers_claim_a_pinned_voucher_once_per_key_and_get_the_price_aft
     assert ack["data"]["price"] == price
     ack = await fan.call("quote", {"room_id": room, "product_id": product, "quantity": 3})
     assert ack["data"]["price"]["pay_minor"] == 3 * 1999 - 500, "the percent is capped at 500"
+    ack = await fan.call("quote", {"room_id": room, "product_id": world.ids["other_product"]})
+    assert ack["error"]["code"] == "forbidden", "a product the room does not sell has no price here"
     ack = await anonymous.call("claim_voucher", {**claim, "idempotency_key": "tap-3"})
     assert ack["error"]["code"] == "unauthorized"
     assert (await anonymous.call("quote", {"room_id": room, "product_id": product}))["error"]["code"] == "unauthorized"

@@ -115,6 +115,11 @@ async def test_a_pinned_voucher_is_claimed_and_paid_for_at_the_price_after_it(pa
     statement = brand.locator("[data-testid=statement-row][data-currency=USD]")
     await expect(statement.get_by_test_id("statement-net")).to_have_attribute("data-minor", str(after["net_minor"]))
     await expect(statement.get_by_test_id("statement-orders")).to_have_text(str(after["orders"]))
+    assert after["seller_discount_minor"] - before.get("seller_discount_minor", 0) == DISCOUNT - PLATFORM_PART
+    assert after["platform_discount_minor"] - before.get("platform_discount_minor", 0) == PLATFORM_PART
+    for testid, key in (("statement-seller-vouchers", "seller_discount_minor"),
+                        ("statement-platform-vouchers", "platform_discount_minor")):  # fmt: skip
+        await expect(statement.get_by_test_id(testid)).to_have_attribute("data-minor", str(after[key]))
 
     # The leaderboard shows the room's host among the creators.
     board = await pages.open("/rankings", "staff", DESKTOP)

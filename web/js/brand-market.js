@@ -130,7 +130,7 @@ export function startMarket(brandId, products, show, refuse) {
     const body = t("statement-list");
     body.replaceChildren();
     const totals = statement?.totals || [];
-    if (!totals.length) body.append(el("tr", {}, el("td", { colspan: 6, class: "empty", text: "Nothing sold this month yet." })));
+    if (!totals.length) body.append(el("tr", {}, el("td", { colspan: 9, class: "empty", text: "Nothing sold this month yet." })));
     for (const s of totals) {
       const cell = (testid, label, minor) => el("td", { class: "num", "data-label": label, testid, dataset: { minor: String(minor) }, text: money(minor, s.currency) });
       body.append(el("tr", { testid: "statement-row", dataset: { currency: s.currency } },
@@ -140,6 +140,8 @@ export function startMarket(brandId, products, show, refuse) {
         cell("statement-refunds", "Refunds", s.refunds_minor),
         cell("statement-commission", "Commission", s.commission_minor - s.commission_reversed_minor),
         cell("statement-fees", "Fees", s.fees_minor - s.fees_reversed_minor),
+        cell("statement-seller-vouchers", "Your vouchers", s.seller_discount_minor ?? 0),
+        cell("statement-platform-vouchers", "Platform vouchers", s.platform_discount_minor ?? 0),
         cell("statement-net", "Net", s.net_minor)));
     }
     if (statement) t("statement-period").textContent = `${new Date(statement.from).toLocaleDateString()} – ${new Date(Date.parse(statement.to) - 1).toLocaleDateString()}`;

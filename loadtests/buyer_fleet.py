@@ -66,6 +66,7 @@ class FleetConfig:
     connect_timeout: float = 30.0
     event: str = "buy"  # or "claim_voucher" (of `voucher_id`): what a tap sends
     voucher_id: int = 0
+    retry_every: int = 0  # every Nth tap resends the buyer's previous key (a retry: answered `replayed`); 0: none
 
 
 @dataclass
@@ -113,6 +114,7 @@ class _Buyer(asyncio.Protocol):
         "buf",
         "busy",
         "index",
+        "key",
         "owner",
         "pending",
         "ready",
@@ -134,6 +136,7 @@ class _Buyer(asyncio.Protocol):
         self.pending: deque[int] = deque()
         self.sent_ns = 0
         self.attempt = -1
+        self.key = -1  # the attempt number the last tap's idempotency key was made of
         self.waiters: dict[int, asyncio.Future[Any]] = {}  # acks awaited by coroutines (the host's pin)
 
     # asyncio.Protocol
@@ -395,8 +398,10 @@ class _Process:
         buyer.busy = True
         buyer.ack_id += 1
         buyer.attempt = n
+        every = self.config.retry_every
+        buyer.key = buyer.key if every and n % every == 0 and buyer.key >= 0 else n
         self.in_flight += 1
-        text = b'42%d%s%d-%d"}]' % (buyer.ack_id, self.buy_prefix, os.getpid(), n)
+        text = b'42%d%s%d-%d"}]' % (buyer.ack_id, self.buy_prefix, os.getpid(), buyer.key)
         buyer.sent_ns = time.perf_counter_ns()
         buyer.send(text)
 

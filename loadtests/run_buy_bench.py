@@ -342,8 +342,9 @@ def run_hub(
         tokens = world.tokens()[: args.buyers]
         buyer_ids = [world.first_user + i for i in range(args.buyers)]
         config = FleetConfig(
-            tuple(ports), world.room_id, world.product_id, connect_concurrency=args.connect_concurrency
-        )
+            tuple(ports), world.room_id, world.product_id, connect_concurrency=args.connect_concurrency,
+            retry_every=getattr(args, "retry_every", 0),  # run_claim_bench's buys retry like its claims
+        )  # fmt: skip
         processes_n = args.generators or max(len(generator_cpus), math.ceil(args.buyers / 12_000))
         with BuyerFleet(config, tokens, buyer_ids, processes=processes_n, cpus=generator_cpus) as fleet:
             cpu_before = _cpu_of(server_pids)

@@ -158,7 +158,7 @@ def run_claims(
         buyer_ids = [world.first_user + i for i in range(args.buyers)]
         config = FleetConfig(
             (port,), world.room_id, world.product_id, connect_concurrency=args.connect_concurrency,
-            event="claim_voucher", voucher_id=voucher_id,
+            event="claim_voucher", voucher_id=voucher_id, retry_every=args.retry_every,
         )  # fmt: skip
         processes_n = args.generators or max(len(generator_cpus), math.ceil(args.buyers / 12_000))
         with BuyerFleet(config, tokens, buyer_ids, processes=processes_n, cpus=generator_cpus) as fleet:
@@ -215,7 +215,7 @@ def _row(r: HubResult, what: str) -> str:
     return (
         f"| {r.label} | {r.connect.connected:,} | {b.answered:,} of {b.attempts:,} in {b.wall_s:.2f} s"
         f" | **{r.rate:,.0f}/s** | {_ms(r.percentile_ms(0.5))} / {_ms(r.percentile_ms(0.99))}"
-        f" | {b.successes:,} {what} | {refusals}"
+        f" | {b.successes:,} {what}{f' (+{b.replayed:,} replayed)' if b.replayed else ''} | {refusals}"
         f" | {_per_k(r.server_cpu_s, b.answered)} + {_per_k(r.redis_cpu_s, b.answered)} = "
         f"**{_per_k(both, b.answered)}** ({both / max(b.wall_s, 1e-9):.0%} of a core)"
         f" | {r.fcalls:,} | {r.sql_transactions:,}"
@@ -290,6 +290,12 @@ def report(
     took = datetime.datetime.now(datetime.UTC) - started
     claim_ceilings = [c for c in ceilings if c.kind == "claim-ceiling"]
     buy_ceilings = [c for c in ceilings if c.kind == "ceiling"]
+    retries = (
+        f"Every {args.retry_every}th tap (buy or claim) resends the buyer's previous key (a retry: the same hold or "
+        "claim must come back, replayed). "
+        if args.retry_every
+        else ""
+    )
     lines = [
         f"\n### {started:%Y-%m-%d %H:%M} UTC — voucher claims and buy taps through one hub, Redis ceilings\n",
         *([f"{note}\n"] if note else []),
@@ -303,7 +309,9 @@ def report(
         f"{args.cap} per buyer; `buys-open`: a sale of {args.attempts:,} units (every tap within the cap takes "
         f"one). `claims*`: the host pins the product, then a platform voucher ({500} off, any brand, per-buyer "
         f"limit {args.cap}); `claim_voucher` acks carry the claim and the quote for the pinned "
-        f"product; `claims-bare` pins only the voucher (the ack quotes nothing). Each run on a fresh Redis.\n",
+        f"product; `claims-bare` pins only the voucher (the ack quotes nothing). "
+        f"{retries}"
+        f"Each run on a fresh Redis.\n",
     ]
     if world is not None:
         lines.append(f"Seeding ({args.users:,} users, room, sales, vouchers) took {world.seed_seconds:.1f} s.\n")
@@ -356,6 +364,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = buy_parser()
     parser.description = __doc__.split("\n\n")[0]
     parser.set_defaults(parts=",".join(PARTS), users=5_000, attempts=20_000, out=DEFAULT_OUT)
+    parser.add_argument(
+        "--retry-every",
+        type=int,
+        default=10,
+        help="every Nth tap (buy or claim) resends the buyer's previous key (0: none)",
+    )
     parser.add_argument("--ceiling-attempts", type=int, default=100_000, help="claims per ceiling shape (at least)")
     for action in parser._actions:
         if action.dest == "parts":

@@ -64,6 +64,9 @@ class FleetConfig:
     host: str = "127.0.0.1"
     connect_concurrency: int = 64  # handshakes in flight per process
     connect_timeout: float = 30.0
+    event: str = "buy"  # or "claim_voucher" (of `voucher_id`): what a tap sends
+    voucher_id: int = 0
+    retry_every: int = 0  # every Nth tap resends the buyer's previous key (a retry: answered `replayed`); 0: none
 
 
 @dataclass
@@ -111,6 +114,7 @@ class _Buyer(asyncio.Protocol):
         "buf",
         "busy",
         "index",
+        "key",
         "owner",
         "pending",
         "ready",
@@ -132,6 +136,7 @@ class _Buyer(asyncio.Protocol):
         self.pending: deque[int] = deque()
         self.sent_ns = 0
         self.attempt = -1
+        self.key = -1  # the attempt number the last tap's idempotency key was made of
         self.waiters: dict[int, asyncio.Future[Any]] = {}  # acks awaited by coroutines (the host's pin)
 
     # asyncio.Protocol
@@ -354,6 +359,10 @@ class _Process:
         self.buy_prefix = b'["buy",{"room_id":%d,"product_id":%d,"quantity":1,"key":"b' % (
             self.room_id, self.config.product_id,
         )  # fmt: skip
+        if self.config.event == "claim_voucher":
+            self.buy_prefix = b'["claim_voucher",{"room_id":%d,"voucher_id":%d,"idempotency_key":"b' % (
+                self.room_id, self.config.voucher_id,
+            )  # fmt: skip
         self.done = asyncio.get_running_loop().create_future()
         self.pushed = 0
         cpu0 = time.process_time()
@@ -389,8 +398,10 @@ class _Process:
         buyer.busy = True
         buyer.ack_id += 1
         buyer.attempt = n
+        every = self.config.retry_every
+        buyer.key = buyer.key if every and n % every == 0 and buyer.key >= 0 else n
         self.in_flight += 1
-        text = b'42%d%s%d-%d"}]' % (buyer.ack_id, self.buy_prefix, os.getpid(), n)
+        text = b'42%d%s%d-%d"}]' % (buyer.ack_id, self.buy_prefix, os.getpid(), buyer.key)
         buyer.sent_ns = time.perf_counter_ns()
         buyer.send(text)
 
@@ -407,7 +418,7 @@ class _Process:
                 self.replayed += 1
             else:
                 self.successes += 1
-                hold = data.get("hold") or {}
+                hold = data.get("hold") or data.get("claim") or {}  # a claim counts as 1
                 self.units[buyer.index] += int(hold.get("quantity", 1))
                 self.holds.add(str(hold.get("id")))
             self.codes["ok"] += 1

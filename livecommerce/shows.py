@@ -30,6 +30,7 @@ from livecommerce.live.events import Event, Payload
 from livecommerce.live.rooms import LiveRooms
 from livecommerce.live.store import room_key
 from livecommerce.models import Funding, Product, Room, Voucher, VoucherStatus, utcnow
+from livecommerce.recent import RecentCache
 
 __all__ = ["MODERATOR_APPOINTMENTS", "Shows"]
 
@@ -55,6 +56,9 @@ class Shows:
         self.buying = buying
         self.live = live
         self.vouchers = vouchers
+        # A claim's ack quotes the room's last pinned product: read from Redis at most once a second per room (a
+        # pin in another process shows within that), not once per claim of a burst.
+        self._last_product: RecentCache[int, int | None] = RecentCache(1.0, 5.0, name="room's last pinned product")
 
     async def _room(self, who: Principal, room_id: int) -> Room:
         async with self.sessions() as session:
@@ -80,12 +84,17 @@ class Shows:
         )
         key = room_key(room.id, "last_product")
         await self.buying.inventory.redis.set(key, product.id, ex=_LAST_PRODUCT_SECONDS)
+        self._last_product.drop(room.id)
         return await self.live.publish(room.id, shown)
 
     async def last_product(self, room_id: int) -> int | None:
         """The product pinned last in the room (this show), if any: what a claim's ack quotes."""
-        raw = await self.buying.inventory.redis.get(room_key(room_id, "last_product"))
-        return None if raw is None else int(raw)
+
+        async def load() -> int | None:
+            raw = await self.buying.inventory.redis.get(room_key(room_id, "last_product"))
+            return None if raw is None else int(raw)
+
+        return await self._last_product.get(room_id, load)
 
     # --- vouchers ---------------------------------------------------------------------------------------------
 

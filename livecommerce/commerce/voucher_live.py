@@ -515,13 +515,9 @@ class VoucherLive:
 
     async def claims_of(self, buyer_id: int) -> list[Claim]:
         """The buyer's claims, newest first."""
-        members = [codec.text(m) for m in await self.redis.smembers(buyer_claims_key(buyer_id))]
-        found: list[Claim] = []
-        for member in members:
-            voucher, _, claim_id = member.partition(":")
-            claim = await self.store.get_claim(int(voucher), claim_id)
-            if claim is not None and claim.buyer_id == buyer_id:
-                found.append(claim)
+        members = [codec.text(m).partition(":") for m in await self.redis.smembers(buyer_claims_key(buyer_id))]
+        wanted = [(int(voucher), claim_id) for voucher, _, claim_id in members]
+        found = [c for c in await self.store.get_claims(wanted) if c is not None and c.buyer_id == buyer_id]
         found.sort(key=lambda c: (c.created_at_ms, c.id), reverse=True)
         return found
 

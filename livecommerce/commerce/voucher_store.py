@@ -355,6 +355,16 @@ class VoucherStore:
         raw = await self._redis.hget(voucher_keys(voucher_id).claims, claim_id)
         return None if raw is None else Claim.from_json(raw)
 
+    async def get_claims(self, wanted: Sequence[tuple[int, str]]) -> list[Claim | None]:
+        """Several claims, (voucher id, claim id) each, in one round trip (None where there is none)."""
+        if not wanted:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for voucher_id, claim_id in wanted:
+                pipe.hget(voucher_keys(voucher_id).claims, claim_id)
+            replies = await pipe.execute()
+        return [None if raw is None else Claim.from_json(raw) for raw in replies]
+
     async def registered(self) -> list[int]:
         """Vouchers the worker sweeps (loaded and not yet retired)."""
         return sorted(int(codec.text(v)) for v in await self._redis.smembers(VOUCHER_REGISTRY))

@@ -19,13 +19,13 @@ import asyncio
 import enum
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from livecommerce.live import codec
 from livecommerce.scripts import lua_source
@@ -401,6 +401,10 @@ class VoucherClaimBatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.calls = 0  # function calls made (for benchmarks and tests)
         self.last_budget: dict[int, Budget] = {}  # each voucher's budget as its last call reported it
+        # Called with a call's claims (new and replayed) before their callers hear of them: one step per batch
+        # for what must follow every claim (`VoucherLive` lists them per buyer). Its failure is logged; the
+        # claims stand.
+        self.on_claimed: Callable[[list[Claim]], Awaitable[None]] | None = None
 
     async def claim(self, voucher_id: int, request: ClaimRequest) -> ClaimResult:
         future: asyncio.Future[ClaimResult] = asyncio.get_running_loop().create_future()
@@ -433,6 +437,12 @@ class VoucherClaimBatcher:
                         p.future.set_exception(exc)
                 return
             self.last_budget[voucher_id] = budget
+            claimed = [r.claim for r in results if isinstance(r, Claimed)]
+            if claimed and self.on_claimed is not None:
+                try:
+                    await self.on_claimed(claimed)
+                except (RedisError, OSError):  # the claims are made; what follows them is best effort
+                    log.warning("voucher %d: what follows %d claims failed", voucher_id, len(claimed), exc_info=True)
             for p, result in zip(batch, results, strict=True):
                 if not p.future.done():
                     p.future.set_result(result)

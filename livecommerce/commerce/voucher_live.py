@@ -33,7 +33,8 @@ from typing import Any, Final
 
 from aiohttp import web
 from redis.exceptions import RedisError
-from sqlalchemy import select
+from sqlalchemy import BindParameter, Integer, bindparam, case, func, or_, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecommerce import rooms as room_rules
@@ -51,12 +52,14 @@ from livecommerce.commerce.voucher_store import (
     ClaimState,
     VoucherClaimBatcher,
     VoucherConfig,
+    VoucherHistory,
     VoucherStore,
+    voucher_keys,
 )
 from livecommerce.commerce.vouchers import voucher_terms
 from livecommerce.errors import ClientError, Conflict, InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
 from livecommerce.live import codec
-from livecommerce.models import Funding, RoomStatus, User, Voucher, VoucherKind, VoucherStatus
+from livecommerce.models import Funding, Order, OrderStatus, RoomStatus, User, Voucher, VoucherKind, VoucherStatus
 from livecommerce.recent import RecentCache
 
 __all__ = [
@@ -371,7 +374,7 @@ class VoucherLive:
         info = await self.info(voucher_id, fresh=fresh)
         if self._loaded.get(voucher_id) == info.version:
             return info
-        result = await self.store.load(voucher_id, info.config())
+        result = await self.store.load(voucher_id, info.config(), await self._history_if_missing(voucher_id))
         if info.status is VoucherStatus.ENDED:
             await self.store.close(voucher_id)
         if result.status not in ("loaded", "stale", "closed"):  # tried again next time: never marked loaded
@@ -379,6 +382,25 @@ class VoucherLive:
             return info
         self._loaded[voucher_id] = info.version
         return info
+
+    async def _history_if_missing(self, voucher_id: int) -> VoucherHistory | None:
+        """What SQL's paid orders say the voucher used, when Redis has no budget for it (never loaded, or Redis
+        lost its data); None when Redis has it (the usual case: no query). Redis applies it only if it still has
+        none when the load runs. With the database down as well, nothing is loaded (503) rather than a voucher
+        that starts again from zero."""
+        if await self.redis.exists(voucher_keys(voucher_id).budget):
+            return None
+        try:
+            async with self.sessions() as session:
+                rows = (await session.execute(_USED.params(voucher=voucher_id))).all()
+        except (SQLAlchemyError, OSError):
+            log.warning("voucher %d: could not read its history to load it", voucher_id, exc_info=True)
+            raise ServiceUnavailable(
+                "we could not load this voucher (its claims are being restored): try again in a moment"
+            ) from None
+        return VoucherHistory(
+            spent_minor=sum(int(spent) for _, _, spent in rows), used_by={int(b): int(n) for b, n, _ in rows}
+        )
 
     async def apply_before_commit(self, voucher: Voucher, *, funded_before: int) -> None:
         """A change to a voucher, made in Redis before its SQL transaction commits, so Redis refuses (409) what
@@ -389,7 +411,7 @@ class VoucherLive:
         config = VoucherInfo.of(voucher).config()
         config = replace(config, funded_minor=min(config.funded_minor, funded_before))
         try:
-            result = await self.store.load(voucher.id, config)
+            result = await self.store.load(voucher.id, config, await self._history_if_missing(voucher.id))
         except (RedisError, OSError):
             log.warning("voucher %d: could not check a change against Redis", voucher.id, exc_info=True)
             raise ServiceUnavailable(
@@ -736,6 +758,24 @@ def _refusal(refused: ClaimRefused, info: VoucherInfo) -> ClientError:
 
 
 VOUCHERS: web.AppKey[VoucherLive] = web.AppKey("vouchers")
+
+
+_VOUCHER: BindParameter[int] = bindparam("voucher", type_=Integer)
+# Per buyer: the paid orders that used the voucher, and the platform discounts they record (its budget spent).
+_USED = (
+    select(
+        Order.buyer_id,
+        func.count(),
+        func.coalesce(
+            func.sum(case((Order.platform_voucher_id == _VOUCHER, Order.platform_discount_minor), else_=0)), 0
+        ),
+    )
+    .where(
+        or_(Order.seller_voucher_id == _VOUCHER, Order.platform_voucher_id == _VOUCHER),
+        Order.status == OrderStatus.PAID,
+    )
+    .group_by(Order.buyer_id)
+)
 
 
 def _recorded_cost(hold: Hold, voucher_id: int, claim_id: str) -> int:

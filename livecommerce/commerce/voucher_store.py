@@ -46,6 +46,7 @@ __all__ = [
     "LoadResult",
     "VoucherClaimBatcher",
     "VoucherConfig",
+    "VoucherHistory",
     "VoucherKeys",
     "VoucherStore",
     "VoucherSweep",
@@ -93,6 +94,15 @@ class VoucherConfig:
     ends_at_ms: int
     worst_cost_minor: int
     funded_minor: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherHistory:
+    """What SQL's paid orders say a voucher has used: the budget it spent (their platform discounts) and each
+    buyer's claims used. Loaded into a Redis that lost the voucher, so it never starts again from zero."""
+
+    spent_minor: int
+    used_by: dict[int, int]  # buyer id -> orders that used the voucher
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,13 +304,19 @@ class VoucherStore:
             await self.load_library()
         raise AssertionError("unreachable")
 
-    async def load(self, voucher_id: int, config: VoucherConfig) -> LoadResult:
+    async def load(self, voucher_id: int, config: VoucherConfig, history: VoucherHistory | None = None) -> LoadResult:
         """Create or update the voucher and its budget (idempotent: a stored newer version wins; live claims and
-        the budget's reserved and spent parts are never replaced)."""
+        the budget's reserved and spent parts are never replaced). `history`, what SQL's orders say was used, is
+        applied only if Redis has no budget for it (it lost its data): spent and claims start from there."""
         await self._redis.sadd(VOUCHER_REGISTRY, voucher_id)
+        extra: list[int] = []
+        if history is not None:
+            extra = [history.spent_minor]
+            for buyer_id, used in sorted(history.used_by.items()):
+                extra += [buyer_id, used]
         reply = await self._fcall(
             "voucher_load", voucher_id, config.version, voucher_id, config.quota, config.per_buyer_limit,
-            config.starts_at_ms, config.ends_at_ms, config.worst_cost_minor, config.funded_minor,
+            config.starts_at_ms, config.ends_at_ms, config.worst_cost_minor, config.funded_minor, *extra,
         )  # fmt: skip
         status = codec.text(reply[0])
         if status == "loaded":

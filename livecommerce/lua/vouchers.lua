@@ -143,13 +143,18 @@ end
 --       worst (what each new claim reserves), funded (the budget allotted).
 -- The budget is created with `funded` when absent; a later load with a larger funded adds the difference to
 -- free, a smaller one takes it from free only.
+-- Optional ARGV 9..: the history SQL holds — spent (the platform discounts of the orders that used it), then
+-- pairs of buyer id and claims used — applied only when the budget is created now: a Redis that lost its data
+-- starts from what was already spent and who already used it, never from zero.
 -- Returns {'loaded', version, created (1 when the budget was created now), budget reply}
 --   | {'stale', stored version} | {'closed'} | {'short', budget reply} (less is free than funded would drop)
 --   | {'quota_short', claimed} (more claims exist than quota) | {'limit_short', top} (a buyer has more claims)
 local function voucher_load(keys, args)
   local fn = 'voucher_load'
   local id = check_keys(fn, keys)
-  nargs(fn, args, 8)
+  if #args ~= 8 and (#args < 9 or (#args - 9) % 2 ~= 0) then
+    fail(fn, 'expected 8 arguments, or 9 and then pairs of buyer id and claims used')
+  end
   local version = int_arg(fn, 'version', args[1], 1, 1e15)
   local voucher = int_arg(fn, 'voucher', args[2], 1, 1e15)
   if voucher ~= id then
@@ -164,6 +169,16 @@ local function voucher_load(keys, args)
   end
   local worst = int_arg(fn, 'worst', args[7], 0, MAX_MONEY)
   local funded = int_arg(fn, 'funded', args[8], 0, MAX_MONEY)
+  local spent_before, used_before, used_by = 0, 0, {}
+  if #args >= 9 then
+    spent_before = int_arg(fn, 'spent', args[9], 0, MAX_MONEY)
+    for i = 10, #args, 2 do
+      int_arg(fn, 'buyer', args[i], 1, 1e15)
+      local n = int_arg(fn, 'claims used', args[i + 1], 1, 1e12)
+      used_by[#used_by + 1] = {args[i], n}
+      used_before = used_before + n
+    end
+  end
 
   local stored = redis.call('HMGET', keys[CFG], 'version', 'state', 'claimed', 'top')
   if stored[2] == 'closed' then
@@ -184,10 +199,22 @@ local function voucher_load(keys, args)
   if not created and budget.free + funded - budget.funded < 0 then
     return {'short', budget_reply(keys, budget)}
   end
+  if created and used_before > 0 then  -- a Redis that lost its data: the claims SQL knows were used
+    claimed = math.max(claimed, used_before)
+    for _, pair in ipairs(used_by) do
+      local have = tonumber(redis.call('HGET', keys[BUYERS], pair[1])) or 0
+      if pair[2] > have then
+        redis.call('HSET', keys[BUYERS], pair[1], pair[2])
+        have = pair[2]
+      end
+      top = math.max(top, have)
+    end
+  end
   redis.call('HSET', keys[CFG], 'version', version, 'voucher', voucher, 'quota', quota, 'limit', limit,
     'start_ms', start_ms, 'end_ms', end_ms, 'worst', worst, 'state', 'open', 'claimed', claimed, 'top', top)
   if created then
-    budget = {funded = funded, reserved = 0, spent = 0, free = funded}
+    local spent = math.min(spent_before, funded)
+    budget = {funded = funded, reserved = 0, spent = spent, free = funded - spent}
   else
     budget.free = budget.free + funded - budget.funded
     budget.funded = funded

@@ -25,7 +25,7 @@ from livecommerce.commerce.payments import DECLINED, TestModeProvider
 from livecommerce.commerce.pools import HoldState, Inventory, PoolId
 from livecommerce.commerce.voucher_live import VOUCHERS, VoucherLive
 from livecommerce.commerce.voucher_price import price_after, worst_cost
-from livecommerce.commerce.voucher_store import ClaimState
+from livecommerce.commerce.voucher_store import ClaimState, voucher_keys
 from livecommerce.database import session_factory
 from livecommerce.errors import Conflict
 from livecommerce.models import LedgerAccount, LedgerLine, Order, OrderStatus, Role
@@ -457,3 +457,36 @@ async def test_redis_has_the_last_word_on_a_cut_of_a_voucher(client: Client, eng
     await live(client).reload(platform)
     after = await live(client).store.budget(platform)
     assert (after.funded, after.free) == (budget.funded + 100, budget.free + 100)
+
+
+async def test_a_redis_that_lost_a_voucher_loads_it_again_from_what_sql_says_was_used(
+    client: Client, engine: AsyncEngine
+) -> None:
+    """Redis loses the voucher's keys (its data, not a restart with the append-only file): loading it again
+    starts from the paid orders in SQL — the budget already spent, the claims used and by whom — never from
+    zero, so the budget cannot be spent twice and a buyer at the limit stays there."""
+    world, _ = await setup(client, engine)
+    platform = world.ids["platform_voucher"]
+    mine = await claim(world, platform, "k1")
+    hold = await buy(world)
+    await world.api.ok("POST", f"/api/v1/holds/{hold['id']}/checkout", who="viewer", json={"card_number": CARD})
+    await drain(client, engine)
+    order = await order_of(engine, hold["id"])
+    assert (order.platform_claim_id, order.platform_discount_minor > 0) == (mine["id"], True)
+    before = await live(client).store.budget(platform)
+    redis = client.app[REDIS]
+    await redis.delete(*voucher_keys(platform))  # the data is gone
+    await live(client).reload(platform)
+    after = await live(client).store.budget(platform)
+    assert (after.funded, after.spent, after.reserved, after.claimed) == (
+        before.funded, order.platform_discount_minor, 0, 1
+    )  # fmt: skip
+    assert after.free == before.funded - order.platform_discount_minor
+    limit = (await live(client).info(platform)).per_buyer_limit
+    for n in range(limit - 1):  # what the buyer has left of their limit, and then no more
+        await claim(world, platform, f"again{n}")
+    status, body = await world.api.call(
+        "POST", f"/api/v1/rooms/{world.ids['room']}/vouchers/{platform}/claims", who="viewer",
+        json={"idempotency_key": "over"},
+    )  # fmt: skip
+    assert (status, body["code"]) == (409, "voucher_limit_reached"), body

@@ -690,11 +690,25 @@ class VoucherLive:
                 for claim in swept.stale_applied:
                     if await self.reconcile(claim) is not None:
                         handled += 1
+                if not swept.stale_applied and swept.budget.reserved == 0:
+                    await self._retire_if_over(voucher_id)
             except Exception as exc:  # noqa: BLE001 - reported below, after the other vouchers
                 failed.append(exc)
         if failed:
             raise failed[0]
         return handled
+
+    async def _retire_if_over(self, voucher_id: int) -> None:
+        """A voucher that has ended (or whose window has passed) with nothing left reserved leaves the sweep's
+        registry, its keys kept a week (`VoucherStore.retire`), so the sweeper's round does not grow with every
+        voucher ever made. A later load (the window moved on) registers it again. The database unreachable: tried
+        again next round."""
+        try:
+            info = await self.info(voucher_id)
+        except (SQLAlchemyError, OSError, NotFound):
+            return
+        if info.status is VoucherStatus.ENDED or now_ms() >= info.ends_at_ms:
+            await self.store.retire(voucher_id)
 
 
 def _claim_stub(q: QuotedVoucher) -> Claim:

@@ -210,6 +210,9 @@ local function voucher_load(keys, args)
       top = math.max(top, have)
     end
   end
+  for _, key in ipairs(keys) do
+    redis.call('PERSIST', key)  -- a retired voucher (its keys set to expire) that is loaded again stays
+  end
   redis.call('HSET', keys[CFG], 'version', version, 'voucher', voucher, 'quota', quota, 'limit', limit,
     'start_ms', start_ms, 'end_ms', end_ms, 'worst', worst, 'state', 'open', 'claimed', claimed, 'top', top)
   if created then

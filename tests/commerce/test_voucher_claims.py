@@ -24,6 +24,7 @@ from livecommerce.commerce.vouchers import VoucherDraft
 from livecommerce.database import session_factory
 from livecommerce.errors import ClientError
 from livecommerce.models import Funding, Role, User, VoucherKind
+from livecommerce.state import REDIS
 from tests.support.sockets import Client
 from tests.support.world import World, seed_world
 
@@ -211,6 +212,15 @@ async def test_ending_a_voucher_closes_it_in_redis_and_budgets_show_live(client:
     status, body = await api.call("POST", f"/api/v1/rooms/{room}/vouchers/{voucher}/claims", who="host",
                                   json={"idempotency_key": "b"})  # fmt: skip
     assert (status, body["code"]) == (409, "voucher_ended"), body
+    assert voucher in await live(client).store.registered()
     assert await live(client).sweep() >= 1  # the unused claim expired: its reservation went back
     budget = await live(client).store.budget(voucher)
     assert (budget.reserved, budget.free) == (0, 10_000)
+    # Ended with nothing reserved: it leaves the sweep's round, its keys kept a week.
+    assert voucher not in await live(client).store.registered()
+    redis = client.app[REDIS]
+    assert 0 < await redis.ttl(voucher_keys(voucher).budget) <= 7 * 86400
+    other = ids["seller_voucher"]
+    await live(client).ensure_loaded(other)
+    await live(client).sweep()
+    assert other in await live(client).store.registered()  # still running: stays

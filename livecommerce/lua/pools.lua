@@ -29,9 +29,7 @@ local MAX_BATCH = 500
 local MAX_QTY = 1000000
 local GROUP = 6  -- pool_reserve's arguments per reservation
 
-local function fail(fn, message)
-  return error({err = 'ERR ' .. fn .. ': ' .. message})
-end
+-- #include args.lua
 
 local function check_keys(fn, keys, extra)
   if #keys ~= 9 + (extra or 0) then
@@ -50,35 +48,11 @@ local function check_keys(fn, keys, extra)
   redis.call('XLEN', keys[OUTBOX])
 end
 
-local function int_arg(fn, name, value, low, high)
-  if type(value) ~= 'string' or not value:match('^%-?%d+$') or #value > 16 then
-    fail(fn, name .. ' must be an integer')
-  end
-  local n = tonumber(value)
-  if n < low or n > high then
-    fail(fn, name .. ' must be between ' .. low .. ' and ' .. high)
-  end
-  return n
-end
-
-local function token_arg(fn, name, value, max_len, allow_empty)
-  if type(value) ~= 'string' or #value > max_len or (value == '' and not allow_empty)
-      or not value:match('^[A-Za-z0-9_.:-]*$') then
-    fail(fn, name .. ' must be up to ' .. max_len .. ' characters of A-Z a-z 0-9 _ . : -')
-  end
-  return value
-end
-
 local function terms_arg(fn, value)
   if type(value) ~= 'string' or #value > 64 or not value:match('^[A-Za-z0-9.]*$') then
     fail(fn, 'terms must be up to 64 characters of A-Z a-z 0-9 .')
   end
   return value
-end
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 local function read_stock(keys)

@@ -21,20 +21,7 @@ local GROUP = 8  -- rank_add's arguments per order
 local MAX_BATCH = 1000
 local MAX_AMOUNT = 1000000000000000  -- 10^15 minor units: exact in a double, far above any order
 
-local function fail(fn, message)
-  return error({err = 'ERR ' .. fn .. ': ' .. message})
-end
-
-local function int_arg(fn, name, value, low, high)
-  if type(value) ~= 'string' or not value:match('^%d+$') or #value > 16 then
-    fail(fn, name .. ' must be a whole number')
-  end
-  local n = tonumber(value)
-  if n < low or n > high then
-    fail(fn, name .. ' must be between ' .. low .. ' and ' .. high)
-  end
-  return n
-end
+-- #include args.lua
 
 -- rank_add: counts paid orders, each once per hold id, in the day's leaderboards and its room's dashboard.
 -- KEYS: day creators, day brands, day seen, then for each room the orders name: room hash, room buyers, room seen

@@ -32,9 +32,7 @@ local MAX_MONEY = 1e13
 local GROUP = 2  -- voucher_claim's arguments per claim
 local OUTBOX_LEN = '10000'
 
-local function fail(fn, message)
-  return error({err = 'ERR ' .. fn .. ': ' .. message})
-end
+-- #include args.lua
 
 -- Checks the keys' names and types; returns the voucher id their hash tag names.
 local function check_keys(fn, keys)
@@ -61,33 +59,10 @@ local function check_keys(fn, keys)
   return tonumber(voucher)
 end
 
-local function int_arg(fn, name, value, low, high)
-  if type(value) ~= 'string' or not value:match('^%-?%d+$') or #value > 16 then
-    fail(fn, name .. ' must be an integer')
-  end
-  local n = tonumber(value)
-  if n < low or n > high then
-    fail(fn, name .. ' must be between ' .. low .. ' and ' .. high)
-  end
-  return n
-end
-
-local function token_arg(fn, name, value, max_len)
-  if type(value) ~= 'string' or #value > max_len or value == '' or not value:match('^[A-Za-z0-9_.:-]*$') then
-    fail(fn, name .. ' must be 1 to ' .. max_len .. ' characters of A-Z a-z 0-9 _ . : -')
-  end
-  return value
-end
-
 local function nargs(fn, args, n)
   if #args ~= n then
     fail(fn, 'expected ' .. n .. ' argument' .. (n == 1 and '' or 's'))
   end
-end
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
 local function read_budget(keys)

@@ -27,7 +27,7 @@ from redis.exceptions import ResponseError
 
 from livecommerce.commerce.terms import SaleTerms
 from livecommerce.live import codec
-from livecommerce.scripts import lua_source
+from livecommerce.scripts import FunctionLibrary, missing_function
 
 __all__ = [
     "HOLD_ID_PATTERN",
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 
 POOL_REGISTRY: Final = "livecommerce:pools"  # set of pool names the worker sweeps and drains
 MAX_BATCH: Final = 500  # reservations per function call (pools.lua MAX_BATCH)
-_RELOAD_ATTEMPTS: Final = 3  # flushed again while we reload: a storm of FUNCTION FLUSH, tried a few times
 _LIBRARY: Final = "livecommerce_pools"
 ADJUST_ONCE_MS: Final = 24 * 3600 * 1000  # how long a stock adjustment's once key answers a repeat
 _NO_TERMS: Final = SaleTerms.default()
@@ -419,28 +418,18 @@ class Inventory:
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("Inventory needs a Redis client with decode_responses=False")
         self._redis = redis
-        self._code = lua_source("pools.lua")
+        self._library = FunctionLibrary(redis, "pools.lua", "pool functions")
 
     @property
     def redis(self) -> Redis:
         return self._redis
 
     async def load_library(self) -> None:
-        await self._redis.function_load(self._code, replace=True)
+        await self._library.load()
 
     async def _fcall(self, function: str, pool: PoolId, *args: Any, extra_keys: Sequence[str] = ()) -> Any:
-        """Call a pool function, loading the library again if Redis lost it (a restart without it, or a
-        FUNCTION FLUSH). A missing function ran nothing, so calling again cannot apply anything twice."""
-        keys = [*pool.keys, *extra_keys]
-        for attempt in range(_RELOAD_ATTEMPTS):
-            try:
-                return await self._redis.fcall(function, len(keys), *keys, *args)
-            except ResponseError as exc:
-                if not _missing_function(exc) or attempt == _RELOAD_ATTEMPTS - 1:
-                    raise
-            log.warning("the pool functions were missing from Redis (restarted or flushed?); loading them again")
-            await self.load_library()
-        raise AssertionError("unreachable")
+        """Call a pool function (loading the library again if Redis lost it: `FunctionLibrary`)."""
+        return await self._library.call(function, [*pool.keys, *extra_keys], *args)
 
     # --- configuration ----------------------------------------------------------------------------------------
 
@@ -511,7 +500,7 @@ class Inventory:
             replies = await pipe.execute(raise_on_error=False)
         out: dict[PoolId, tuple[list[ReserveResult], Stock] | BaseException] = {}
         for (pool, requests), reply in zip(groups.items(), replies, strict=True):
-            if isinstance(reply, ResponseError) and _missing_function(reply):
+            if isinstance(reply, ResponseError) and missing_function(reply):
                 try:
                     out[pool] = await self.reserve(pool, requests)
                 except Exception as exc:  # noqa: BLE001 - each pool's failure is its callers'
@@ -585,7 +574,3 @@ class Inventory:
             for key in pool.keys:
                 pipe.expire(key, keep_seconds)
             await pipe.execute()
-
-
-def _missing_function(exc: BaseException) -> bool:
-    return "function not found" in str(exc).lower()

@@ -36,7 +36,6 @@ from enum import StrEnum
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
 from sqlalchemy import false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -49,7 +48,7 @@ from livecommerce.errors import NotFound
 from livecommerce.live import codec
 from livecommerce.live.store import RoomStore
 from livecommerce.models import Brand, Order, OrderStatus, Role, User, utcnow
-from livecommerce.scripts import lua_source
+from livecommerce.scripts import FunctionLibrary
 
 __all__ = [
     "LEVELS",
@@ -79,7 +78,6 @@ log = logging.getLogger(__name__)
 _LIBRARY: Final = "livecommerce_rankings"
 _PREFIX: Final = "livecommerce:{rank}"
 _BATCH: Final = 1000  # orders per rank_add call (rankings.lua MAX_BATCH)
-_RELOAD_ATTEMPTS: Final = 3
 
 
 class Period(StrEnum):
@@ -220,21 +218,13 @@ class Rankings:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._code = lua_source("rankings.lua")
+        self._library = FunctionLibrary(redis, "rankings.lua", "ranking functions")
 
     async def load_library(self) -> None:
-        await self._redis.function_load(self._code, replace=True)
+        await self._library.load()
 
     async def _fcall(self, function: str, keys: Sequence[str], *args: Any) -> Any:
-        for attempt in range(_RELOAD_ATTEMPTS):
-            try:
-                return await self._redis.fcall(function, len(keys), *keys, *args)
-            except ResponseError as exc:
-                if "function not found" not in str(exc).lower() or attempt == _RELOAD_ATTEMPTS - 1:
-                    raise
-            log.warning("the ranking functions were missing from Redis (restarted or flushed?); loading them again")
-            await self.load_library()
-        raise AssertionError("unreachable")
+        return await self._library.call(function, keys, *args)
 
     async def add(self, orders: Iterable[RankedOrder]) -> int:
         """Count paid orders (each hold once); returns how many were new to their day's leaderboards."""

@@ -25,10 +25,10 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from livecommerce.live import codec
-from livecommerce.scripts import lua_source
+from livecommerce.scripts import FunctionLibrary
 
 __all__ = [
     "MAX_CLAIM_BATCH",
@@ -57,7 +57,6 @@ log = logging.getLogger(__name__)
 
 VOUCHER_REGISTRY: Final = "livecommerce:vouchers"  # set of voucher ids the worker sweeps
 MAX_CLAIM_BATCH: Final = 500  # claims per function call (vouchers.lua MAX_BATCH)
-_RELOAD_ATTEMPTS: Final = 3
 _KEY: Final = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
@@ -266,10 +265,6 @@ def _claim_result(reply: Sequence[Any]) -> ClaimResult:
     return ClaimRefused(refusal)
 
 
-def _missing_function(exc: BaseException) -> bool:
-    return "function not found" in str(exc).lower()
-
-
 # --- the store ------------------------------------------------------------------------------------------------
 
 
@@ -281,28 +276,18 @@ class VoucherStore:
         if redis.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError("VoucherStore needs a Redis client with decode_responses=False")
         self._redis = redis
-        self._code = lua_source("vouchers.lua")
+        self._library = FunctionLibrary(redis, "vouchers.lua", "voucher functions")
 
     @property
     def redis(self) -> Redis:
         return self._redis
 
     async def load_library(self) -> None:
-        await self._redis.function_load(self._code, replace=True)
+        await self._library.load()
 
     async def _fcall(self, function: str, voucher_id: int, *args: Any) -> Any:
-        """Call a voucher function, loading the library again if Redis lost it. A missing function ran nothing,
-        so calling again cannot apply anything twice."""
-        keys = voucher_keys(voucher_id)
-        for attempt in range(_RELOAD_ATTEMPTS):
-            try:
-                return await self._redis.fcall(function, len(keys), *keys, *args)
-            except ResponseError as exc:
-                if not _missing_function(exc) or attempt == _RELOAD_ATTEMPTS - 1:
-                    raise
-            log.warning("the voucher functions were missing from Redis (restarted or flushed?); loading them again")
-            await self.load_library()
-        raise AssertionError("unreachable")
+        """Call a voucher function (loading the library again if Redis lost it: `FunctionLibrary`)."""
+        return await self._library.call(function, voucher_keys(voucher_id), *args)
 
     async def load(self, voucher_id: int, config: VoucherConfig, history: VoucherHistory | None = None) -> LoadResult:
         """Create or update the voucher and its budget (idempotent: a stored newer version wins; live claims and
